@@ -1,0 +1,1 @@
+"""Just-in-time access: profiles, requests, votes and grants (no Slack here)."""

@@ -1,0 +1,107 @@
+"""ORM rows of the access flow: requests, approval votes, posted chat messages and the notification outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.models import Base
+from app.db.types import UTCDateTime
+
+
+class RequestStatus(StrEnum):
+    """Where a request stands. ``granting`` is held only while the attribute write is in flight."""
+
+    PENDING = "pending"
+    GRANTING = "granting"
+    GRANTED = "granted"
+    FAILED = "failed"
+    DENIED = "denied"
+    EXPIRED = "expired"  # nobody reviewed it in time
+    REVOKED = "revoked"
+    ENDED = "ended"  # the grant ran out
+
+
+OPEN_STATUSES = (RequestStatus.PENDING, RequestStatus.GRANTING, RequestStatus.FAILED)
+
+
+class AccessRequestRow(Base):
+    """One request for access; profile facts are copied in so a config change cannot alter it."""
+
+    __tablename__ = "access_requests"
+    __table_args__ = (Index("ix_access_requests_status_expires", "status", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requester_id: Mapped[str] = mapped_column(String(32), index=True)
+    requester_email: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    profile_id: Mapped[str] = mapped_column(String(64))
+    attribute: Mapped[str] = mapped_column(String(64))
+    value: Mapped[Any] = mapped_column(JSON)
+    approvals_required: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[str] = mapped_column(String(64))
+    device_name: Mapped[str] = mapped_column(String(255))
+    device_owner: Mapped[str] = mapped_column(String(255), default="")
+    device_os: Mapped[str] = mapped_column(String(64), default="")
+    duration_seconds: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(200))
+    approver_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    timeout_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    deny_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    granted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reminder_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ended_note: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    granting_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    extends_request_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class VoteRow(Base):
+    """One approver's approval of one request (at most one per approver: a database-level guard)."""
+
+    __tablename__ = "access_votes"
+    __table_args__ = (UniqueConstraint("request_id", "approver_id", name="uq_access_votes_request_approver"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"), index=True)
+    approver_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PostedMessageRow(Base):
+    """A chat message posted about a request, so every copy can be updated when the request changes."""
+
+    __tablename__ = "access_messages"
+    __table_args__ = (UniqueConstraint("channel", "ts", name="uq_access_messages_channel_ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"), index=True)
+    audience: Mapped[str] = mapped_column(String(64))  # "approver:<user id>", "requester", "channel"
+    channel: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[str] = mapped_column(String(32))
+
+
+class NotificationRow(Base):
+    """Outbox: something people must be told, written in the same transaction as the state change."""
+
+    __tablename__ = "access_notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

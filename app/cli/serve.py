@@ -1,0 +1,139 @@
+"""``accessbot serve`` (the Slack app) and ``accessbot worker`` (the scheduler alone)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import typer
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from app.cli.common import console, fail
+from app.logs import configure_logging
+from app.metrics import current
+from app.runtime import Runtime, open_runtime
+from app.scheduler import add_access_jobs, add_sync_job, build_scheduler
+from app.settings import ConfigError, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _logging() -> None:
+    configure_logging(get_settings())
+
+
+def _metrics_server(port: int, ctx: object | None, who: str) -> None:
+    """Serve this process's metrics on ``port`` (``METRICS_PORT``) for a process without an HTTP app."""
+    from prometheus_client import start_http_server
+
+    metrics = current()
+    if ctx is not None:
+        from app.slack.context import SlackContext
+
+        assert isinstance(ctx, SlackContext)
+        metrics.watch_outbox(ctx.outbox.pending_count)
+    server, _thread = start_http_server(port, registry=metrics.registry)
+    console.print(f"{who}: metrics on port {server.server_port} (GET /metrics)", highlight=False)
+
+
+def _scheduler(runtime: Runtime, ctx: object | None) -> BackgroundScheduler:
+    scheduler = build_scheduler(runtime)
+    if ctx is not None:
+        from app.slack.context import SlackContext
+
+        assert isinstance(ctx, SlackContext)
+        add_access_jobs(
+            scheduler,
+            lifecycle=ctx.lifecycle,
+            deliver=ctx.notifier.deliver,
+            refresh_devices=ctx.devices.refresh_if_stale,
+        )
+    try:
+        from app.vendors.sync import make_runner
+
+        add_sync_job(scheduler, make_runner(runtime, ctx.config if ctx is not None else None).run_due)  # type: ignore[attr-defined]
+    except ConfigError as exc:
+        log.warning("EDR posture sync is off: %s", exc)
+    scheduler.start()
+    return scheduler
+
+
+def serve(
+    port: int = typer.Option(None, help="HTTP port (default: $PORT or 3000)"),
+    host: str = typer.Option("0.0.0.0", help="Address to listen on in HTTP mode"),  # noqa: S104 - a server
+    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Leave the jobs to `accessbot worker`"),
+) -> None:
+    """Run the Slack app: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on POST /slack/events."""
+    _logging()
+    runtime = open_runtime()
+    settings = runtime.settings
+    missing = settings.missing_slack_settings()
+    if missing:
+        fail(f"set {' and '.join(missing)} to serve Slack (see README, 'Slack app')", code=2)
+    from slack_bolt.error import BoltError
+
+    from app.slack.bolt_app import build_app
+    from app.slack.context import build_context
+
+    ctx = build_context(runtime)
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    try:
+        bolt_app = build_app(ctx, signing_secret=secret)
+    except BoltError as exc:
+        fail(f"Slack refused the bot token: {exc}", code=2)
+    ctx.devices.refresh_if_stale()
+    if not no_scheduler:
+        ctx.scheduler = _scheduler(runtime, ctx)
+    if settings.socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        assert settings.slack_app_token is not None
+        if settings.metrics_port is not None:
+            _metrics_server(settings.metrics_port, ctx, "accessbot")
+        console.print("accessbot: Slack Socket Mode", highlight=False)
+        SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value()).start()
+        return
+    from app.wsgi import make_wsgi
+    from app.wsgiserver import make_server
+
+    server = make_server(make_wsgi(ctx, bolt_app), host, port or settings.port)
+    console.print(f"accessbot: HTTP on {host}:{server.server_port} (POST /slack/events, GET /healthz)", highlight=False)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def worker() -> None:
+    """Run only the scheduler: expiry sweeps, request timeouts, reminders, notices, device refresh."""
+    _logging()
+    runtime = open_runtime()
+    ctx = None
+    if runtime.settings.slack_bot_token:
+        from app.slack.context import build_context
+
+        ctx = build_context(runtime)
+    else:
+        log.warning("SLACK_BOT_TOKEN is not set: only the expiry sweep runs")
+    scheduler = _scheduler(runtime, ctx)
+    if runtime.settings.metrics_port is not None:
+        _metrics_server(runtime.settings.metrics_port, ctx, "accessbot worker")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print("accessbot worker: running jobs (Ctrl-C to stop)", highlight=False)
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.shutdown(wait=True)  # let running jobs finish; no new ones start
+        log.info("accessbot worker stopped")
+
+
+def register(cli: typer.Typer) -> None:
+    """Add ``serve`` and ``worker``."""
+    cli.command("serve")(serve)
+    cli.command("worker")(worker)

@@ -1,0 +1,1 @@
+"""Bolt listeners, grouped by kind; each module exposes ``register(app, ctx)``."""

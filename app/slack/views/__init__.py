@@ -1,0 +1,1 @@
+"""Block Kit views: pure functions from domain data to Slack JSON."""

@@ -1,0 +1,194 @@
+"""Messages about one request, rendered from its stored state (never from a button's payload).
+
+The same request renders differently for its approvers (Approve / Deny / Retry), its requester and the
+notify channel; every copy is re-rendered and updated whenever the request changes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from app.access.models import RequestStatus
+from app.access.requests import AccessRequest
+from app.slack.ids import ActionId, BlockId
+from app.slack.views.common import button, context, escape, section, user, when
+from app.timefmt import format_duration
+
+
+class Audience(StrEnum):
+    """Who a message is for."""
+
+    APPROVER = "approver"
+    REQUESTER = "requester"
+    CHANNEL = "channel"
+
+
+def attribute_text(request: AccessRequest) -> str:
+    """``custom:prodAccess = true`` as code."""
+    value = request.value if isinstance(request.value, str) else json.dumps(request.value)
+    return f"`{request.attribute} = {escape(str(value))}`"
+
+
+def summary_fields(request: AccessRequest, profile_label: str) -> dict[str, Any]:
+    """The request's facts as a two-column section."""
+    owner = f", owner {escape(request.device_owner)}" if request.device_owner else ""
+    os_ = f", {escape(request.device_os)}" if request.device_os else ""
+    fields = [
+        f"*Requester*\n{user(request.requester_id)}",
+        f"*Profile*\n{escape(profile_label)}",
+        f"*Device*\n{escape(request.device_name)}{os_}{owner}",
+        f"*Attribute*\n{attribute_text(request)}",
+        f"*Duration*\n{format_duration(request.duration)}",
+        f"*Reason*\n{escape(request.reason)}",
+    ]
+    return {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]}
+
+
+def status_line(request: AccessRequest) -> str:
+    """One sentence saying where the request stands."""
+    approvers = ", ".join(user(a) for a in request.approvals) or "nobody yet"
+    match request.status:
+        case RequestStatus.PENDING:
+            asked = ", ".join(user(a) for a in request.approver_ids)
+            progress = (
+                f" ({len(request.approvals)} of {request.approvals_required} approvals: {approvers})"
+                if request.approvals_required > 1
+                else ""
+            )
+            deadline = when(request.timeout_at)
+            return f":hourglass_flowing_sand: Waiting for {asked}{progress}. Expires unreviewed {deadline}."
+        case RequestStatus.GRANTING:
+            return f":gear: Approved by {approvers}; granting now…"
+        case RequestStatus.GRANTED:
+            assert request.expires_at is not None
+            return f":white_check_mark: Approved by {approvers}. Access granted until {when(request.expires_at)}."
+        case RequestStatus.FAILED:
+            error = escape(request.last_error or "unknown error")
+            return (
+                f":warning: Approved by {approvers}, but writing the attribute failed: {error}. "
+                "Nothing was granted; an approver or admin can retry."
+            )
+        case RequestStatus.DENIED:
+            why = f": {escape(request.deny_reason)}" if request.deny_reason else "."
+            return f":no_entry: Denied by {user(request.decided_by or '?')}{why}"
+        case RequestStatus.EXPIRED:
+            return ":zzz: Nobody reviewed this request in time, so it expired. Request again if you still need it."
+        case RequestStatus.REVOKED:
+            by = f" by {user(request.ended_by)}" if request.ended_by else ""
+            at = f" {when(request.ended_at)}" if request.ended_at else ""
+            return f":lock: Access revoked{by}{at}."
+        case RequestStatus.ENDED:
+            note = f" ({escape(request.ended_note)})" if request.ended_note else ""
+            at = when(request.ended_at) if request.ended_at else "now"
+            return f":checkered_flag: Access ended {at}{note}."
+    return str(request.status)
+
+
+def request_message(
+    request: AccessRequest, *, audience: Audience, profile_label: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """Fallback text and blocks of a message about ``request`` for ``audience``."""
+    if audience is Audience.REQUESTER:
+        head = f"Your request #{request.id} for *{escape(profile_label)}* access"
+    else:
+        head = f"{user(request.requester_id)} requests *{escape(profile_label)}* access (#{request.id})"
+    blocks: list[dict[str, Any]] = [
+        section(head),
+        summary_fields(request, profile_label),
+        section(status_line(request)),
+    ]
+    buttons = _buttons(request, audience)
+    if buttons:
+        blocks.append({"type": "actions", "block_id": f"{BlockId.REQUEST_ACTIONS}:{request.id}", "elements": buttons})
+    blocks.append(context(f"Request #{request.id} · asked {when(request.created_at)} · via accessbot"))
+    text = f"Access request #{request.id} ({request.status}): {profile_label} on {request.device_name}"
+    return text, blocks
+
+
+def _buttons(request: AccessRequest, audience: Audience) -> list[dict[str, Any]]:
+    value = str(request.id)
+    if audience is Audience.APPROVER and request.status == RequestStatus.PENDING:
+        return [
+            button("Approve", ActionId.APPROVE, value, "primary"),
+            button("Deny", ActionId.DENY, value, "danger"),
+        ]
+    if audience is Audience.APPROVER and request.status == RequestStatus.FAILED:
+        return [button("Retry", ActionId.RETRY, value, "primary")]
+    if audience in (Audience.APPROVER, Audience.REQUESTER) and request.status == RequestStatus.GRANTED:
+        out = [button("Revoke", ActionId.REVOKE, value, "danger")]
+        if audience is Audience.REQUESTER:
+            out.insert(0, button("Extend", ActionId.EXTEND, value))
+        return out
+    return []
+
+
+def notice(
+    request: AccessRequest, kind: str, profile_label: str, extra: dict[str, Any] | None = None
+) -> tuple[str, list[dict[str, Any]]] | None:
+    """A new direct message to the requester for an outbox notification kind (``None``: no DM)."""
+    extra = extra or {}
+    label = escape(profile_label)
+    device = escape(request.device_name)
+    match kind:
+        case "granted":
+            assert request.expires_at is not None
+            until = when(request.expires_at)
+            text = f":white_check_mark: Your *{label}* access on *{device}* is granted until {until}."
+        case "failed":
+            text = (
+                f":warning: Your request #{request.id} was approved, but writing the attribute failed: "
+                f"{escape(request.last_error or 'unknown error')}. Nothing was granted yet; your approvers can retry."
+            )
+        case "denied":
+            why = f" Reason: {escape(request.deny_reason)}" if request.deny_reason else ""
+            text = f":no_entry: {user(request.decided_by or '?')} denied your *{label}* request #{request.id}.{why}"
+        case "revoked":
+            if extra.get("by") == request.requester_id:
+                return None
+            text = f":lock: Your *{label}* access on *{device}* was revoked by {user(str(extra.get('by', '?')))}."
+        case "request_expired":
+            text = f":zzz: Nobody reviewed your *{label}* request #{request.id} in time, so it expired."
+        case "ended":
+            if request.ended_note and request.ended_note.startswith("extended"):
+                return None
+            text = f":checkered_flag: Your *{label}* access on *{device}* has ended."
+        case "reminder":
+            assert request.expires_at is not None
+            text = f":alarm_clock: Your *{label}* access on *{device}* ends {when(request.expires_at)}."
+            blocks = [
+                section(text),
+                {
+                    "type": "actions",
+                    "elements": [button("Extend", ActionId.EXTEND, str(request.id), "primary")],
+                },
+            ]
+            return _plain(text), blocks
+        case _:
+            return None
+    return _plain(text), [section(text)]
+
+
+def channel_post(request: AccessRequest, profile_label: str) -> tuple[str, list[dict[str, Any]]]:
+    """The notify channel's announcement of a grant."""
+    assert request.expires_at is not None
+    approvers = ", ".join(user(a) for a in request.approvals)
+    text = (
+        f":key: {user(request.requester_id)} was granted *{escape(profile_label)}* on *{escape(request.device_name)}* "
+        f"until {when(request.expires_at)} (approved by {approvers}). Reason: {escape(request.reason)}"
+    )
+    return _plain(text), [section(text)]
+
+
+def _plain(text: str) -> str:
+    """A notification fallback without mrkdwn date tokens."""
+    return re.sub(r"<!date\^\d+\^[^|]*\|([^>]*)>", r"\1", text).replace("*", "")
+
+
+def time_left(expires_at: datetime, now: datetime) -> str:
+    """``1h5m left`` or ``expired``."""
+    left = expires_at - now
+    return f"{format_duration(left)} left" if left.total_seconds() > 0 else "expired"

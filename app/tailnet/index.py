@@ -1,0 +1,384 @@
+"""An in-memory, background-refreshed index of the tailnet's devices for type-ahead search.
+
+Slack's ``external_select`` asks for options on every keystroke and wants an answer within 3 seconds, so
+the device picker must never fetch the whole device list per keystroke. ``DeviceIndex`` fetches it once,
+builds immutable search structures (a snapshot) and swaps them in atomically; readers take the current
+snapshot with one attribute read and never lock. ``refresh_if_stale`` starts at most one background
+refresh at a time and keeps answering from the old snapshot meanwhile.
+
+Search is a case-insensitive *prefix* search: every device contributes tokens (full MagicDNS name, its
+first label, hostname, nodeId, id, each address, each tag with and without ``tag:``) to one sorted array,
+so a prefix is a contiguous range found with two ``bisect`` calls — O(log n + k), never a scan of all
+devices. Results come in name order; the requester's own devices first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from app.clock import Clock, utcnow
+from app.tailnet.models import Device
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_AGE = timedelta(seconds=60)
+DEFAULT_RETRY_AFTER = timedelta(seconds=10)
+
+_DIRECT_RANGE = 2048
+"""Prefix ranges up to this many tokens are answered directly; larger ones go through the memo."""
+_MEMO_RANKS = 256
+"""How many of the smallest ranks a memo entry keeps (covers any ``limit`` up to this)."""
+_MEMO_ENTRIES = 2048
+"""Memo entries per snapshot at most (a few MB in the worst case)."""
+_MAX_CHAR = 0x10FFFF
+
+
+class DeviceSource(Protocol):
+    """What the index needs from a ``Tailnet``: the whole device list."""
+
+    def list_devices(self) -> list[Device]:
+        """Every device of the tailnet."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMatches:
+    """Search results: the requester's own devices, then other matching devices; both in name order."""
+
+    mine: list[Device] = field(default_factory=list)
+    others: list[Device] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.mine) + len(self.others)
+
+    @property
+    def devices(self) -> list[Device]:
+        """Own devices followed by the others."""
+        return [*self.mine, *self.others]
+
+
+def fold_email(email: str) -> str:
+    """The comparison form of an owner's login email."""
+    return email.strip().casefold()
+
+
+def device_tokens(device: Device) -> tuple[str, ...]:
+    """The case-folded search tokens of one device, unique and sorted."""
+    tokens = {
+        device.name.casefold(),
+        device.short_name.casefold(),
+        device.hostname.casefold(),
+        device.node_id.casefold(),
+        device.id.casefold(),
+    }
+    tokens.update(address.casefold() for address in device.addresses)
+    for tag in device.tags:
+        folded = tag.casefold()
+        tokens.add(folded)
+        tokens.add(folded.removeprefix("tag:"))
+    tokens.discard("")
+    return tuple(sorted(tokens))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Snapshot:
+    """Immutable search structures over one device list; ``memo`` is only a cache of derived answers."""
+
+    source: tuple[Device, ...]
+    devices: tuple[Device, ...]
+    tokens: tuple[tuple[str, ...], ...]
+    keys: list[str]
+    ranks: list[int]
+    by_id: dict[str, int]
+    by_owner: dict[str, tuple[int, ...]]
+    memo: dict[tuple[int, int], tuple[tuple[int, ...], bool]] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> _Snapshot:
+        return cls((), (), (), [], [], {}, {})
+
+    @classmethod
+    def build(cls, devices: Iterable[Device]) -> _Snapshot:
+        """Sort devices by name and index their tokens; a device id seen twice keeps its last entry."""
+        source = tuple(devices)
+        unique = {device.id: device for device in source}
+        ordered = tuple(sorted(unique.values(), key=lambda d: (d.name.casefold(), d.name, d.id)))
+        tokens = tuple(device_tokens(device) for device in ordered)
+        by_id: dict[str, int] = {}
+        owners: dict[str, list[int]] = {}
+        flat_keys: list[str] = []
+        flat_ranks: list[int] = []
+        for rank, device in enumerate(ordered):
+            by_id.setdefault(device.id, rank)
+            owner = fold_email(device.user)
+            if owner:
+                owners.setdefault(owner, []).append(rank)
+            flat_keys.extend(tokens[rank])
+            flat_ranks.extend([rank] * len(tokens[rank]))
+        for rank, device in enumerate(ordered):
+            by_id.setdefault(device.node_id, rank)
+        # A stable sort by token keeps each token's ranks ascending, i.e. in name order.
+        order = sorted(range(len(flat_keys)), key=flat_keys.__getitem__)
+        return cls(
+            source=source,
+            devices=ordered,
+            tokens=tokens,
+            keys=[flat_keys[i] for i in order],
+            ranks=[flat_ranks[i] for i in order],
+            by_id=by_id,
+            by_owner={owner: tuple(ranks) for owner, ranks in owners.items()},
+        )
+
+    def prefix_range(self, prefix: str) -> tuple[int, int]:
+        """The slice of ``keys`` whose tokens start with ``prefix`` (non-empty, case-folded)."""
+        lo = bisect_left(self.keys, prefix)
+        last = ord(prefix[-1])
+        if last == _MAX_CHAR:
+            hi = lo
+            while hi < len(self.keys) and self.keys[hi].startswith(prefix):
+                hi += 1
+            return lo, hi
+        return lo, bisect_left(self.keys, prefix[:-1] + chr(last + 1), lo)
+
+    def smallest_ranks(self, lo: int, hi: int, count: int) -> list[int]:
+        """The ``count`` smallest distinct device ranks among ``ranks[lo:hi]``, ascending."""
+        if count <= 0 or lo >= hi:
+            return []
+        if hi - lo <= _DIRECT_RANGE:
+            return sorted(set(self.ranks[lo:hi]))[:count]
+        cached = self.memo.get((lo, hi))
+        if cached is None:
+            unique = sorted(set(self.ranks[lo:hi]))
+            if len(self.memo) < _MEMO_ENTRIES:
+                self.memo[(lo, hi)] = (tuple(unique[:_MEMO_RANKS]), len(unique) <= _MEMO_RANKS)
+            return unique[:count]
+        head, complete = cached
+        if complete or count <= len(head):
+            return list(head[:count])
+        return sorted(set(self.ranks[lo:hi]))[:count]
+
+    def matches(self, rank: int, prefix: str) -> bool:
+        return any(token.startswith(prefix) for token in self.tokens[rank])
+
+
+def _contains(sorted_ranks: Sequence[int], rank: int) -> bool:
+    i = bisect_left(sorted_ranks, rank)
+    return i < len(sorted_ranks) and sorted_ranks[i] == rank
+
+
+class DeviceIndex:
+    """Devices of a tailnet, held in memory for fast lookups and prefix search.
+
+    ``search``, ``get`` and ``owned_by`` never call the tailnet; call ``refresh_if_stale`` (cheap,
+    non-blocking) before answering a request to keep the data fresh, and ``ensure_loaded`` where the
+    very first load may be waited for.
+    """
+
+    def __init__(
+        self,
+        tailnet: DeviceSource,
+        *,
+        max_age: timedelta = DEFAULT_MAX_AGE,
+        retry_after: timedelta = DEFAULT_RETRY_AFTER,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._tailnet = tailnet
+        self._max_age = max_age
+        self._retry_after = retry_after
+        self._clock = clock
+        self._snapshot = _Snapshot.empty()
+        self._loaded_at: datetime | None = None
+        self._failed_at: datetime | None = None
+        self._last_error: Exception | None = None
+        self._lock = threading.Lock()
+        """Guards the fields above (writers only) and ``_inflight``."""
+        self._fetch_lock = threading.Lock()
+        """Held for a whole fetch-and-build: one refresh at a time."""
+        self._inflight: threading.Thread | None = None
+
+    # -- state -----------------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Number of devices in the current snapshot."""
+        return len(self._snapshot.devices)
+
+    @property
+    def loaded_at(self) -> datetime | None:
+        """When the current snapshot's fetch started; ``None`` before the first successful load."""
+        return self._loaded_at
+
+    @property
+    def last_error(self) -> Exception | None:
+        """The error of the last refresh if it failed; ``None`` after a successful one."""
+        return self._last_error
+
+    @property
+    def is_stale(self) -> bool:
+        """Never loaded, or loaded longer than ``max_age`` ago."""
+        loaded_at = self._loaded_at
+        return loaded_at is None or self._clock() - loaded_at >= self._max_age
+
+    @property
+    def refreshing(self) -> bool:
+        """Whether a background refresh is running."""
+        return self._inflight is not None
+
+    # -- refreshing --------------------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Fetch every device now and swap in a new snapshot; ``True`` on success.
+
+        On failure the old snapshot stays, the error is logged and kept in ``last_error``. Concurrent
+        calls run one after the other. An unchanged device list keeps the current snapshot (and its
+        warm caches) and only moves ``loaded_at``.
+        """
+        with self._fetch_lock:
+            started = self._clock()
+            try:
+                devices = self._tailnet.list_devices()
+                current = self._snapshot
+                snapshot = current if tuple(devices) == current.source else _Snapshot.build(devices)
+            except Exception as exc:
+                with self._lock:
+                    self._last_error = exc
+                    self._failed_at = self._clock()
+                log.warning(
+                    "device index refresh failed; keeping %d devices loaded at %s: %s",
+                    self.size,
+                    self._loaded_at.isoformat() if self._loaded_at else "never",
+                    exc,
+                    exc_info=exc,
+                )
+                return False
+            with self._lock:
+                self._snapshot = snapshot
+                self._loaded_at = started
+                self._last_error = None
+                self._failed_at = None
+            log.debug("device index refreshed: %d devices", len(snapshot.devices))
+            return True
+
+    def refresh_if_stale(self) -> bool:
+        """Start one background refresh if the snapshot is stale; ``True`` if one was started.
+
+        Never blocks: while a refresh runs, further calls do nothing (single flight) and readers keep
+        the old snapshot. After a failed refresh the next attempt waits ``retry_after``.
+        """
+        now = self._clock()
+        with self._lock:
+            if self._inflight is not None:
+                return False
+            if self._loaded_at is not None and now - self._loaded_at < self._max_age:
+                return False
+            if self._failed_at is not None and now - self._failed_at < self._retry_after:
+                return False
+            self._start_locked()
+            return True
+
+    def ensure_loaded(self, timeout: float = 10.0) -> bool:
+        """Block (up to ``timeout`` seconds) only until the first load; ``True`` once devices are loaded.
+
+        Once loaded this returns at once (and does not refresh: use ``refresh_if_stale``). Before that
+        it starts a background refresh unless one runs or a failure is too recent, and waits for it.
+        """
+        if self._loaded_at is not None:
+            return True
+        self.refresh_if_stale()
+        thread = self._inflight
+        if thread is not None:
+            thread.join(timeout)
+        return self._loaded_at is not None
+
+    def wait_for_refresh(self, timeout: float | None = None) -> bool:
+        """Wait for a running background refresh to end; ``True`` if none is running any more."""
+        thread = self._inflight
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _start_locked(self) -> None:
+        thread = threading.Thread(target=self._background, name="device-index-refresh", daemon=True)
+        self._inflight = thread
+        thread.start()
+
+    def _background(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            with self._lock:
+                self._inflight = None
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def get(self, device_id: str) -> Device | None:
+        """The device with this id or nodeId, or ``None``."""
+        snapshot = self._snapshot
+        rank = snapshot.by_id.get(device_id)
+        return None if rank is None else snapshot.devices[rank]
+
+    def owned_by(self, email: str) -> list[Device]:
+        """The devices whose owner is ``email`` (case-insensitive), in name order."""
+        snapshot = self._snapshot
+        return [snapshot.devices[rank] for rank in snapshot.by_owner.get(fold_email(email), ())]
+
+    def search(self, query: str, *, owner_email: str | None = None, limit: int = 100) -> DeviceMatches:
+        """Devices matching ``query`` by case-insensitive prefix, at most ``limit`` in all.
+
+        ``mine``: devices of ``owner_email`` that match; ``others``: the rest of the matches, without
+        those already in ``mine``. Both in name order. An empty query matches every device.
+        """
+        snapshot = self._snapshot
+        if limit <= 0 or not snapshot.devices:
+            return DeviceMatches()
+        owned = snapshot.by_owner.get(fold_email(owner_email), ()) if owner_email else ()
+        prefix = query.strip().casefold()
+        if not prefix:
+            mine = list(owned[:limit])
+            others = self._first_except(len(snapshot.devices), mine, limit - len(mine))
+        else:
+            lo, hi = snapshot.prefix_range(prefix)
+            mine = self._own_matches(snapshot, owned, prefix, lo, hi, limit)
+            need = limit - len(mine)
+            taken = set(mine)
+            candidates = snapshot.smallest_ranks(lo, hi, need + len(mine)) if need > 0 else []
+            others = [rank for rank in candidates if rank not in taken][:need]
+        return DeviceMatches(
+            mine=[snapshot.devices[rank] for rank in mine],
+            others=[snapshot.devices[rank] for rank in others],
+        )
+
+    @staticmethod
+    def _first_except(total: int, skip: list[int], count: int) -> list[int]:
+        taken = set(skip)
+        out: list[int] = []
+        rank = 0
+        while len(out) < count and rank < total:
+            if rank not in taken:
+                out.append(rank)
+            rank += 1
+        return out
+
+    @staticmethod
+    def _own_matches(
+        snapshot: _Snapshot, owned: tuple[int, ...], prefix: str, lo: int, hi: int, limit: int
+    ) -> list[int]:
+        """The requester's matching devices: check their own tokens, or the match range if smaller."""
+        if not owned or lo >= hi:
+            return []
+        if len(owned) <= hi - lo:
+            mine: list[int] = []
+            for rank in owned:
+                if snapshot.matches(rank, prefix):
+                    mine.append(rank)
+                    if len(mine) == limit:
+                        break
+            return mine
+        return [rank for rank in sorted(set(snapshot.ranks[lo:hi])) if _contains(owned, rank)][:limit]

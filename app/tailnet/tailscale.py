@@ -1,0 +1,393 @@
+"""The Tailscale adapter: the ``Tailnet`` interface over Tailscale's API v2 (FACTS §1).
+
+Every key, value, expiry and comment is checked locally with the shared rules before anything is sent;
+a real tailnet accepts only ``custom:`` keys through the API. Each successful write is audited in
+accessbot's database afterwards, and expiries accessbot set are remembered (``RemoteExpiryRow``) so
+``purge_expired`` can audit their passing.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from app import audit
+from app.audit import AuditAction
+from app.clock import Clock, utcnow
+from app.db import Database
+from app.db.models import RemoteExpiryRow
+from app.settings import ConfigError, Settings
+from app.tailnet import rules
+from app.tailnet.devicejson import device_from_api
+from app.tailnet.errors import DeviceNotFound, NotFound, TailnetError
+from app.tailnet.http import (
+    ApiKeyCredentials,
+    Credentials,
+    OAuthCredentials,
+    RetryingSender,
+    RetryPolicy,
+    Sleep,
+    TailscaleClient,
+)
+from app.tailnet.models import (
+    CUSTOM_NAMESPACE,
+    Actor,
+    AttributeChanges,
+    AttributeSet,
+    AttributeValue,
+    AttributeWrite,
+    Device,
+)
+from app.timefmt import format_rfc3339, parse_rfc3339
+
+EXPIRY_ACTOR = "system:expiry"
+API_NAMESPACES = frozenset({CUSTOM_NAMESPACE})
+"""The only namespace a real tailnet lets API clients write, whatever the actor."""
+
+_DEVICE_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+"""Legacy numeric ids and nodeIds (``n292kg92CNTRL``) are both plain alphanumerics."""
+_ALL = {"fields": "all"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    device_id: str
+    key: str
+    write: AttributeWrite | None
+
+
+def _unexpected(what: str) -> TailnetError:
+    return TailnetError(f"Tailscale API returned an unexpected response: {what}", status=502)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise _unexpected(f"{response.request.method} {response.request.url.path} is not JSON") from None
+
+
+class TailscaleTailnet:
+    """The ``Tailnet`` backed by a real Tailscale tailnet, reached over HTTPS with ``httpx``."""
+
+    max_batch_devices = 100
+    """Devices per batch ``PATCH`` a bulk writer (the EDR sync) should send."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        api_url: str = "https://api.tailscale.com",
+        tailnet: str = "-",
+        api_key: SecretStr | str | None = None,
+        oauth_client_id: str | None = None,
+        oauth_client_secret: SecretStr | str | None = None,
+        clock: Clock = utcnow,
+        sleep: Sleep = time.sleep,
+        rng: random.Random | None = None,
+        policy: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.tailnet = tailnet.strip() or "-"
+        self._http = http_client or httpx.Client(
+            base_url=api_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"User-Agent": "accessbot", "Accept": "application/json"},
+        )
+        sender = RetryingSender(self._http, policy=policy, sleep=sleep, rng=rng, clock=clock)
+        credentials: Credentials
+        if oauth_client_id and oauth_client_secret:
+            credentials = OAuthCredentials(sender, oauth_client_id, _secret(oauth_client_secret), clock=clock)
+        elif api_key:
+            credentials = ApiKeyCredentials(_secret(api_key))
+        else:
+            raise ConfigError(
+                "the Tailscale adapter needs TAILSCALE_API_KEY, or TAILSCALE_OAUTH_CLIENT_ID together with "
+                "TAILSCALE_OAUTH_CLIENT_SECRET"
+            )
+        self.api = TailscaleClient(sender, credentials)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        db: Database,
+        *,
+        clock: Clock = utcnow,
+        sleep: Sleep = time.sleep,
+        rng: random.Random | None = None,
+    ) -> TailscaleTailnet:
+        """Build from ``TAILSCALE_*`` settings; OAuth client credentials win over an API key."""
+        return cls(
+            db,
+            api_url=settings.tailscale_api_url,
+            tailnet=settings.tailscale_tailnet,
+            api_key=settings.tailscale_api_key,
+            oauth_client_id=settings.tailscale_oauth_client_id,
+            oauth_client_secret=settings.tailscale_oauth_client_secret,
+            clock=clock,
+            sleep=sleep,
+            rng=rng,
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> TailscaleTailnet:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- devices -------------------------------------------------------------------------------------
+
+    def list_devices(self) -> list[Device]:
+        """Every device of the tailnet, ordered by name."""
+        response = self.api.request("GET", f"/api/v2/tailnet/{self._tailnet_segment()}/devices", params=_ALL)
+        body = _json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("devices"), list):
+            raise _unexpected("the device list has no 'devices' array")
+        devices = [device_from_api(item) for item in body["devices"]]
+        return sorted(devices, key=lambda d: (d.name, d.id))
+
+    def get_device(self, device_id: str) -> Device:
+        """One device by id or nodeId; ``DeviceNotFound`` if there is none."""
+        response = self.api.request("GET", self._device_path(device_id), params=_ALL, not_found=DeviceNotFound)
+        return device_from_api(_json(response))
+
+    # -- attributes ----------------------------------------------------------------------------------
+
+    def get_attributes(self, device_id: str) -> AttributeSet:
+        """The device's attributes and expiries, without any whose expiry has already passed."""
+        response = self.api.request("GET", f"{self._device_path(device_id)}/attributes", not_found=DeviceNotFound)
+        body = _json(response)
+        if not isinstance(body, dict):
+            raise _unexpected("the attributes are not a JSON object")
+        attributes = body.get("attributes") or {}
+        raw_expiries = body.get("expiries") or {}
+        if not isinstance(attributes, dict) or not isinstance(raw_expiries, dict):
+            raise _unexpected("'attributes' and 'expiries' must be JSON objects")
+        now = self.clock()
+        live: dict[str, AttributeValue] = {}
+        expiries: dict[str, datetime] = {}
+        for key, value in attributes.items():
+            expiry = _parse_expiry(key, raw_expiries.get(key))
+            if expiry is not None and expiry <= now:
+                continue
+            live[key] = value
+            if expiry is not None:
+                expiries[key] = expiry
+        return AttributeSet(dict(sorted(live.items())), dict(sorted(expiries.items())))
+
+    def set_attribute(
+        self,
+        device_id: str,
+        key: str,
+        value: AttributeValue,
+        *,
+        actor: Actor,
+        expiry: datetime | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """Set one attribute with ``POST /device/{id}/attributes/{key}``; audit it once it succeeded."""
+        comment = rules.validate_comment(comment)
+        change = self._check(device_id, key, AttributeWrite(value, expiry), self.clock())
+        assert change.write is not None
+        body: dict[str, Any] = {"value": change.write.value, **_expiry_field(change.write)}
+        if comment is not None:
+            body["comment"] = comment
+        self.api.request("POST", self._attribute_path(device_id, key), json=body, not_found=DeviceNotFound)
+        self._record([change], actor, comment)
+
+    def delete_attribute(self, device_id: str, key: str, *, actor: Actor, comment: str | None = None) -> None:
+        """Delete one attribute; ``NotFound`` (with Tailscale's message) if the API answers 404."""
+        comment = rules.validate_comment(comment)
+        change = self._check(device_id, key, None, self.clock())
+        try:
+            self.api.request("DELETE", self._attribute_path(device_id, key), not_found=NotFound)
+        except NotFound:
+            with self.db.session() as session:  # gone remotely: audit a passed expiry, forget the rest
+                now = self.clock()
+                self._expire(session, now, device_id, key)
+                self._forget(session, device_id, key)
+            raise
+        self._record([change], actor, comment)
+
+    def set_many(self, changes: AttributeChanges, *, actor: Actor, comment: str | None = None) -> None:
+        """Apply sets and deletes (``None``) across devices with one ``PATCH .../device-attributes``."""
+        comment = rules.validate_comment(comment)
+        now = self.clock()
+        checked: list[_Change] = []
+        batch_types: dict[str, tuple[str, str]] = {}
+        for device_id, per_key in changes.items():
+            for key, write in per_key.items():
+                change = self._check(device_id, key, write, now)
+                if change.write is not None:
+                    kind = rules.value_type(change.write.value)
+                    seen = batch_types.get(rules.fold_key(key))
+                    if seen is not None:
+                        rules.check_key_registry(key, kind, *seen)
+                    batch_types[rules.fold_key(key)] = (key, kind)
+                checked.append(change)
+        if not checked:
+            return
+        nodes: dict[str, dict[str, Any]] = {}
+        for change in checked:
+            entry = None
+            if change.write is not None:
+                entry = {"value": change.write.value, **_expiry_field(change.write)}
+            nodes.setdefault(change.device_id, {})[change.key] = entry
+        body: dict[str, Any] = {"nodes": nodes}
+        if comment is not None:
+            body["comment"] = comment
+        self.api.request("PATCH", f"/api/v2/tailnet/{self._tailnet_segment()}/device-attributes", json=body)
+        self._record(checked, actor, comment)
+
+    def purge_expired(self) -> int:
+        """Audit every expiry accessbot set that has now passed (at its expiry time); return how many."""
+        with self.db.session() as session:
+            return self._expire(session, self.clock())
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _check(self, device_id: str, key: str, write: AttributeWrite | None, now: datetime) -> _Change:
+        """Apply the shared rules locally (raising ``RuleViolation``) before anything is sent."""
+        self._device_path(device_id)
+        namespace = rules.validate_key(key, API_NAMESPACES)
+        if write is not None:
+            value = rules.validate_value(write.value, namespace)
+            expiry = write.expiry
+            if expiry is not None and expiry.tzinfo is not None:
+                expiry = expiry.replace(microsecond=0)  # what RFC 3339 at second precision will send
+            write = AttributeWrite(value, rules.validate_expiry(expiry, now))
+        return _Change(device_id, key, write)
+
+    def _tailnet_segment(self) -> str:
+        return quote(self.tailnet, safe="")
+
+    @staticmethod
+    def _device_path(device_id: str) -> str:
+        if not isinstance(device_id, str) or not _DEVICE_ID.fullmatch(device_id):
+            raise DeviceNotFound(f"{device_id!r} is not a Tailscale device id or nodeId")
+        return f"/api/v2/device/{device_id}"
+
+    def _attribute_path(self, device_id: str, key: str) -> str:
+        return f"{self._device_path(device_id)}/attributes/{quote(key, safe=':')}"
+
+    def _record(self, changes: list[_Change], actor: Actor, comment: str | None) -> None:
+        """After a successful call: audit each change and update ``RemoteExpiryRow`` in one transaction."""
+        with self.db.session() as session:
+            now = self.clock()
+            for change in changes:
+                self._expire(session, now, change.device_id, change.key)  # an older expiry passed first
+                write = change.write
+                audit.record(
+                    session,
+                    at=now,
+                    actor=actor.id,
+                    action=AuditAction.UPDATE_NODE_ATTRIBUTE,
+                    target=audit.attribute_target(change.device_id, change.key),
+                    old=None,
+                    new=write.value if write is not None else None,
+                    expiry=write.expiry if write is not None else None,
+                    comment=comment,
+                    details={
+                        "device_id": change.device_id,
+                        "key": change.key,
+                        "change": "set" if write is not None else "delete",
+                    },
+                )
+                if write is not None and write.expiry is not None:
+                    self._remember(session, change.device_id, change.key, write.value, write.expiry)
+                else:
+                    self._forget(session, change.device_id, change.key)
+
+    @staticmethod
+    def _remember(session: Session, device_id: str, key: str, value: AttributeValue, expiry: datetime) -> None:
+        """Upsert the expiry accessbot set on ``device_id``/``key``."""
+        dialect = session.get_bind().dialect.name
+        values = {"device_id": device_id, "key": key, "value": value, "expires_at": expiry}
+        if dialect in ("postgresql", "sqlite"):
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            stmt = insert(RemoteExpiryRow).values(**values)
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["device_id", "key"],
+                    set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
+                )
+            )
+        else:
+            session.merge(RemoteExpiryRow(**values))
+
+    @staticmethod
+    def _forget(session: Session, device_id: str, key: str) -> None:
+        session.execute(
+            delete(RemoteExpiryRow).where(RemoteExpiryRow.device_id == device_id, RemoteExpiryRow.key == key)
+        )
+
+    @staticmethod
+    def _expire(session: Session, now: datetime, device_id: str | None = None, key: str | None = None) -> int:
+        """Delete passed expiries (optionally of one attribute), auditing each at its expiry time."""
+        stmt = delete(RemoteExpiryRow).where(RemoteExpiryRow.expires_at <= now)
+        if device_id is not None and key is not None:
+            stmt = stmt.where(RemoteExpiryRow.device_id == device_id, RemoteExpiryRow.key == key)
+        gone = session.execute(
+            stmt.returning(
+                RemoteExpiryRow.device_id,
+                RemoteExpiryRow.key,
+                RemoteExpiryRow.value,
+                RemoteExpiryRow.expires_at,
+            )
+        ).all()
+        for gone_device, gone_key, value, expires_at in sorted(gone, key=lambda g: (g[3], g[0], g[1])):
+            audit.record(
+                session,
+                at=expires_at,
+                actor=EXPIRY_ACTOR,
+                action=AuditAction.UPDATE_NODE_ATTRIBUTE,
+                target=audit.attribute_target(gone_device, gone_key),
+                old=value,
+                new=None,
+                details={"device_id": gone_device, "key": gone_key, "change": "expire"},
+            )
+        return len(gone)
+
+
+def _secret(value: SecretStr | str) -> SecretStr:
+    return value if isinstance(value, SecretStr) else SecretStr(value)
+
+
+def _expiry_field(write: AttributeWrite) -> dict[str, str]:
+    return {"expiry": format_rfc3339(write.expiry)} if write.expiry is not None else {}
+
+
+def _parse_expiry(key: str, raw: Any) -> datetime | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise _unexpected(f"the expiry of {key!r} is not a string")
+    try:
+        parsed = parse_rfc3339(raw)
+    except ValueError as exc:
+        raise _unexpected(f"the expiry of {key!r}: {exc}") from None
+    return None if parsed.year == 1 else parsed

@@ -1,0 +1,98 @@
+"""What every EDR vendor module provides: a client that fetches a complete snapshot of agents.
+
+Adding a vendor is one file in this package defining ``SPEC: VendorSpec`` (see ``registry.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from app.tailnet.models import AttributeValue
+
+
+class VendorError(Exception):
+    """Base of vendor errors; ``message`` is fit to show an admin (never contains credentials)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class VendorAuthError(VendorError):
+    """The vendor refused the credentials (401/403): the integration pauses until they change."""
+
+
+class VendorTransientError(VendorError):
+    """Rate limits, 5xx, timeouts or connection errors that outlasted the retries: try again next run."""
+
+
+class VendorDataError(VendorError):
+    """The vendor answered with something that is not what its API documents."""
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """One EDR agent, normalized. ``attributes`` use the vendor's own namespace and values verbatim."""
+
+    vendor: str
+    id: str
+    hostname: str
+    serial: str | None
+    attributes: Mapping[str, AttributeValue]
+    last_seen: datetime | None = None
+    active: bool = True
+    decommissioned: bool = False
+
+
+Progress = Callable[[int, int | None], None]
+"""Called as pages arrive: (agents so far, total if the vendor tells)."""
+
+
+class VendorClient(Protocol):
+    """Fetches every agent of one vendor account."""
+
+    def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
+        """A complete snapshot of agents; raises ``VendorError`` if any page could not be fetched."""
+        ...
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialField:
+    """One setting of an integration; ``secret`` ones are encrypted at rest and never shown back."""
+
+    name: str
+    label: str
+    secret: bool = False
+    required: bool = True
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KnownAttribute:
+    """A posture attribute an integration writes: its key, type and, where fixed, its allowed values."""
+
+    key: str
+    type: str  # "string" | "number" | "boolean"
+    values: tuple[str, ...] = ()
+    description: str = ""
+    version: bool = False  # ordered comparisons allowed (version strings)
+
+
+@dataclass(frozen=True)
+class VendorSpec:
+    """Everything accessbot knows about one vendor."""
+
+    id: str  # CLI and Slack name, e.g. "huntress", "sentinelone"
+    label: str  # "Huntress", "SentinelOne"
+    namespace: str  # attribute namespace, e.g. "huntress", "sentinelOne"
+    fields: tuple[CredentialField, ...]
+    attributes: tuple[KnownAttribute, ...]
+    build: Callable[[Mapping[str, str]], VendorClient] = field(repr=False)
+    default_base_url: str = ""

@@ -1,0 +1,261 @@
+"""Huntress: every agent of an account (optionally one organization) from ``GET /v1/agents``.
+
+HTTP Basic ``api_key:api_secret``; pages of 500 followed through ``pagination.next_page_token``. Huntress
+allows 60 requests per minute on a sliding window, so the client limits itself (at most 60 request starts in
+any 60.5 s — half a second of slack for network jitter) and still backs off on a 429. The three Defender and
+firewall statuses are written verbatim ("Non Compliant" keeps its space); a null, missing or blank status
+leaves its attribute out.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from app.tailnet.models import AttributeValue
+from app.vendors._http import (
+    Monotonic,
+    OwnedClient,
+    Page,
+    RetryPolicy,
+    Sleep,
+    SlidingWindowLimiter,
+    VendorHttp,
+    collect_agents,
+    parse_timestamp,
+    shared_limiter,
+)
+from app.vendors.base import Agent, CredentialField, KnownAttribute, Progress, VendorDataError, VendorSpec
+
+log = logging.getLogger(__name__)
+
+VENDOR = "huntress"
+LABEL = "Huntress"
+DEFAULT_BASE_URL = "https://api.huntress.io"
+AGENTS_PATH = "/v1/agents"
+PAGE_SIZE = 500
+RATE_LIMIT = 60
+RATE_WINDOW = 60.5
+MAX_PAGES = 10_000
+# Huntress answers 429 with no documented Retry-After; start backoff high enough to matter for a 60 s window.
+RETRY_POLICY = RetryPolicy(max_attempts=5, base=1.0, cap=30.0, rate_limited_base=5.0, max_retry_after=120.0)
+
+# attribute key → agent field, in the order they are documented
+ATTRIBUTE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("huntress:defenderStatus", "defender_status"),
+    ("huntress:defenderPolicyStatus", "defender_policy_status"),
+    ("huntress:firewallStatus", "firewall_status"),
+)
+
+
+def normalize_base_url(url: str | None) -> str:
+    """``https://host[/prefix]`` without a trailing ``/`` or ``/v1``; ``https://`` added when no scheme is given."""
+    text = (url or "").strip() or DEFAULT_BASE_URL
+    if "://" not in text:
+        text = f"https://{text}"
+    text = text.rstrip("/")
+    if text.endswith("/v1"):
+        text = text[: -len("/v1")]
+    parsed = httpx.URL(text)
+    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or parsed.userinfo:
+        raise ValueError(f"the Huntress API base URL must look like {DEFAULT_BASE_URL}")
+    return text
+
+
+def _organization(value: int | str | None) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError("the Huntress organization id must be a whole number")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise ValueError("the Huntress organization id must be a whole number")
+    if number < 1:
+        raise ValueError("the Huntress organization id must be positive")
+    return number
+
+
+def _optional_str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
+    value = raw.get(field)
+    if value is None or isinstance(value, str):
+        return value
+    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
+
+
+def agent_from_huntress(raw: Any, position: int = 0) -> Agent:
+    """Map one agent object of ``GET /v1/agents`` to an ``Agent``; ``VendorDataError`` if it is malformed."""
+    if not isinstance(raw, dict):
+        raise VendorDataError(f"{LABEL} agent #{position + 1} is not an object")
+    agent_id = raw.get("id")
+    if isinstance(agent_id, bool) or not isinstance(agent_id, int | str) or str(agent_id).strip() == "":
+        raise VendorDataError(f"{LABEL} agent #{position + 1} has no usable id")
+    where = f"{LABEL} agent {agent_id}"
+    attributes: dict[str, AttributeValue] = {}
+    for key, field in ATTRIBUTE_FIELDS:
+        value = _optional_str(raw, field, where)
+        if value is not None and value.strip():
+            attributes[key] = value
+    last_seen = parse_timestamp(raw.get("last_callback_at"), "last_callback_at", where)
+    if last_seen is None:
+        last_seen = parse_timestamp(raw.get("updated_at"), "updated_at", where)
+    return Agent(
+        vendor=VENDOR,
+        id=str(agent_id),
+        hostname=_optional_str(raw, "hostname", where) or "",
+        serial=_optional_str(raw, "serial_number", where),
+        attributes=attributes,
+        last_seen=last_seen,
+        active=True,
+        decommissioned=False,
+    )
+
+
+def _page(body: Any) -> tuple[list[Any], str | None]:
+    """The agents and the next page token of one response body."""
+    if not isinstance(body, dict):
+        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered something other than a JSON object")
+    agents = body.get("agents")
+    if not isinstance(agents, list):
+        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered without an agents list")
+    pagination = body.get("pagination")
+    if pagination is None:
+        return agents, None
+    if not isinstance(pagination, dict):
+        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered a pagination that is not an object")
+    token = pagination.get("next_page_token")
+    if token is not None and not isinstance(token, str):
+        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered a next_page_token that is not a string")
+    return agents, (token or None)
+
+
+class HuntressClient(OwnedClient):
+    """Fetches all agents of a Huntress account (``VendorClient``)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        *,
+        organization_id: int | str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 30.0,
+        http_client: httpx.Client | None = None,
+        sleep: Sleep = time.sleep,
+        rng: random.Random | None = None,
+        clock: Monotonic = time.monotonic,
+        limiter: SlidingWindowLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        """``limiter`` defaults to a fresh 60-per-60.5 s one on ``clock``/``sleep`` (``SPEC.build`` shares one)."""
+        if not api_key or not api_secret:
+            raise ValueError("Huntress needs both an API key and an API secret")
+        if not 1 <= page_size <= PAGE_SIZE:
+            raise ValueError(f"the Huntress page size must be between 1 and {PAGE_SIZE}")
+        self.base_url = normalize_base_url(base_url)
+        self.organization_id = _organization(organization_id)
+        self.page_size = page_size
+        self.clock = clock
+        self.limiter = limiter or SlidingWindowLimiter(RATE_LIMIT, RATE_WINDOW, clock=clock, sleep=sleep)
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        basic = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
+        self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
+        self._http = VendorHttp(
+            self._client,
+            label=LABEL,
+            policy=retry or RETRY_POLICY,
+            sleep=sleep,
+            rng=rng,
+            limiter=self.limiter,
+            secrets=(api_key, api_secret, basic),
+        )
+
+    def __repr__(self) -> str:
+        return f"HuntressClient(base_url={self.base_url!r}, organization_id={self.organization_id!r})"
+
+    def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
+        """Every agent, page by page, in the order Huntress lists them; raises on any failure (no partial list)."""
+        url = f"{self.base_url}{AGENTS_PATH}"
+
+        def fetch(token: str | None) -> Page:
+            params = {"limit": str(self.page_size)}
+            if self.organization_id is not None:
+                params["organization_id"] = str(self.organization_id)
+            if token is not None:
+                params["page_token"] = token
+            items, next_token = _page(self._http.get_json(url, params=params, headers=self._headers))
+            return Page(items, next_token)
+
+        return collect_agents(
+            fetch,
+            agent_from_huntress,
+            label=LABEL,
+            path=AGENTS_PATH,
+            progress=progress,
+            clock=self.clock,
+            max_pages=MAX_PAGES,
+            pointer_name="page token",
+        )
+
+
+def build(values: Mapping[str, str]) -> HuntressClient:
+    """A client from an integration's settings; clients of one account share one process-wide rate limiter."""
+    api_key = (values.get("api_key") or "").strip()
+    api_secret = (values.get("api_secret") or "").strip()
+    if not api_key or not api_secret:
+        raise ValueError("Huntress needs both an API key and an API secret")
+    base_url = normalize_base_url(values.get("base_url"))
+    return HuntressClient(
+        api_key,
+        api_secret,
+        organization_id=values.get("organization_id"),
+        base_url=base_url,
+        limiter=shared_limiter(base_url, api_key, RATE_LIMIT, RATE_WINDOW),
+    )
+
+
+SPEC = VendorSpec(
+    id="huntress",
+    label=LABEL,
+    namespace="huntress",
+    fields=(
+        CredentialField("api_key", "API key", secret=True, help="Huntress account → API Credentials"),
+        CredentialField("api_secret", "API secret", secret=True, help="Shown once when the key is generated"),
+        CredentialField(
+            "organization_id", "Organization id", required=False, help="Only sync this organization's agents"
+        ),
+        CredentialField("base_url", "API base URL", required=False, help=f"Default {DEFAULT_BASE_URL}"),
+    ),
+    attributes=(
+        KnownAttribute(
+            "huntress:defenderStatus",
+            "string",
+            ("Incompatible", "Unhealthy", "Protected", "Unmanaged"),
+            description="Microsoft Defender antivirus health as Huntress Managed AV reports it",
+        ),
+        KnownAttribute(
+            "huntress:defenderPolicyStatus",
+            "string",
+            ("Unknown", "Non Compliant", "Compliant", "Pending", "Gpo Conflict"),
+            description="Whether Defender follows the Huntress Managed AV policy",
+        ),
+        KnownAttribute(
+            "huntress:firewallStatus",
+            "string",
+            ("Disabled", "Enabled", "Pending Isolation", "Isolated", "Pending Release"),
+            description="Host firewall state, including Huntress host isolation",
+        ),
+    ),
+    build=build,
+    default_base_url=DEFAULT_BASE_URL,
+)

@@ -1,0 +1,407 @@
+"""The posture sync: vendor agents → matched tailnet devices → only the attribute changes, in batches.
+
+A sync takes a complete snapshot of agents (or writes nothing), matches agents to devices by serial number,
+computes each matched device's attributes, diffs them with what is there, writes the changes with
+``set_many`` and removes the vendor's attributes from devices that no longer match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from app import metrics
+from app.clock import Clock, utcnow
+from app.crypto import CipherError
+from app.db import Database
+from app.tailnet.errors import TailnetError
+from app.tailnet.models import Actor, AttributeChanges, AttributeValue, AttributeWrite, Device
+from app.tailnet.protocol import Tailnet
+from app.timefmt import format_rfc3339
+from app.vendors.base import Agent, VendorAuthError, VendorError, VendorSpec
+from app.vendors.integrations import Integration, Integrations
+from app.vendors.lock import integration_lock
+from app.vendors.mapping import NamespaceMode, map_attributes, map_key
+from app.vendors.models import IntegrationRow, SyncStateRow
+from app.vendors.registry import vendor as vendor_spec
+
+log = logging.getLogger(__name__)
+
+AUTH_PAUSE = timedelta(hours=24)
+PLACEHOLDER_SERIALS = frozenset(
+    s.casefold()
+    for s in ("To Be Filled By O.E.M.", "System Serial Number", "Default string", "Not Specified", "0", "None", "")
+)
+
+SyncProgress = Callable[[str, int, int | None], None]
+"""Called as (stage, done, total): stages "agents" and "writes"."""
+
+
+def normalize_serial(serial: str | None) -> str | None:
+    """Trimmed and case-folded; ``None`` for missing and firmware placeholder serials."""
+    if serial is None:
+        return None
+    folded = serial.strip().casefold()
+    return None if folded in PLACEHOLDER_SERIALS else folded
+
+
+def best_agent(agents: Iterable[Agent]) -> Agent:
+    """Of several agents for one serial (reinstalls): active, not decommissioned, most recently seen."""
+
+    def rank(agent: Agent) -> tuple[bool, bool, float]:
+        seen = agent.last_seen.timestamp() if agent.last_seen is not None else float("-inf")
+        return (agent.active and not agent.decommissioned, not agent.decommissioned, seen)
+
+    return max(agents, key=rank)
+
+
+def _same(a: AttributeValue | None, b: AttributeValue | None) -> bool:
+    return type(a) is type(b) and a == b
+
+
+@dataclass
+class SyncPlan:
+    """What a sync will change, and the counts an admin needs to trust it."""
+
+    changes: AttributeChanges = field(default_factory=dict)
+    agents: int = 0
+    agents_without_serial: int = 0
+    duplicate_serials_resolved: int = 0
+    devices: int = 0
+    devices_with_identity: int = 0
+    devices_without_identity: int = 0
+    matches: int = 0
+    sets: int = 0
+    deletes: int = 0
+
+
+def plan_sync(
+    spec: VendorSpec,
+    devices: list[Device],
+    agents: list[Agent],
+    current: Mapping[str, Mapping[str, AttributeValue]],
+    mode: NamespaceMode,
+) -> SyncPlan:
+    """Match agents to devices and diff the wanted attributes with ``current`` (device id → key → value)."""
+    plan = SyncPlan(agents=len(agents), devices=len(devices))
+    owned = {map_key(a.key, mode) for a in spec.attributes}
+    by_serial: dict[str, list[Agent]] = {}
+    for agent in agents:
+        serial = normalize_serial(agent.serial)
+        if serial is None:
+            plan.agents_without_serial += 1
+            continue
+        by_serial.setdefault(serial, []).append(agent)
+    chosen: dict[str, Agent] = {}
+    for serial, group in by_serial.items():
+        chosen[serial] = best_agent(group)
+        plan.duplicate_serials_resolved += len(group) - 1
+    existing_ids = set()
+    for device in devices:
+        existing_ids.add(device.id)
+        serials = [] if device.posture_identity_disabled else [normalize_serial(s) for s in device.serial_numbers]
+        serials = [s for s in serials if s]
+        wanted: dict[str, AttributeValue] = {}
+        if serials:
+            plan.devices_with_identity += 1
+            candidates = [chosen[s] for s in serials if s in chosen]
+            if candidates:
+                plan.matches += 1
+                agent = best_agent(candidates)
+                wanted = {k: v for k, v in map_attributes(agent.attributes, mode).items() if k in owned}
+        else:
+            plan.devices_without_identity += 1
+        have = {k: v for k, v in current.get(device.id, {}).items() if k in owned}
+        diff: dict[str, AttributeWrite | None] = {}
+        for key, value in sorted(wanted.items()):
+            if key not in have or not _same(have[key], value):
+                diff[key] = AttributeWrite(value)
+                plan.sets += 1
+        for key in sorted(set(have) - set(wanted)):
+            diff[key] = None
+            plan.deletes += 1
+        if diff:
+            plan.changes[device.id] = diff
+    return plan
+
+
+@dataclass
+class SyncReport:
+    """The outcome of one sync, stored on the integration and shown by status commands."""
+
+    vendor: str
+    label: str
+    result: str  # "ok", "error", "skipped"
+    started_at: str
+    finished_at: str | None = None
+    error: str | None = None
+    agents: int = 0
+    agents_without_serial: int = 0
+    duplicate_serials_resolved: int = 0
+    devices: int = 0
+    devices_with_identity: int = 0
+    devices_without_identity: int = 0
+    matches: int = 0
+    devices_changed: int = 0
+    sets: int = 0
+    deletes: int = 0
+    write_calls: int = 0
+    naive_write_calls: int = 0
+    namespace_mode: str = NamespaceMode.VENDOR
+
+    @property
+    def summary(self) -> str:
+        """ "N matches between X Tailscale devices with identifiers and Y <Vendor> agents"."""
+        plural = "match" if self.matches == 1 else "matches"
+        return (
+            f"{self.matches} {plural} between {self.devices_with_identity} Tailscale devices with identifiers "
+            f"and {self.agents} {self.label} agents"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (plus the summary sentence)."""
+        return {**asdict(self), "summary": self.summary}
+
+
+class SyncRunner:
+    """Runs syncs for stored integrations against one tailnet; records results on the integration."""
+
+    def __init__(
+        self,
+        db: Database,
+        tailnet: Tailnet,
+        integrations: Integrations,
+        *,
+        mode: NamespaceMode,
+        interval: Callable[[], timedelta] = lambda: timedelta(minutes=15),
+        clock: Clock = utcnow,
+    ) -> None:
+        self.db = db
+        self.tailnet = tailnet
+        self.integrations = integrations
+        self.mode = mode
+        self.interval = interval
+        self.clock = clock
+
+    # -- scheduling ----------------------------------------------------------------------------------
+
+    def due(self) -> list[str]:
+        """Vendors whose sync is due: requested, never run, or last run an interval (+ jitter) ago; not paused."""
+        now = self.clock()
+        return [integration.vendor for integration in self.integrations.list() if self._is_due(integration, now)]
+
+    def _is_due(self, integration: Integration, now: datetime) -> bool:
+        if integration.paused_until is not None and integration.paused_until > now:
+            return False
+        jitter = timedelta(seconds=int(hashlib.sha256(integration.vendor.encode()).hexdigest(), 16) % 30)
+        last = integration.last_sync_started_at
+        return integration.sync_requested_at is not None or last is None or last + self.interval() + jitter <= now
+
+    def run_due(self) -> list[SyncReport]:
+        """Run every due sync (the scheduler calls this every minute).
+
+        Each one is checked again once its lock is held: another process may have run it since ``due()``
+        looked, and then it is skipped rather than synced twice in a row.
+        """
+        return [self.run(vendor_id, only_if_due=True) for vendor_id in self.due()]
+
+    # -- one sync ------------------------------------------------------------------------------------
+
+    @metrics.observe_sync
+    def run(self, vendor_id: str, *, progress: SyncProgress | None = None, only_if_due: bool = False) -> SyncReport:
+        """Sync one integration now (a paused one too: asking explicitly overrides the pause).
+
+        ``only_if_due``: skip it unless it is still due once the lock is held (the scheduler's runs).
+        """
+        integration = self.integrations.get(vendor_id)
+        spec = vendor_spec(integration.vendor)
+        started = self.clock()
+        report = SyncReport(spec.id, spec.label, "skipped", format_rfc3339(started), namespace_mode=self.mode)
+        with integration_lock(self.db, integration.id, self.clock) as held:
+            if not held:
+                report.error = "another sync of this integration is running"
+                return report
+            if only_if_due:
+                integration = self.integrations.get(vendor_id)
+                if not self._is_due(integration, self.clock()):
+                    report.error = "another process has just synced this integration"
+                    return report
+            self._mark(integration.id, last_sync_started_at=started, sync_requested_at=None)
+            try:
+                self._sync(integration, spec, report, progress)
+            except VendorAuthError as exc:
+                self._fail(integration, report, f"{spec.label} refused the credentials: {exc.message}", pause=True)
+            except VendorError as exc:
+                self._fail(integration, report, exc.message, pause=False)
+            except CipherError as exc:
+                self._fail(integration, report, exc.message, pause=False)
+            except TailnetError as exc:
+                self._fail(integration, report, f"writing to the tailnet failed: {exc.message}", pause=False)
+            except Exception as exc:  # a sync must always end with a recorded result
+                log.exception("sync of %s failed", spec.id)
+                self._fail(integration, report, f"unexpected error: {exc.__class__.__name__}", pause=False)
+            else:
+                now = self.clock()
+                report.result = "ok"
+                report.finished_at = format_rfc3339(now)
+                self._mark(
+                    integration.id,
+                    last_sync_finished_at=now,
+                    last_success_at=now,
+                    last_result="ok",
+                    last_error=None,
+                    last_report=report.to_json(),
+                )
+                log.info(
+                    "sync %s: %s; %d set, %d deleted in %d calls",
+                    spec.id,
+                    report.summary,
+                    report.sets,
+                    report.deletes,
+                    report.write_calls,
+                )
+        return report
+
+    def disconnect(self, vendor_id: str, *, actor: str) -> int:
+        """Remove an integration: first its attributes from every device (stale posture must not keep granting
+        access), then the integration itself. If clearing fails the integration stays, so nothing is half-removed.
+        Returns how many attributes were removed."""
+        removed = self.clear(vendor_id)
+        self.integrations.remove(vendor_id, actor=actor)
+        return removed
+
+    def clear(self, vendor_id: str) -> int:
+        """Delete every attribute the integration owns from every device (before disconnecting it)."""
+        integration = self.integrations.get(vendor_id)
+        spec = vendor_spec(integration.vendor)
+        owned = {map_key(a.key, self.mode) for a in spec.attributes}
+        current = self._current(integration, owned)
+        changes: AttributeChanges = {
+            device_id: dict.fromkeys(sorted(set(values) & owned)) for device_id, values in current.items()
+        }
+        changes = {d: c for d, c in changes.items() if c}
+        existing = {d.id for d in self.tailnet.list_devices()}
+        changes = {d: c for d, c in changes.items() if d in existing}
+        self._apply(integration, spec, changes, SyncReport(spec.id, spec.label, "ok", ""), None)
+        return sum(len(c) for c in changes.values())
+
+    def _sync(
+        self, integration: Integration, spec: VendorSpec, report: SyncReport, progress: SyncProgress | None
+    ) -> None:
+        client = self.integrations.client(integration.vendor)
+        try:
+            agents = client.fetch_agents((lambda done, total: progress("agents", done, total)) if progress else None)
+        finally:
+            client.close()
+        devices = self.tailnet.list_devices()
+        owned = {map_key(a.key, self.mode) for a in spec.attributes}
+        current = self._current(integration, owned)
+        plan = plan_sync(spec, devices, agents, current, self.mode)
+        for name in (
+            "agents",
+            "agents_without_serial",
+            "duplicate_serials_resolved",
+            "devices",
+            "devices_with_identity",
+            "devices_without_identity",
+            "matches",
+            "sets",
+            "deletes",
+        ):
+            setattr(report, name, getattr(plan, name))
+        report.devices_changed = len(plan.changes)
+        report.naive_write_calls = plan.sets + plan.deletes
+        self._apply(integration, spec, plan.changes, report, progress)
+
+    def _current(self, integration: Integration, owned: set[str]) -> dict[str, dict[str, AttributeValue]]:
+        """What the owned keys hold now: read from the store in bulk, or what this sync last wrote."""
+        bulk = getattr(self.tailnet, "attributes_with_keys", None)
+        if callable(bulk):
+            return bulk(owned)
+        current: dict[str, dict[str, AttributeValue]] = {}
+        with self.db.session() as session:
+            rows = session.scalars(select(SyncStateRow).where(SyncStateRow.integration_id == integration.id))
+            for row in rows:
+                if row.key in owned:
+                    current.setdefault(row.device_id, {})[row.key] = row.value
+        return current
+
+    def _apply(
+        self,
+        integration: Integration,
+        spec: VendorSpec,
+        changes: AttributeChanges,
+        report: SyncReport,
+        progress: SyncProgress | None,
+    ) -> None:
+        actor = Actor.system(f"sync:{spec.id}", spec.namespace)
+        size = int(getattr(self.tailnet, "max_batch_devices", 100))
+        device_ids = list(changes)
+        done = 0
+        for start in range(0, len(device_ids), size):
+            chunk = {d: changes[d] for d in device_ids[start : start + size]}
+            self.tailnet.set_many(chunk, actor=actor, comment=f"accessbot {spec.label} sync")
+            report.write_calls += 1
+            self._remember(integration.id, chunk)
+            done += len(chunk)
+            if progress:
+                progress("writes", done, len(device_ids))
+
+    def _remember(self, integration_id: int, chunk: AttributeChanges) -> None:
+        """Record what was written, for tailnets that cannot be read in bulk."""
+        if callable(getattr(self.tailnet, "attributes_with_keys", None)):
+            return
+        with self.db.session() as session:
+            for device_id, per_key in chunk.items():
+                for key, write in per_key.items():
+                    session.execute(
+                        delete(SyncStateRow).where(
+                            SyncStateRow.integration_id == integration_id,
+                            SyncStateRow.device_id == device_id,
+                            SyncStateRow.key == key,
+                        )
+                    )
+                    if write is not None:
+                        session.add(
+                            SyncStateRow(integration_id=integration_id, device_id=device_id, key=key, value=write.value)
+                        )
+
+    def _fail(self, integration: Integration, report: SyncReport, message: str, *, pause: bool) -> None:
+        now = self.clock()
+        report.result = "error"
+        report.error = message
+        report.finished_at = format_rfc3339(now)
+        # last_report keeps the last successful sync's counts; the error is shown beside them
+        values: dict[str, Any] = {"last_sync_finished_at": now, "last_result": "error", "last_error": message}
+        if pause:
+            values.update(paused_until=now + AUTH_PAUSE, pause_reason=message)
+        self._mark(integration.id, **values)
+        log.warning("sync %s failed: %s", integration.vendor, message)
+
+    def _mark(self, integration_id: int, **values: Any) -> None:
+        with self.db.session() as session:
+            session.execute(update(IntegrationRow).where(IntegrationRow.id == integration_id).values(**values))
+
+
+def make_runner(runtime: Any, config: Callable[[], Any] | None = None) -> SyncRunner:
+    """A runner for ``runtime``: vendor namespaces on the built-in tailnet, ``custom:`` keys on a real one."""
+    from app.crypto import Cipher
+
+    settings = runtime.settings
+    mode = NamespaceMode.CUSTOM if settings.uses_tailscale else NamespaceMode.VENDOR
+    get_config = config or (lambda: settings.config)
+    integrations = Integrations(runtime.db, Cipher.from_settings(settings), clock=runtime.clock)
+    return SyncRunner(
+        runtime.db,
+        runtime.tailnet,
+        integrations,
+        mode=mode,
+        interval=lambda: get_config().sync_interval,
+        clock=runtime.clock,
+    )

@@ -1,0 +1,43 @@
+"""Throwaway databases for the benchmarks: a temporary SQLite file, or a schema of its own in PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import text
+
+from app.db import Database, normalize_url
+from app.db.migrate import upgrade
+from app.db.session import make_engine
+
+
+@contextmanager
+def sqlite_database() -> Iterator[Database]:
+    with tempfile.TemporaryDirectory(prefix="accessbot-bench-") as tmp:
+        db = Database(f"sqlite:///{tmp}/bench.db")
+        try:
+            upgrade(db.engine)
+            yield db
+        finally:
+            db.dispose()
+
+
+@contextmanager
+def postgres_database(url: str) -> Iterator[Database]:
+    """A fresh schema of its own in the given PostgreSQL database, dropped at the end."""
+    schema = f"accessbot_bench_{secrets.token_hex(4)}"
+    admin = make_engine(normalize_url(url))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    db = Database(make_engine(normalize_url(url), connect_args={"options": f"-csearch_path={schema}"}))
+    try:
+        upgrade(db.engine)
+        yield db
+    finally:
+        db.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -1,0 +1,512 @@
+"""Benchmark the EDR posture sync end to end: loopback Huntress and SentinelOne fakes → SyncRunner → built-in tailnet.
+
+    python bench/sync.py [--agents 50000] [--devices 50000] [--database-url URL] [--profile]
+
+Builds a temporary SQLite database (with ``--database-url``: a throwaway schema in that PostgreSQL database,
+dropped afterwards), migrates it and imports ``--devices`` devices with ``import_devices``. Most of their serial
+numbers (about 90 %) belong to an agent; the others have a serial no EDR knows, none, a firmware placeholder,
+or posture identity turned off. Both vendor fakes serve ``--agents`` agents over HTTP on 127.0.0.1, with about
+1 % null serials, 0.5 % placeholder serials, 1 % reinstalls (a second agent with the serial of another) and a
+realistic spread of values. Then, per vendor, ``SyncRunner.run`` three times:
+
+* first: every attribute is new;
+* again: nothing changed, so nothing may be written;
+* changed: ``--change`` of the agents (1 %) report different values and ``--remove`` (0.1 %) are uninstalled.
+
+Per run it prints the wall time, the requests the fake received, agents, matches, attribute sets and deletes,
+the tailnet write calls (``set_many`` batches) against the calls a one-request-per-attribute sync would make
+(the naive baseline) and their ratio, peak RSS (``ru_maxrss``) and current RSS, and where the time went: fetching
+agents, listing devices, reading current values, writing, and the rest (matching, diffing, bookkeeping).
+``--profile`` also runs the first ``import_devices`` call and each first sync under ``cProfile`` and prints their
+hottest functions (main thread only; profiling slows them down, so their times are not comparable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import io
+import pstats
+import random
+import resource
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchdb import postgres_database, sqlite_database
+
+from app.crypto import Cipher
+from app.db import Database
+from app.db.session import normalize_url
+from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.models import Actor, AttributeChanges, AttributeValue, Device
+from app.vendors import huntress, registry, sentinelone
+from app.vendors._http import SlidingWindowLimiter
+from app.vendors.base import Agent, Progress, VendorClient, VendorSpec
+from app.vendors.integrations import Integrations
+from app.vendors.mapping import NamespaceMode, map_key
+from app.vendors.sync import SyncReport, SyncRunner
+from tests.fakes.vendors import (
+    HUNTRESS_KEY,
+    HUNTRESS_SECRET,
+    SENTINELONE_TOKEN,
+    FakeHuntress,
+    FakeSentinelOne,
+    default_serial,
+    huntress_agent,
+    sentinelone_agent,
+)
+
+T = TypeVar("T")
+ACTOR = Actor("cli:bench")
+IMPORT_CHUNK = 5000
+PLACEHOLDERS = ("To Be Filled By O.E.M.", "System Serial Number", "Default string", "0")
+MIB = 1024  # ru_maxrss is in KiB on Linux
+
+
+# -- measuring ----------------------------------------------------------------------------------------------
+
+
+def peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def current_rss_kib() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def memory() -> str:
+    now = current_rss_kib()
+    shown = f"{now / MIB:,.0f} MiB" if now is not None else "n/a"
+    return f"RSS now {shown:>9}, peak {peak_rss_kib() / MIB:,.0f} MiB"
+
+
+class Stopwatch:
+    """Seconds spent per named part of a sync (reset before each run)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = defaultdict(float)
+
+    def reset(self) -> None:
+        self.parts.clear()
+
+    def time(self, part: str, call: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.parts[part] += time.perf_counter() - start
+
+
+class TimedTailnet:
+    """The built-in tailnet, with the calls the sync makes timed (everything else passes through)."""
+
+    def __init__(self, inner: BuiltinTailnet, watch: Stopwatch) -> None:
+        self._inner = inner
+        self._watch = watch
+        self.max_batch_devices = inner.max_batch_devices
+
+    def list_devices(self) -> list[Device]:
+        return self._watch.time("list devices", self._inner.list_devices)
+
+    def attributes_with_keys(self, keys: Collection[str]) -> dict[str, dict[str, AttributeValue]]:
+        return self._watch.time("read current", lambda: self._inner.attributes_with_keys(keys))
+
+    def set_many(self, changes: AttributeChanges, *, actor: Actor, comment: str | None = None) -> None:
+        self._watch.time("write", lambda: self._inner.set_many(changes, actor=actor, comment=comment))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class TimedClient:
+    """A vendor client whose ``fetch_agents`` (HTTP paging and parsing) is timed."""
+
+    def __init__(self, inner: VendorClient, watch: Stopwatch) -> None:
+        self._inner = inner
+        self._watch = watch
+
+    def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
+        return self._watch.time("fetch agents", lambda: self._inner.fetch_agents(progress))
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+# -- synthetic fleet ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Fleet:
+    """Agents of both vendors and devices of the tailnet, built from one seed."""
+
+    huntress: list[dict[str, Any]]
+    sentinelone: list[dict[str, Any]]
+    devices: list[dict[str, Any]]
+    device_mix: dict[str, int]
+    agent_mix: dict[str, int]
+
+
+def agent_serials(count: int, rng: random.Random) -> tuple[list[str | None], dict[str, int]]:
+    """Serial per agent: mostly ``default_serial(i)``; some null, some placeholders, 1 % reinstalls at the end."""
+    reinstalls = count // 100
+    primaries = count - reinstalls
+    serials: list[str | None] = []
+    mix = {"own serial": 0, "null serial": 0, "placeholder serial": 0, "reinstall (duplicate serial)": reinstalls}
+    for i in range(primaries):
+        roll = rng.random()
+        if roll < 0.01:
+            serials.append(None)
+            mix["null serial"] += 1
+        elif roll < 0.015:
+            serials.append(rng.choice(PLACEHOLDERS))
+            mix["placeholder serial"] += 1
+        else:
+            serials.append(default_serial(i))
+            mix["own serial"] += 1
+    serials.extend(default_serial(rng.randrange(primaries)) for _ in range(reinstalls))
+    return serials, mix
+
+
+def make_huntress(i: int, serial: str | None, reinstall: bool, rng: random.Random) -> dict[str, Any]:
+    mac = rng.random() < 0.15  # no Microsoft Defender on macOS: its statuses are null and left out
+    overrides: dict[str, Any] = {
+        "defender_status": None
+        if mac
+        else rng.choices(["Protected", "Unhealthy", "Unmanaged", "Incompatible"], [85, 7, 5, 3])[0],
+        "defender_policy_status": None
+        if mac
+        else rng.choices(["Compliant", "Non Compliant", "Pending", "Gpo Conflict", "Unknown"], [88, 6, 3, 2, 1])[0],
+        "firewall_status": rng.choices(
+            ["Enabled", "Disabled", "Isolated", "Pending Isolation", "Pending Release"], [93, 5, 1, 0.5, 0.5]
+        )[0],
+    }
+    if mac:
+        overrides.update(platform="darwin", os="macOS 14.6", win_build_number=None, os_build_version="23G80")
+    if reinstall:  # a reinstall: seen either more recently than the original or long ago
+        overrides["last_callback_at"] = rng.choice(["2026-11-21T10:59:59Z", "2025-01-01T00:00:00Z"])
+    return huntress_agent(i, serial, **overrides)
+
+
+def make_sentinelone(i: int, serial: str | None, reinstall: bool, rng: random.Random) -> dict[str, Any]:
+    threats = rng.choices([0, 1, 2, 3], [97, 1.5, 1, 0.5])[0]
+    overrides: dict[str, Any] = {
+        "activeThreats": threats,
+        "infected": threats > 0,
+        "agentVersion": rng.choices(["23.4.2.14", "23.3.3.264", "22.3.4.612", "24.1.2.6"], [60, 25, 10, 5])[0],
+        "operationalState": rng.choices(
+            ["na", "partially_disabled", "auto_fully_disabled", "disabled_error"], [97, 1.5, 1, 0.5]
+        )[0],
+        "encryptedApplications": rng.random() < 0.8,
+        "firewallEnabled": rng.random() < 0.9,
+        "isActive": rng.random() < 0.95,
+        "isDecommissioned": rng.random() < 0.01,  # the client asks for isDecommissioned=false: these are not served
+    }
+    if reinstall:
+        overrides["lastActiveDate"] = rng.choice(["2026-11-21T10:59:59.000000Z", "2025-01-01T00:00:00.000000Z"])
+    return sentinelone_agent(i, serial, **overrides)
+
+
+def device_json(j: int, serials: list[str] | None) -> dict[str, Any]:
+    """A device as ``GET /tailnet/-/devices?fields=all`` lists it; ``serials=None``: posture identity off."""
+    identity: dict[str, Any] = {"disabled": True} if serials is None else {"serialNumbers": serials, "disabled": False}
+    return {
+        "id": str(10**15 + j),
+        "nodeId": f"nBENCH{j:07d}CNTRL",
+        "name": f"host-{j:05d}.tail4f2c9.ts.net",
+        "hostname": f"host-{j:05d}",
+        "user": f"user{j % 9973}@corp.example.com",
+        "os": "windows",
+        "addresses": [f"100.{64 + (j >> 16) % 64}.{(j >> 8) & 255}.{j & 255}"],
+        "clientVersion": "1.76.1-t1234abcd",
+        "postureIdentity": identity,
+    }
+
+
+def device_serials(j: int, primaries: int, rng: random.Random) -> tuple[str, list[str] | None]:
+    """(kind, serials) of device ``j``: ~90 % carry agent ``j``'s serial, the rest do not match any agent."""
+    roll = rng.random()
+    if roll < 0.90 and j < primaries:
+        serial = default_serial(j)
+        shape = rng.random()
+        if shape < 0.10:
+            serial = serial.lower()  # matching is case-insensitive
+        elif shape < 0.15:
+            serial = f" {serial} "  # and ignores surrounding blanks
+        if rng.random() < 0.10:  # a second identifier (baseboard) that no EDR reports
+            return "agent serial (+ baseboard)", [f"BB{j:08d}", serial]
+        return "agent serial", [serial]
+    if roll < 0.95:
+        return "serial no agent has", [f"TS{j:07d}"]
+    if roll < 0.97:
+        return "no serial", []
+    if roll < 0.99:
+        return "placeholder serial", [rng.choice(PLACEHOLDERS)]
+    return "posture identity disabled", None
+
+
+def build_fleet(agents: int, devices: int, seed: int = 2026) -> Fleet:
+    rng = random.Random(seed)
+    serials, agent_mix = agent_serials(agents, rng)
+    primaries = agents - agents // 100
+    hunt = [make_huntress(i, s, i >= primaries, rng) for i, s in enumerate(serials)]
+    s1 = [make_sentinelone(i, s, i >= primaries, rng) for i, s in enumerate(serials)]
+    agent_mix["SentinelOne decommissioned (not served)"] = sum(1 for a in s1 if a["isDecommissioned"])
+    device_mix: dict[str, int] = defaultdict(int)
+    rows = []
+    for j in range(devices):
+        kind, device_serial = device_serials(j, primaries, rng)
+        device_mix[kind] += 1
+        rows.append(device_json(j, device_serial))
+    return Fleet(hunt, s1, rows, dict(device_mix), agent_mix)
+
+
+def changed_agents(
+    agents: list[dict[str, Any]], vendor: str, change: float, remove: float, rng: random.Random
+) -> tuple[list[dict[str, Any]], int, int]:
+    """A copy of ``agents`` with ``change`` of them reporting new values and ``remove`` of them gone."""
+    count = len(agents)
+    picked = rng.sample(range(count), min(count, round(count * (change + remove))))
+    n_changed = min(len(picked), round(count * change))
+    to_change, to_remove = set(picked[:n_changed]), set(picked[n_changed:])
+    out = []
+    for n, agent in enumerate(agents):
+        if n in to_remove:
+            continue
+        if n in to_change:
+            if vendor == "huntress":
+                firewall = "Disabled" if agent["firewall_status"] == "Enabled" else "Enabled"
+                agent = {**agent, "firewall_status": firewall}
+                if agent["defender_status"] is not None:  # Windows: Defender turned unhealthy too
+                    agent["defender_status"] = "Unhealthy" if agent["defender_status"] == "Protected" else "Protected"
+            else:
+                threats = agent["activeThreats"] + 1
+                agent = {**agent, "activeThreats": threats, "infected": True, "agentVersion": "24.2.1.9"}
+        out.append(agent)
+    return out, len(to_change), len(to_remove)
+
+
+# -- vendor specs with a generous client-side limiter --------------------------------------------------------------
+
+
+def bench_specs(watch: Stopwatch) -> dict[str, VendorSpec]:
+    """The real specs, with clients that may start 10**6 requests a minute (the fakes do not rate-limit)."""
+
+    def build_huntress(values: Any) -> TimedClient:
+        client = huntress.HuntressClient(
+            values["api_key"],
+            values["api_secret"],
+            base_url=values["base_url"],
+            organization_id=values.get("organization_id"),
+            limiter=SlidingWindowLimiter(10**6, 60),
+        )
+        return TimedClient(client, watch)
+
+    def build_s1(values: Any) -> TimedClient:
+        return TimedClient(sentinelone.SentinelOneClient(values["url"], values["api_token"]), watch)
+
+    return {
+        "huntress": dataclasses.replace(huntress.SPEC, build=build_huntress),
+        "sentinelone": dataclasses.replace(sentinelone.SPEC, build=build_s1),
+    }
+
+
+@contextmanager
+def registry_replaced(specs: dict[str, VendorSpec]) -> Iterator[None]:
+    original = registry.vendors
+    registry.vendors = lambda: specs  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        registry.vendors = original  # type: ignore[assignment]
+
+
+# -- running -----------------------------------------------------------------------------------------------------
+
+HEADER = (
+    f"  {'run':<9}{'wall s':>8}{'requests':>10}{'agents':>8}{'matches':>9}{'sets':>9}{'deletes':>9}"
+    f"{'writes':>8}{'naive':>9}{'ratio':>8}   memory"
+)
+
+
+def report_line(phase: str, took: float, requests: int, report: SyncReport) -> str:
+    ratio = f"{report.naive_write_calls / report.write_calls:,.0f}x" if report.write_calls else "-"
+    return (
+        f"  {phase:<9}{took:>8.2f}{requests:>10,}{report.agents:>8,}{report.matches:>9,}{report.sets:>9,}"
+        f"{report.deletes:>9,}{report.write_calls:>8,}{report.naive_write_calls:>9,}{ratio:>8}   {memory()}"
+    )
+
+
+def breakdown(watch: Stopwatch, took: float) -> str:
+    parts = dict(watch.parts)
+    parts["match, diff, bookkeeping"] = max(0.0, took - sum(parts.values()))
+    order = ["fetch agents", "list devices", "read current", "write", "match, diff, bookkeeping"]
+    return "  " + " " * 9 + "time: " + ", ".join(f"{name} {parts.get(name, 0.0):.2f} s" for name in order)
+
+
+def profiled(call: Callable[[], T], top: int) -> T:
+    profiler = cProfile.Profile()
+    result = profiler.runcall(call)
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    keep = [line for line in out.getvalue().splitlines() if line.strip() and not line.startswith("   Ordered by")]
+    print("\n".join("      " + line for line in keep))
+    return result
+
+
+class Bench:
+    def __init__(self, db: Database, args: argparse.Namespace) -> None:
+        self.db = db
+        self.args = args
+        self.watch = Stopwatch()
+        self.builtin = BuiltinTailnet(db)
+        self.tailnet = TimedTailnet(self.builtin, self.watch)
+        self.integrations = Integrations(db, Cipher.from_secret("accessbot benchmark passphrase"))
+        self.runner = SyncRunner(db, self.tailnet, self.integrations, mode=NamespaceMode.VENDOR)  # type: ignore[arg-type]
+        self.failures: list[str] = []
+
+    def import_devices(self, devices: list[dict[str, Any]]) -> None:
+        start = time.perf_counter()
+        created = 0
+        first_chunk = 0.0
+        for offset in range(0, len(devices), IMPORT_CHUNK):
+            chunk = devices[offset : offset + IMPORT_CHUNK]
+            chunk_start = time.perf_counter()
+            if offset == 0 and self.args.profile:
+                print(f"  cProfile of the first import_devices call ({len(chunk):,} devices):")
+                created += profiled(partial(self.builtin.import_devices, chunk, actor=ACTOR), self.args.profile_top)[0]
+            else:
+                created += self.builtin.import_devices(chunk, actor=ACTOR)[0]
+            if offset == 0:
+                first_chunk = time.perf_counter() - chunk_start
+        took = time.perf_counter() - start
+        chunks = -(-len(devices) // IMPORT_CHUNK)
+        print(
+            f"  imported {created:,} devices in {chunks} import_devices calls: {took:.2f} s "
+            f"({created / took:,.0f} devices/s; first call {first_chunk:.2f} s)   {memory()}"
+        )
+
+    def sync(self, vendor: str, phase: str, fake: FakeHuntress | FakeSentinelOne, profile: bool) -> SyncReport:
+        self.watch.reset()
+        before = fake.requests
+        start = time.perf_counter()
+        if profile:
+            print(f"  {phase}: cProfile of the main thread (fakes serve in their own threads); * = slowed by cProfile:")
+            report = profiled(lambda: self.runner.run(vendor), self.args.profile_top)
+        else:
+            report = self.runner.run(vendor)
+        took = time.perf_counter() - start
+        if report.result != "ok":
+            raise SystemExit(f"{vendor} {phase} sync failed: {report.result}: {report.error}")
+        print(report_line(f"{phase}*" if profile else phase, took, fake.requests - before, report))
+        print(breakdown(self.watch, took))
+        return report
+
+    def held_by(self, spec: VendorSpec) -> int:
+        owned = {map_key(a.key, NamespaceMode.VENDOR) for a in spec.attributes}
+        return len(self.builtin.attributes_with_keys(owned))
+
+    def vendor(
+        self, vendor: str, fake: FakeHuntress | FakeSentinelOne, values: dict[str, str], agents: list[dict[str, Any]]
+    ) -> None:
+        spec = registry.vendor(vendor)
+        print(f"\n{spec.label}: {len(fake.agents):,} agents served from {fake.url}")
+        self.integrations.add(vendor, values, actor="cli:bench")
+        print(HEADER)
+        first = self.sync(vendor, "first", fake, self.args.profile)
+        held = self.held_by(spec)
+        if held != first.matches:
+            self.failures.append(f"{spec.label}: {first.matches} matches but {held} devices hold its attributes")
+        again = self.sync(vendor, "again", fake, False)
+        if (again.sets, again.deletes, again.write_calls) != (0, 0, 0):
+            self.failures.append(f"{spec.label}: the unchanged sync wrote {again.sets} sets, {again.deletes} deletes")
+        rng = random.Random(f"{vendor}-change")
+        changed, n_changed, n_removed = changed_agents(agents, vendor, self.args.change, self.args.remove, rng)
+        fake.set_agents(changed)
+        third = self.sync(vendor, "changed", fake, False)
+        print(
+            f"  {'':<9}({n_changed:,} agents changed values, {n_removed:,} uninstalled; "
+            f"{third.devices_changed:,} devices changed; {held:,} devices held {spec.label} attributes after 'first')"
+        )
+        print(
+            f"  {'':<9}summary: {third.summary}; {third.agents_without_serial:,} agents without serial, "
+            f"{third.duplicate_serials_resolved:,} duplicate serials resolved, "
+            f"{third.devices_without_identity:,} devices without identity"
+        )
+
+
+def run(db: Database, label: str, args: argparse.Namespace) -> list[str]:
+    print(f"{label}: {args.agents:,} agents per vendor, {args.devices:,} devices   {memory()}")
+    start = time.perf_counter()
+    fleet = build_fleet(args.agents, args.devices)
+    print(f"  generated agents and devices in {time.perf_counter() - start:.2f} s   {memory()}")
+    print("  devices: " + ", ".join(f"{kind} {n:,}" for kind, n in fleet.device_mix.items()))
+    print("  agents:  " + ", ".join(f"{kind} {n:,}" for kind, n in fleet.agent_mix.items()))
+    bench = Bench(db, args)
+    bench.import_devices(fleet.devices)
+    watch = bench.watch
+    with (
+        registry_replaced(bench_specs(watch)),
+        FakeHuntress(fleet.huntress, rate_limit_per_minute=None) as fake_h,
+        FakeSentinelOne(fleet.sentinelone) as fake_s1,
+    ):
+        print(f"  fakes started   {memory()}")
+        bench.vendor(
+            "huntress",
+            fake_h,
+            {"api_key": HUNTRESS_KEY, "api_secret": HUNTRESS_SECRET, "base_url": fake_h.url},
+            fleet.huntress,
+        )
+        bench.vendor("sentinelone", fake_s1, {"url": fake_s1.url, "api_token": SENTINELONE_TOKEN}, fleet.sentinelone)
+    return bench.failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=50_000, help="agents per vendor (default 50000)")
+    parser.add_argument("--devices", type=int, default=50_000, help="devices in the tailnet (default 50000)")
+    parser.add_argument("--database-url", help="run on this PostgreSQL database (in a throwaway schema) instead")
+    parser.add_argument("--change", type=float, default=0.01, help="share of agents changed before run 3 (0.01)")
+    parser.add_argument("--remove", type=float, default=0.001, help="share of agents removed before run 3 (0.001)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the first import and each first sync")
+    parser.add_argument("--profile-top", type=int, default=20, help="functions to show per profile (default 20)")
+    args = parser.parse_args()
+    if args.agents < 100 or args.devices < 100:
+        parser.error("--agents and --devices must be at least 100")
+    if not (0 <= args.change <= 1 and 0 <= args.remove <= 1 and args.change + args.remove <= 1):
+        parser.error("--change and --remove are shares between 0 and 1")
+
+    started = time.perf_counter()
+    if args.database_url:
+        if not normalize_url(args.database_url).startswith("postgresql"):
+            parser.error("--database-url must be a PostgreSQL URL")
+        with postgres_database(args.database_url) as db:
+            failures = run(db, "PostgreSQL (throwaway schema)", args)
+    else:
+        with sqlite_database() as db:
+            failures = run(db, "SQLite (temporary file)", args)
+    print(f"\ntotal {time.perf_counter() - started:.1f} s, peak RSS {peak_rss_kib() / MIB:,.0f} MiB")
+    for failure in failures:
+        print(f"UNEXPECTED: {failure}")
+    if failures:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""End-to-end fixtures: a fake Slack Web API with a small workspace, and the signing secret.
+
+The tests send signed Slack payloads (``tests.fakes.slack_payloads``) to the real Bolt app over HTTP;
+the app calls the Web API at ``fake_slack.base_url`` with ``fake_slack.token``.
+
+Workspace:
+    UREQ   req@example.com    the requester
+    UBOB   bob@example.com    approver, in @sre (S0SRE)
+    UCAROL carol@example.com  approver, in @sre (S0SRE)
+    UEVE   eve@example.com    an outsider (no role)
+    UADMIN admin@example.com  accessbot admin
+    UBOT                      the bot itself (added by FakeSlackAPI)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slack_sdk import WebClient
+
+from app.clock import FrozenClock
+from app.db import Database
+from app.slack.context import SlackContext
+from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.models import Actor, Device
+from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlackAPI
+from tests.fakes.slack_payloads import SlackEventsClient
+
+SLACK_SIGNING_SECRET = "e2e-signing-secret-0123456789abcdef"
+SLACK_BOT_TOKEN = DEFAULT_TOKEN
+
+REQUESTER = "UREQ"
+BOB = "UBOB"
+CAROL = "UCAROL"
+EVE = "UEVE"
+ADMIN = "UADMIN"
+SRE_GROUP_ID = "S0SRE"
+SRE_HANDLE = "sre"
+
+USERS: dict[str, tuple[str, str, str]] = {
+    REQUESTER: ("req@example.com", "req", "Rita Requester"),
+    BOB: ("bob@example.com", "bob", "Bob Approver"),
+    CAROL: ("carol@example.com", "carol", "Carol Approver"),
+    EVE: ("eve@example.com", "eve", "Eve Outsider"),
+    ADMIN: ("admin@example.com", "admin", "Ada Admin"),
+}
+
+
+@pytest.fixture
+def slack_signing_secret() -> str:
+    """The signing secret the app verifies and ``SlackEventsClient`` signs with."""
+    return SLACK_SIGNING_SECRET
+
+
+@pytest.fixture
+def slack_bot_token() -> str:
+    """The bot token the fake Web API accepts."""
+    return SLACK_BOT_TOKEN
+
+
+@pytest.fixture
+def fake_slack(slack_bot_token: str) -> Iterator[FakeSlackAPI]:
+    """A started fake Slack Web API with the workspace above; stopped after the test."""
+    with FakeSlackAPI(token=slack_bot_token) as fake:
+        for user_id, (email, name, real_name) in USERS.items():
+            fake.add_user(user_id, email, name, real_name)
+        fake.add_group(SRE_GROUP_ID, SRE_HANDLE, [BOB, CAROL], name="SRE")
+        yield fake
+
+
+# ----------------------------------------------------------------------------------------------------
+# The app under test: the real Bolt app over HTTP on 127.0.0.1, the built-in tailnet, a fake Slack Web API.
+# ----------------------------------------------------------------------------------------------------
+
+POLICY_HUJSON = """{
+  // the posture the gated profile requires
+  "postures": {
+    "posture:trusted": ["huntress:firewallStatus == 'Enabled'", "node:os IN ['macos', 'linux']"],
+  },
+  "grants": [
+    {"src": ["autogroup:member"], "dst": ["tag:prod"], "ip": ["*"], "srcPosture": ["posture:trusted"]},
+  ],
+}
+"""
+
+CONFIG_YAML = """
+admins: [UADMIN]
+policy_file: policy.hujson
+request_timeout: 1h
+reminder_before: 10m
+profiles:
+  - id: prod
+    description: Production access
+    attribute: custom:prodAccess
+    max_duration: 4h
+    durations: [30m, 1h, 4h, 8h]
+    approvers: [bob@example.com, "@sre"]
+    notify_channel: CACCESS
+  - id: pair
+    description: Paired change
+    attribute: custom:pairAccess
+    value: rw
+    max_duration: 1h
+    approvers: [bob@example.com, carol@example.com, admin@example.com]
+    approvals_required: 2
+  - id: gated
+    description: Gated production
+    attribute: custom:gatedAccess
+    max_duration: 1h
+    approvers: [bob@example.com]
+    require_posture: posture:trusted
+"""
+
+
+class RecordingTailnet:
+    """The built-in tailnet, recording when attribute writes happen and able to fail them."""
+
+    def __init__(self, inner: BuiltinTailnet) -> None:
+        self.inner = inner
+        self.writes: list[tuple[float, str, str]] = []
+        self.fail_with: Exception | None = None
+        self._lock = threading.Lock()
+
+    def set_attribute(self, device_id: str, key: str, value: Any, **kwargs: Any) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.inner.set_attribute(device_id, key, value, **kwargs)
+        with self._lock:
+            self.writes.append((time.time(), device_id, key))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@dataclass
+class AppUnderTest:
+    """What an end-to-end test drives and inspects."""
+
+    url: str
+    slack: SlackEventsClient
+    fake: FakeSlackAPI
+    ctx: SlackContext
+    tailnet: RecordingTailnet
+    builtin: BuiltinTailnet
+    clock: FrozenClock
+    devices: dict[str, Device]
+    config_path: Path
+
+
+@pytest.fixture
+def app_server(
+    fake_slack: FakeSlackAPI,
+    slack_signing_secret: str,
+    slack_bot_token: str,
+    db: Database,
+    db_url: str,
+    clock: FrozenClock,
+    tmp_path: Path,
+) -> Iterator[AppUnderTest]:
+    """The accessbot Slack app served over HTTP, wired to ``fake_slack`` and the built-in tailnet."""
+    from app.runtime import Runtime
+    from app.settings import ConfigSource, Settings
+    from app.slack.bolt_app import build_app
+    from app.slack.context import build_context
+    from app.wsgi import make_wsgi
+    from app.wsgiserver import make_server
+
+    config_path = tmp_path / "accessbot.yml"
+    config_path.write_text(CONFIG_YAML)
+    (tmp_path / "policy.hujson").write_text(POLICY_HUJSON)
+    settings = Settings(  # type: ignore[call-arg]
+        DATABASE_URL=db_url,
+        ACCESSBOT_CONFIG=str(config_path),
+        SLACK_BOT_TOKEN=slack_bot_token,
+        SLACK_SIGNING_SECRET=slack_signing_secret,
+        SLACK_API_URL=fake_slack.base_url,
+        ACCESSBOT_SECRET_KEY="end-to-end credentials passphrase",
+    )
+    builtin = BuiltinTailnet(db, clock=clock)
+    owner = Actor("cli:setup")
+    devices = {
+        "laptop": builtin.add_device(
+            name="rita-laptop.tail1.ts.net",
+            user="req@example.com",
+            os="macos",
+            addresses=["100.64.0.10"],
+            serial_numbers=["C02RITA"],
+            actor=owner,
+        ),
+        "db": builtin.add_device(
+            name="db-prod-1.tail1.ts.net",
+            user="ops@example.com",
+            os="linux",
+            tags=["tag:prod"],
+            addresses=["100.64.0.20"],
+            actor=owner,
+        ),
+        "bobs": builtin.add_device(name="bob-desktop.tail1.ts.net", user="bob@example.com", os="windows", actor=owner),
+    }
+    tailnet = RecordingTailnet(builtin)
+    runtime = Runtime(settings=settings, db=db, tailnet=tailnet, clock=clock)  # type: ignore[arg-type]
+    client = WebClient(token=slack_bot_token, base_url=fake_slack.base_url)
+    ctx = build_context(runtime, client=client, config=ConfigSource(config_path, min_interval=0), clock=clock)
+    ctx.devices.refresh()
+    bolt_app = build_app(ctx, signing_secret=slack_signing_secret, process_before_response=True)
+    server = make_server(make_wsgi(ctx, bolt_app), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    fake_slack.reset()
+    with SlackEventsClient(url, slack_signing_secret) as slack:
+        yield AppUnderTest(url, slack, fake_slack, ctx, tailnet, builtin, clock, devices, config_path)
+    server.shutdown()
+    server.server_close()
