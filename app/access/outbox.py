@@ -124,6 +124,19 @@ class Outbox:
                 .values(claimed_until=self.clock() + delay, last_error=error[:2000])
             )
 
+    def defer(self, notification: Notification) -> None:
+        """Release a claim at once without counting an attempt: the notification waits for an earlier one."""
+        with self.db.session() as session:
+            session.execute(
+                update(NotificationRow)
+                .where(NotificationRow.id == notification.id, NotificationRow.sent_at.is_(None))
+                .values(
+                    claimed_until=None,
+                    attempts=NotificationRow.attempts - 1,
+                    last_error="waiting for an earlier notification",
+                )
+            )
+
     def pending_count(self) -> int:
         """Undelivered notifications that will still be tried."""
         with self.db.session() as session:

@@ -21,6 +21,9 @@ from app.slack.views.request_message import Audience, channel_post, notice, requ
 
 log = logging.getLogger(__name__)
 
+MAX_ROUNDS = 20
+"""Bound on claim rounds in one ``deliver`` call (each round after the first follows a delivery)."""
+
 
 class Notifier:
     """Turns outbox notifications into Slack Web API calls."""
@@ -31,27 +34,44 @@ class Notifier:
         self.access = access
 
     def deliver(self, request_id: int | None = None) -> int:
-        """Deliver due notifications (of one request, or all); returns how many were delivered."""
+        """Deliver due notifications (of one request, or all); returns how many were delivered.
+
+        A notification whose request still has an older one undelivered is released at once (not delayed):
+        whoever delivers the older one goes on with the next round, and a releaser that finds the older one
+        delivered meanwhile claims again, so a follower is never left waiting for the next scheduled run.
+        """
         delivered = 0
-        for item in self.outbox.claim(request_id=request_id):
-            if self.outbox.earlier_unsent(item):
-                self.outbox.failed(item, "waiting for an earlier notification", retry_in=timedelta(seconds=5))
-                continue
-            try:
-                self._deliver(item)
-            except SlackApiError as exc:
-                error = str(exc.response.get("error", exc))
-                retry_after = exc.response.headers.get("Retry-After") if exc.response.headers else None
-                wait = timedelta(seconds=int(retry_after)) if retry_after and str(retry_after).isdigit() else None
-                log.warning("delivering %s for request %s failed: %s", item.kind, item.request_id, error)
-                self.outbox.failed(item, error, retry_in=wait)
-            except Exception as exc:  # never lose a notification to an unexpected error
-                log.exception("delivering %s for request %s failed", item.kind, item.request_id)
-                self.outbox.failed(item, f"{exc.__class__.__name__}: {exc}")
-            else:
-                self.outbox.done(item)
-                delivered += 1
+        for _ in range(MAX_ROUNDS):
+            progressed = False
+            deferred: list[Notification] = []
+            for item in self.outbox.claim(request_id=request_id):
+                if self.outbox.earlier_unsent(item):
+                    self.outbox.defer(item)
+                    deferred.append(item)
+                elif self._try(item):
+                    delivered += 1
+                    progressed = True
+            if not progressed and all(self.outbox.earlier_unsent(item) for item in deferred):
+                break
         return delivered
+
+    def _try(self, item: Notification) -> bool:
+        """Deliver one claimed notification; on failure release it for a retry after a backoff."""
+        try:
+            self._deliver(item)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", exc))
+            retry_after = exc.response.headers.get("Retry-After") if exc.response.headers else None
+            wait = timedelta(seconds=int(retry_after)) if retry_after and str(retry_after).isdigit() else None
+            log.warning("delivering %s for request %s failed: %s", item.kind, item.request_id, error)
+            self.outbox.failed(item, error, retry_in=wait)
+        except Exception as exc:  # never lose a notification to an unexpected error
+            log.exception("delivering %s for request %s failed", item.kind, item.request_id)
+            self.outbox.failed(item, f"{exc.__class__.__name__}: {exc}")
+        else:
+            self.outbox.done(item)
+            return True
+        return False
 
     def _deliver(self, item: Notification) -> None:
         request = self.access.get(item.request_id)
