@@ -24,105 +24,17 @@ from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import TailnetUnavailable
 from app.tailnet.models import Actor, Device
 from tests.conftest import written
-
-REQ, BOB, CAROL, DAVE, ADMIN = "UREQ", "UBOB", "UCAROL", "UDAVE", "UADMIN"
-EMAILS = {
-    REQ: "req@example.com",
-    BOB: "bob@example.com",
-    CAROL: "carol@example.com",
-    DAVE: "dave@example.com",
-    ADMIN: "admin@example.com",
-}
-
-
-def make_config(**overrides: Any) -> Config:
-    prod = {
-        "id": "prod",
-        "description": "Production",
-        "attribute": "custom:prodAccess",
-        "max_duration": "4h",
-        "durations": ["30m", "1h", "4h", "8h"],
-        "approvers": ["bob@example.com", "@sre"],
-        "notify_channel": "CNOTIFY",
-    }
-    prod.update(overrides)
-    pair = {
-        "id": "pair",
-        "attribute": "custom:pairAccess",
-        "value": "rw",
-        "max_duration": "1h",
-        "durations": ["1h"],
-        "approvers": ["bob@example.com", "carol@example.com", "dave@example.com"],
-        "approvals_required": 2,
-    }
-    return Config.model_validate(
-        {"admins": [ADMIN], "profiles": [prod, pair], "request_timeout": "1h", "reminder_before": "10m"}
-    )
-
-
-class FlakyTailnet:
-    """Wraps a tailnet: counts set_attribute calls and can fail them."""
-
-    def __init__(self, inner: BuiltinTailnet) -> None:
-        self.inner = inner
-        self.sets = 0
-        self.fail_with: Exception | None = None
-        self.lock = threading.Lock()
-
-    def set_attribute(self, *args: Any, **kwargs: Any) -> None:
-        with self.lock:
-            self.sets += 1
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.inner.set_attribute(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-@pytest.fixture
-def config() -> list[Config]:
-    return [make_config()]
-
-
-@pytest.fixture
-def device(builtin: BuiltinTailnet) -> Device:
-    return builtin.add_device(name="req-laptop", user="req@example.com", os="macos", actor=Actor("cli:t"))
-
-
-@pytest.fixture
-def tailnet(builtin: BuiltinTailnet) -> FlakyTailnet:
-    return FlakyTailnet(builtin)
-
-
-@pytest.fixture
-def service(db: Database, tailnet: FlakyTailnet, config: list[Config], clock: FrozenClock) -> AccessService:
-    directory = StaticDirectory(EMAILS, {"sre": {CAROL}})
-    return AccessService(db, tailnet, lambda: config[0], directory, clock=clock)  # type: ignore[arg-type]
-
-
-def submit(service: AccessService, device: Device | None, **kw: Any) -> Any:
-    args = {
-        "requester_id": REQ,
-        "profile_id": "prod",
-        "device": device,
-        "duration": timedelta(hours=1),
-        "approver_ids": [BOB],
-        "reason": "deploy hotfix",
-    }
-    args.update(kw)
-    return service.submit(**args)
-
-
-def kinds(db: Database, request_id: int) -> list[str]:
-    with db.session() as s:
-        return list(
-            s.scalars(
-                select(NotificationRow.kind)
-                .where(NotificationRow.request_id == request_id)
-                .order_by(NotificationRow.id)
-            )
-        )
+from tests.unit.access_support import (
+    ADMIN,
+    BOB,
+    CAROL,
+    DAVE,
+    EMAILS,
+    REQ,
+    FlakyTailnet,
+    kinds,
+    submit,
+)
 
 
 def test_grant_comment_is_cut_to_200() -> None:

@@ -20,7 +20,7 @@ from app.clock import FrozenClock
 from app.db import Database
 from app.slack.notify import Notifier
 from app.tailnet.models import Device
-from tests.unit.test_access_service import config, device, service, submit, tailnet  # noqa: F401
+from tests.unit.access_support import submit
 
 
 class RecordingNotifier(Notifier):
@@ -57,7 +57,7 @@ def test_a_follower_released_while_its_predecessor_is_in_flight_is_delivered_by_
     service: AccessService,
     device: Device,
     db: Database,
-    clock: FrozenClock,  # noqa: F811
+    clock: FrozenClock,
 ) -> None:
     request = submit(service, device)  # queues "requested"
     log: list[str] = []
@@ -82,7 +82,7 @@ def test_a_releaser_that_finds_the_predecessor_delivered_meanwhile_delivers_the_
     service: AccessService,
     device: Device,
     db: Database,
-    clock: FrozenClock,  # noqa: F811
+    clock: FrozenClock,
 ) -> None:
     """The other interleaving: the predecessor's dispatcher finished (and found the follower still claimed)
     between this dispatcher's order check and its release."""
@@ -108,7 +108,7 @@ def test_a_follower_of_a_failing_predecessor_waits_and_keeps_its_attempts(
     service: AccessService,
     device: Device,
     db: Database,
-    clock: FrozenClock,  # noqa: F811
+    clock: FrozenClock,
 ) -> None:
     request = submit(service, device)
     queue(db, request.id, "granted", clock)

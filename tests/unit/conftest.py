@@ -1,0 +1,35 @@
+"""Fixtures of the access-domain unit tests: an ``AccessService`` over the built-in tailnet."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.access.directory import StaticDirectory
+from app.access.service import AccessService
+from app.clock import FrozenClock
+from app.db import Database
+from app.settings import Config
+from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.models import Actor, Device
+from tests.unit.access_support import CAROL, EMAILS, FlakyTailnet, make_config
+
+
+@pytest.fixture
+def config() -> list[Config]:
+    return [make_config()]
+
+
+@pytest.fixture
+def device(builtin: BuiltinTailnet) -> Device:
+    return builtin.add_device(name="req-laptop", user="req@example.com", os="macos", actor=Actor("cli:t"))
+
+
+@pytest.fixture
+def tailnet(builtin: BuiltinTailnet) -> FlakyTailnet:
+    return FlakyTailnet(builtin)
+
+
+@pytest.fixture
+def service(db: Database, tailnet: FlakyTailnet, config: list[Config], clock: FrozenClock) -> AccessService:
+    directory = StaticDirectory(EMAILS, {"sre": {CAROL}})
+    return AccessService(db, tailnet, lambda: config[0], directory, clock=clock)  # type: ignore[arg-type]
