@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import audit, metrics
-from app.access.models import AccessRequestRow, NotificationRow, RequestStatus
+from app.access.models import AccessRequestRow, NotificationRow, RequestStatus, VoteRow
 from app.access.requests import AccessAudit, Notice
+from app.access.service import grant_comment
 from app.clock import Clock, utcnow
 from app.db import Database
 from app.settings import Config
 from app.tailnet import Tailnet
+from app.tailnet.models import Actor, AttributeWrite
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,8 @@ class Lifecycle:
                 and expires <= now + duration
             )
             if written_by_this_grant:
+                assert expires is not None and row.granting_since is not None
+                self._adopt(row, AttributeWrite(row.value, expires), row.granting_since)
                 moved += self._move(
                     row.id,
                     RequestStatus.GRANTING,
@@ -166,6 +170,16 @@ class Lifecycle:
                     last_error="the grant was interrupted before the attribute was written",
                 )
         return moved
+
+    def _adopt(self, row: AccessRequestRow, write: AttributeWrite, since: datetime) -> None:
+        """Have the tailnet record the interrupted grant's write (the audit event its writer never made)."""
+        with self.db.session() as session:
+            approvers = list(
+                session.scalars(select(VoteRow.approver_id).where(VoteRow.request_id == row.id).order_by(VoteRow.id))
+            )
+        actor = Actor(approvers[-1] if approvers else SYSTEM)
+        comment = grant_comment(row.requester_email or row.requester_id, row.reason, approvers or [SYSTEM])
+        self.tailnet.adopt_write(row.device_id, row.attribute, write, actor=actor, comment=comment, since=since)
 
     def _ids(self, stmt: object) -> list[int]:
         with self.db.session() as session:

@@ -301,6 +301,19 @@ class BuiltinTailnet:
                 out.setdefault(device_id, {})[key] = value
         return out
 
+    def adopt_write(
+        self,
+        device_id: str,
+        key: str,
+        write: AttributeWrite,
+        *,
+        actor: Actor,
+        comment: str | None,
+        since: datetime,
+    ) -> bool:
+        """Nothing to adopt: the built-in store audits each write in the write's own transaction."""
+        return False
+
     def purge_expired(self) -> int:
         """Delete every expired attribute, auditing each at its expiry time; return how many."""
         return self._run(lambda session, now: self._purge(session, now))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from app.tailnet.models import Actor, AttributeChanges, AttributeSet, AttributeValue, Device
+from app.tailnet.models import Actor, AttributeChanges, AttributeSet, AttributeValue, AttributeWrite, Device
 
 
 @runtime_checkable
@@ -46,4 +47,21 @@ class Tailnet(Protocol):
 
     def set_many(self, changes: AttributeChanges, *, actor: Actor, comment: str | None = None) -> None:
         """Apply many sets and deletes (``None``) across devices at once."""
+        ...
+
+    def adopt_write(
+        self,
+        device_id: str,
+        key: str,
+        write: AttributeWrite,
+        *,
+        actor: Actor,
+        comment: str | None,
+        since: datetime,
+    ) -> bool:
+        """Record a write found on the tailnet whose writer died before recording it (audit, expiry tracking).
+
+        Nothing is recorded when the write was already audited at or after ``since``; returns whether
+        anything was recorded.
+        """
         ...

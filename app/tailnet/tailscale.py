@@ -19,14 +19,14 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app import audit
 from app.audit import AuditAction
 from app.clock import Clock, utcnow
 from app.db import Database
-from app.db.models import RemoteExpiryRow
+from app.db.models import AuditEventRow, RemoteExpiryRow
 from app.settings import ConfigError, Settings
 from app.tailnet import rules
 from app.tailnet.devicejson import device_from_api
@@ -260,6 +260,35 @@ class TailscaleTailnet:
         self.api.request("PATCH", f"/api/v2/tailnet/{self._tailnet_segment()}/device-attributes", json=body)
         self._record(checked, actor, comment)
 
+    def adopt_write(
+        self,
+        device_id: str,
+        key: str,
+        write: AttributeWrite,
+        *,
+        actor: Actor,
+        comment: str | None,
+        since: datetime,
+    ) -> bool:
+        """Audit a write that reached Tailscale after its process recorded nothing (killed while the call
+        returned), and track its expiry so the expiry is audited too. Idempotent: a write audited at or after
+        ``since`` is left alone."""
+        target = audit.attribute_target(device_id, key)
+        with self.db.session() as session:
+            seen = session.scalar(
+                select(AuditEventRow.id)
+                .where(
+                    AuditEventRow.action == str(AuditAction.UPDATE_NODE_ATTRIBUTE),
+                    AuditEventRow.target == target,
+                    AuditEventRow.at >= since,
+                )
+                .limit(1)
+            )
+        if seen is not None:
+            return False
+        self._record([_Change(device_id, key, write)], actor, comment, recovered=True)
+        return True
+
     def purge_expired(self) -> int:
         """Audit every expiry accessbot set that has now passed (at its expiry time); return how many."""
         with self.db.session() as session:
@@ -291,7 +320,7 @@ class TailscaleTailnet:
     def _attribute_path(self, device_id: str, key: str) -> str:
         return f"{self._device_path(device_id)}/attributes/{quote(key, safe=':')}"
 
-    def _record(self, changes: list[_Change], actor: Actor, comment: str | None) -> None:
+    def _record(self, changes: list[_Change], actor: Actor, comment: str | None, *, recovered: bool = False) -> None:
         """After a successful call: audit each change and update ``RemoteExpiryRow`` in one transaction."""
         with self.db.session() as session:
             now = self.clock()
@@ -312,6 +341,7 @@ class TailscaleTailnet:
                         "device_id": change.device_id,
                         "key": change.key,
                         "change": "set" if write is not None else "delete",
+                        **({"recovered": True} if recovered else {}),
                     },
                 )
                 if write is not None and write.expiry is not None:

@@ -38,6 +38,7 @@ from sqlalchemy import func, select, text, update
 from app import audit
 from app.access.models import AccessRequestRow, NotificationRow, RequestStatus
 from app.access.requests import AccessAudit, Notice
+from app.audit import AuditAction
 from app.clock import FrozenClock, utcnow
 from app.crypto import Cipher
 from app.db import Database
@@ -322,6 +323,16 @@ def request_actions(db: Database, request_id: int) -> list[str]:
         return [e.action for e in audit.query(session) if e.target == f"request/{request_id}"]
 
 
+def attribute_sets(db: Database, device_id: str) -> list[Any]:
+    """accessbot's audit events for writes of the granted attribute on ``device_id``."""
+    with db.session() as session:
+        return [
+            e
+            for e in audit.query(session, action=AuditAction.UPDATE_NODE_ATTRIBUTE)
+            if e.target == audit.attribute_target(device_id, "custom:prodAccess")
+        ]
+
+
 def notifications(db: Database, request_id: int, kind: str) -> list[NotificationRow]:
     with db.session() as session:
         return list(
@@ -444,6 +455,10 @@ def test_sigkill_during_the_attribute_write_of_an_approval(held_write: str, db_u
                 assert final.status == RequestStatus.GRANTED
                 assert final.expires_at == current.expiries["custom:prodAccess"]
                 assert len(writes.writes) == 1  # recovery read the tailnet; it did not write again
+                # the write the killed process never recorded is in the audit log once, by the approver
+                [adopted] = attribute_sets(db, laptop.id)
+                assert (adopted.actor, adopted.new_value, adopted.details.get("recovered")) == (BOB, True, True)
+                assert adopted.expiry == final.expires_at
                 assert request_actions(db, request.id).count(AccessAudit.GRANTED) == 1
                 assert AccessAudit.GRANT_FAILED not in request_actions(db, request.id)
                 assert buttons(approver_view) == {ActionId.REVOKE}
@@ -465,6 +480,7 @@ def test_sigkill_during_the_attribute_write_of_an_approval(held_write: str, db_u
                 wait_until(granted, "the retried grant to be written and announced")
                 assert written(store.get_attributes(laptop.id)) == {"custom:prodAccess": True}
                 assert len(writes.writes) == 2  # the lost write and the retry
+                assert [e.actor for e in attribute_sets(db, laptop.id)] == [BOB]  # only the retry wrote
                 assert request_actions(db, request.id).count(AccessAudit.GRANTED) == 1
                 assert buttons(fake.message(channel, ts)) == {ActionId.REVOKE}
             # either way: granted once, announced once

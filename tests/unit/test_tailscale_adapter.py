@@ -685,6 +685,38 @@ def test_rewriting_after_a_passed_expiry_audits_the_expiry_first(
     assert ts.purge_expired() == 0
 
 
+def test_adopt_write_audits_an_unrecorded_write_once_and_tracks_its_expiry(
+    ts: TailscaleTailnet, mock: respx.MockRouter, db: Database, clock: FrozenClock
+) -> None:
+    """A grant whose process died after Tailscale applied the write but before it was recorded."""
+    write = AttributeWrite(True, START + timedelta(hours=1))
+    clock.advance(minutes=2)  # recovery runs a little later
+    assert ts.adopt_write("12345", "custom:prod", write, actor=ALICE, comment="grant", since=START) is True
+    assert ts.adopt_write("12345", "custom:prod", write, actor=ALICE, comment="grant", since=START) is False
+    [adopted] = events(db)
+    assert (adopted.actor, adopted.new_value, adopted.expiry, adopted.comment) == (
+        "slack:U0ALICE",
+        True,
+        START + timedelta(hours=1),
+        "grant",
+    )
+    assert adopted.details == {"device_id": "12345", "key": "custom:prod", "change": "set", "recovered": True}
+    assert not mock.calls  # adopting reads nothing from and writes nothing to Tailscale
+    clock.advance(hours=1)
+    assert ts.purge_expired() == 1  # its expiry is audited like any other write's
+    assert [e.details["change"] for e in events(db)] == ["set", "expire"]
+
+
+def test_adopt_write_leaves_a_write_recorded_since_alone(
+    ts: TailscaleTailnet, mock: respx.MockRouter, db: Database, clock: FrozenClock
+) -> None:
+    mock.post(attr_path("12345", "custom:prod")).respond(200)
+    write = AttributeWrite(True, START + timedelta(hours=1))
+    ts.set_attribute("12345", "custom:prod", True, actor=ALICE, expiry=write.expiry)  # recorded, then died
+    assert ts.adopt_write("12345", "custom:prod", write, actor=ALICE, comment=None, since=START) is False
+    assert len(events(db)) == 1
+
+
 # -- construction from settings ------------------------------------------------------------------------
 
 
