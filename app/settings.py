@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.access.profiles import Profile, as_duration
 from app.logs import parse_log_format, parse_log_level
+from app.tailnet.proxies import parse_proxies
 from app.timefmt import parse_duration
 
 DEFAULT_CONFIG_FILE = "accessbot.yml"
@@ -139,6 +140,8 @@ class Settings(BaseSettings):
     log_format: str = Field("text", alias="LOG_FORMAT")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     metrics_port: int | None = Field(None, alias="METRICS_PORT", ge=0, le=65535)
+    trusted_proxies: str = Field("", alias="TRUSTED_PROXIES")
+    """Comma-separated IPs/networks of reverse proxies whose ``X-Forwarded-For`` the built-in API believes."""
 
     @field_validator("log_format")
     @classmethod
@@ -149,6 +152,12 @@ class Settings(BaseSettings):
     @classmethod
     def _log_level(cls, value: str) -> str:
         return parse_log_level(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        parse_proxies(value)  # refuse a typo at start rather than silently trusting nobody
+        return value
 
     @property
     def socket_mode(self) -> bool:

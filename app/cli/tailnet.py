@@ -33,6 +33,7 @@ from app.settings import get_settings
 from app.tailnet.api import make_api
 from app.tailnet.auth import DEFAULT_CLIENT_SCOPES, SCOPES, ApiKeyInfo, AuthStore, OAuthClientInfo
 from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.proxies import TrustedProxies, parse_proxies
 from app.timefmt import format_rfc3339, parse_duration
 from app.wsgiserver import make_server
 
@@ -83,7 +84,8 @@ def serve_cmd(
     configure_logging(rt.settings)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per sweep
     scheduler = build_scheduler(rt)
-    api = make_api(rt.tailnet, rt.db, clock=rt.clock)
+    proxies = TrustedProxies(parse_proxies(rt.settings.trusted_proxies))
+    api = make_api(rt.tailnet, rt.db, clock=rt.clock, proxies=proxies)
     ops = with_ops_endpoints(api, health=lambda: _health(rt.db.engine, scheduler))
     try:
         server = make_server(

@@ -4,6 +4,7 @@ Every endpoint but the token endpoint needs an API key or an OAuth access token 
 are ``{"message": ...}`` with Tailscale's status codes, and an unexpected failure is a logged 500 whose
 details never reach the client. Failed authentications are rate-limited per client address
 (``auth.FailedAuthLimiter``): over the limit, every request of that address is a 429 with ``Retry-After``.
+Behind reverse proxies, the address is taken from ``X-Forwarded-For`` of trusted proxies only (``proxies``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.devicejson import device_to_api
 from app.tailnet.errors import AuthenticationError, InvalidRequest, TailnetError
 from app.tailnet.models import AttributeChanges, AttributeWrite
+from app.tailnet.proxies import TrustedProxies
 
 log = logging.getLogger(__name__)
 
@@ -234,18 +236,20 @@ def _respond(
     return [data]
 
 
-def client_address(environ: WSGIEnvironment) -> str:
-    """The rate-limit key of the request's peer (``REMOTE_ADDR``; forwarded headers are not trusted)."""
-    return client_key(str(environ.get("REMOTE_ADDR") or "unknown"))
-
-
 class TailnetApi:
     """The WSGI application; see ``make_api``."""
 
-    def __init__(self, tailnet: BuiltinTailnet, auth: AuthStore, limiter: FailedAuthLimiter | None = None) -> None:
+    def __init__(
+        self,
+        tailnet: BuiltinTailnet,
+        auth: AuthStore,
+        limiter: FailedAuthLimiter | None = None,
+        proxies: TrustedProxies | None = None,
+    ) -> None:
         self.tailnet = tailnet
         self.auth = auth
         self.limiter = limiter if limiter is not None else FailedAuthLimiter()
+        self.proxies = proxies if proxies is not None else TrustedProxies()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         try:
@@ -278,7 +282,7 @@ class TailnetApi:
                 allowed.append(route.method)
                 continue
             request = Request(environ, method, params)
-            client = client_address(environ)
+            client = client_key(self.proxies.client(environ))
             self._refuse_if_limited(client)
             with self._counting_failures(client):
                 if route.scope is None:  # the token endpoint checks the client's credentials itself
@@ -422,10 +426,16 @@ class TailnetApi:
 
 
 def make_api(
-    tailnet: BuiltinTailnet, db: Database, *, clock: Clock = utcnow, limiter: FailedAuthLimiter | None = None
+    tailnet: BuiltinTailnet,
+    db: Database,
+    *,
+    clock: Clock = utcnow,
+    limiter: FailedAuthLimiter | None = None,
+    proxies: TrustedProxies | None = None,
 ) -> TailnetApi:
     """The WSGI application serving ``tailnet`` with credentials from ``db``, times from ``clock``.
 
-    ``limiter`` counts failed authentications per client address (default: 10 a minute).
+    ``limiter`` counts failed authentications per client address (default: 10 a minute); ``proxies`` says
+    whose ``X-Forwarded-For`` names that address (default: nobody's, the peer is the client).
     """
-    return TailnetApi(tailnet, AuthStore(db, clock=clock), limiter)
+    return TailnetApi(tailnet, AuthStore(db, clock=clock), limiter, proxies)

@@ -24,6 +24,7 @@ from app.tailnet.auth import AuthStore, FailedAuthLimiter, client_key
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import AuthenticationError
 from app.tailnet.models import Actor
+from app.tailnet.proxies import TrustedProxies, parse_proxies
 from app.wsgiserver import make_server
 
 ADMIN = Actor("cli:admin")
@@ -222,6 +223,36 @@ def test_limit_is_per_client_address(http: httpx.Client, other_http: httpx.Clien
     assert other_http.get(DEVICES, headers=bearer(api_key)).status_code == 200
     assert fail_times(other_http, wrong_key(api_key), 1) == [401]
     assert http.get(DEVICES, headers=bearer(api_key)).status_code == 429
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy(
+    builtin: BuiltinTailnet, db: Database, clock: FrozenClock, limiter: FailedAuthLimiter, api_key: str
+) -> None:
+    """``TRUSTED_PROXIES=127.0.0.1``: requests arrive from the proxy (127.0.0.1) on behalf of two clients."""
+    proxied = make_api(builtin, db, clock=clock, limiter=limiter, proxies=TrustedProxies(parse_proxies("127.0.0.1")))
+    server = make_server(proxied, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    mallory, alice = {"X-Forwarded-For": "198.51.100.66"}, {"X-Forwarded-For": "198.51.100.7"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}", timeout=10, trust_env=False) as http:
+            bad = {**bearer(wrong_key(api_key))}
+            assert [http.get(DEVICES, headers={**bad, **mallory}).status_code for _ in range(11)] == [401] * 10 + [429]
+            assert http.get(DEVICES, headers={**bearer(api_key), **alice}).status_code == 200  # not locked out
+            # mallory cannot escape by prepending an address of her choice: the proxy appended her real one
+            spoofed = {"X-Forwarded-For": "203.0.113.1, 198.51.100.66"}
+            assert http.get(DEVICES, headers={**bearer(api_key), **spoofed}).status_code == 429
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(http: httpx.Client, api_key: str) -> None:
+    """Without ``TRUSTED_PROXIES`` a client cannot rotate its rate-limit key with a made-up header."""
+    statuses = [
+        http.get(DEVICES, headers={**bearer(wrong_key(api_key)), "X-Forwarded-For": f"198.51.100.{i}"}).status_code
+        for i in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]
 
 
 def test_successes_are_not_limited_and_do_not_reset_the_count(
