@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from typing import Any
 
 import typer
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -91,8 +92,7 @@ def serve(
         assert settings.slack_app_token is not None
         if settings.metrics_port is not None:
             _metrics_server(settings.metrics_port, ctx, "accessbot")
-        console.print("accessbot: Slack Socket Mode", highlight=False)
-        SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value()).start()
+        _serve_socket_mode(SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value()))
         return
     from app.wsgi import make_wsgi
     from app.wsgiserver import make_server
@@ -104,6 +104,33 @@ def serve(
         server.serve_forever()
     finally:
         server.server_close()
+
+
+def _serve_socket_mode(handler: Any) -> None:
+    """Connect (a refused app-level token is one clear line, exit 2) and serve until SIGTERM or Ctrl-C."""
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else None
+        fail(
+            f"Slack refused SLACK_APP_TOKEN ({error or exc}): it must be an app-level token (xapp-…) "
+            "with the connections:write scope",
+            code=2,
+        )
+    except OSError as exc:
+        fail(f"cannot reach Slack for Socket Mode: {exc}", code=2)
+    console.print("accessbot: Slack Socket Mode", highlight=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handler.close()
 
 
 def worker() -> None:

@@ -218,3 +218,12 @@ def app_server(
         yield AppUnderTest(url, slack, fake_slack, ctx, tailnet, builtin, clock, devices, config_path)
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    """``accessbot.yml`` (``CONFIG_YAML``) and its policy file in ``tmp_path``, for subprocesses."""
+    path = tmp_path / "accessbot.yml"
+    path.write_text(CONFIG_YAML)
+    (tmp_path / "policy.hujson").write_text(POLICY_HUJSON)
+    return path

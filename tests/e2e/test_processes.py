@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.e2e.conftest import CONFIG_YAML, POLICY_HUJSON, REQUESTER
+from tests.e2e.conftest import REQUESTER
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_payloads import SlackEventsClient, slash_command
 
@@ -47,14 +46,6 @@ def wait_for_line(proc: subprocess.Popen[str], pattern: str, timeout: float = 30
         if match:
             return match
     raise AssertionError(f"no line matching {pattern!r}; output was:\n{''.join(seen)}")
-
-
-@pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "accessbot.yml"
-    path.write_text(CONFIG_YAML)
-    (tmp_path / "policy.hujson").write_text(POLICY_HUJSON)
-    return path
 
 
 def run(cmd: list[str], env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:

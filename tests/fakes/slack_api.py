@@ -332,6 +332,10 @@ class FakeSlackAPI:
 
     def __init__(self, token: str = DEFAULT_TOKEN, *, strict_triggers: bool = True) -> None:
         self.token = token
+        self.app_token: str | None = None
+        """The app-level token (``xapp-…``) ``apps.connections.open`` accepts; ``None``: Socket Mode is off."""
+        self.socket_url: str | None = None
+        """The WebSocket URL ``apps.connections.open`` hands out (a ``FakeSocketMode`` server's)."""
         self.strict_triggers = strict_triggers
         self._lock = threading.Condition(threading.RLock())
         self._calls: list[Call] = []
@@ -601,7 +605,9 @@ class FakeSlackAPI:
         try:
             if not authorization:
                 raise SlackApiProblem("not_authed")
-            if authorization != f"Bearer {self.token}":
+            # apps.connections.open takes the app-level token, and only it (as Slack does)
+            expected = self.app_token if method == "apps.connections.open" else self.token
+            if expected is None or authorization != f"Bearer {expected}":
                 raise SlackApiProblem("invalid_auth")
             failure = self._take_failure(method)
             if failure is not None:
@@ -630,6 +636,7 @@ class FakeSlackAPI:
     def _handlers(self) -> dict[str, Callable[[Params], dict[str, Any]]]:
         return {
             "api.test": lambda p: {"args": p} if p else {},
+            "apps.connections.open": self._apps_connections_open,
             "auth.test": self._auth_test,
             "conversations.open": self._conversations_open,
             "chat.postMessage": self._chat_post_message,
@@ -659,6 +666,13 @@ class FakeSlackAPI:
                     "invalid_arguments",
                     response_metadata={"messages": [f"[ERROR] missing required field: {name}"]},
                 )
+
+    # socket mode
+
+    def _apps_connections_open(self, params: Params) -> dict[str, Any]:
+        if self.socket_url is None:
+            raise SlackApiProblem("not_allowed_token_type")
+        return {"url": self.socket_url}
 
     # auth / conversations
 
