@@ -146,16 +146,19 @@ class BuiltinTailnet:
         now = self.clock()
         created = updated = 0
         with self.db.session() as session:
+            by_id, by_node = self._existing_rows(session, parsed)
             for device in parsed:
-                row = session.scalar(
-                    select(DeviceRow).where(or_(DeviceRow.id == device.id, DeviceRow.node_id == device.node_id))
-                )
+                row = by_id.get(device.id) or (by_node.get(device.node_id) if device.node_id else None)
                 if row is None:
-                    session.add(self._new_row(device, now))
+                    row = self._new_row(device, now)
+                    session.add(row)
                     created += 1
                 else:
                     self._fill_row(row, device)
                     updated += 1
+                by_id[row.id] = row  # a device listed twice is updated, not created twice
+                if row.node_id:
+                    by_node[row.node_id] = row
             audit.record(
                 session,
                 at=now,
@@ -165,6 +168,21 @@ class BuiltinTailnet:
                 details={"created": created, "updated": updated},
             )
         return created, updated
+
+    @staticmethod
+    def _existing_rows(session: Session, devices: list[Device]) -> tuple[dict[str, DeviceRow], dict[str, DeviceRow]]:
+        """The stored rows of ``devices`` by id and by nodeId, read in a few chunked queries."""
+        by_id: dict[str, DeviceRow] = {}
+        by_node: dict[str, DeviceRow] = {}
+        ids = sorted({device.id for device in devices})
+        node_ids = sorted({device.node_id for device in devices if device.node_id})
+        for column, values in ((DeviceRow.id, ids), (DeviceRow.node_id, node_ids)):
+            for chunk in _chunks(values, 500):
+                for row in session.scalars(select(DeviceRow).where(column.in_(chunk))):
+                    by_id[row.id] = row
+                    if row.node_id:
+                        by_node[row.node_id] = row
+        return by_id, by_node
 
     def _new_row(self, device: Device, now: datetime) -> DeviceRow:
         row = DeviceRow(id=device.id, node_id=device.node_id, created=now)

@@ -261,6 +261,24 @@ def test_import_creates_then_updates(builtin: BuiltinTailnet, actor: Actor) -> N
     assert device.raw["authorized"] is True
 
 
+def test_import_matches_by_id_or_node_id_and_a_device_listed_twice_is_one_device(
+    builtin: BuiltinTailnet, actor: Actor
+) -> None:
+    def device(i: int, **extra: object) -> dict[str, object]:
+        return {"id": str(1000 + i), "nodeId": f"n{i:04d}CNTRL", "name": f"h{i}.tail1.ts.net", "os": "linux", **extra}
+
+    many = [device(i) for i in range(1200)]  # more than one chunk of lookups
+    assert builtin.import_devices(many, actor=actor) == (1200, 0)
+    renumbered = {**device(5), "id": "999999", "hostname": "same-node-new-id"}  # matched by its nodeId
+    twice = [device(7, hostname="first"), device(7, hostname="second")]
+    fresh = [device(5000), device(5000, hostname="listed-again")]
+    assert builtin.import_devices([renumbered, *twice, *fresh], actor=actor) == (1, 4)
+    assert builtin.get_device("n0005CNTRL").hostname == "same-node-new-id"
+    assert builtin.get_device("1007").hostname == "second"
+    assert builtin.get_device("n5000CNTRL").hostname == "listed-again"
+    assert len(builtin.list_devices()) == 1201
+
+
 def test_concurrent_first_writes_agree_on_one_type(db: Database, clock: FrozenClock, actor: Actor) -> None:
     """Two writers race to create a key with different types: exactly one wins, the store stays consistent."""
     store = BuiltinTailnet(db, clock=clock)
