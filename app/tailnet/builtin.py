@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -411,55 +411,79 @@ class BuiltinTailnet:
             if rules.fold_key(key) in registry and registry[rules.fold_key(key)].key == key
         }
         device_ids = sorted({row.id for row in devices.values()})
-        current: dict[tuple[str, int], AttributeRow] = {}
+        stored: dict[tuple[str, int], int] = {}  # (device, key id) → row id of the values stored now
+        live: dict[tuple[str, int], AttributeValue] = {}  # the values as this batch goes along
         if key_ids:
             for chunk in _chunks(device_ids, 500):
-                stmt = select(AttributeRow).where(
+                stmt = select(AttributeRow.id, AttributeRow.device_id, AttributeRow.key_id, AttributeRow.value).where(
                     AttributeRow.device_id.in_(chunk), AttributeRow.key_id.in_(set(key_ids.values()))
                 )
-                for attr in session.scalars(stmt):
-                    current[(attr.device_id, attr.key_id)] = attr
+                for row_id, device_id, key_id, value in session.execute(stmt):
+                    stored[(device_id, key_id)] = row_id
+                    live[(device_id, key_id)] = value
         emptied: set[int] = set()
         events: list[dict[str, Any]] = []  # audited with one bulk INSERT: sync batches write thousands
-        # A device named by both id and nodeId can see one key deleted and set again in one batch: deletes are
-        # applied at the end, and a set after a delete reuses the row (an INSERT would precede the DELETE).
-        deleted: dict[tuple[str, int], AttributeRow] = {}
+        # Changes are audited one by one in batch order, but only each pair's final state is written: a device
+        # named by both id and nodeId can see one key deleted and set again in one batch.
+        final: dict[tuple[str, int], AttributeWrite | None] = {}
         for ref, items in checked.items():
             device = devices[ref]
             for item in items:
                 key_id = key_ids.get(item.key)
-                attr = current.get((device.id, key_id)) if key_id is not None else None
+                if key_id is None:  # deleting a key no device holds
+                    continue
+                pair = (device.id, key_id)
+                old = live.get(pair)
                 if item.write is None:
-                    if attr is not None and key_id is not None:
-                        events.append(self._change_event(now, actor, comment, device, item.key, attr.value, None, None))
-                        deleted[(device.id, key_id)] = current.pop((device.id, key_id))
+                    if pair in live:
+                        events.append(self._change_event(now, actor, comment, device, item.key, old, None, None))
+                        del live[pair]
+                        final[pair] = None
                         emptied.add(key_id)
                     continue
-                assert key_id is not None
-                old = attr.value if attr is not None else None
-                if attr is None:
-                    attr = deleted.pop((device.id, key_id), None)
-                    if attr is None:
-                        attr = AttributeRow(device_id=device.id, key_id=key_id)
-                        session.add(attr)
-                    current[(device.id, key_id)] = attr
-                attr.value = item.write.value
-                attr.expires_at = item.write.expiry
-                attr.comment = comment
-                attr.updated_at = now
-                attr.updated_by = actor
+                live[pair] = item.write.value
+                final[pair] = item.write
                 events.append(
                     self._change_event(now, actor, comment, device, item.key, old, item.write.value, item.write.expiry)
                 )
-        for attr in deleted.values():
-            if attr in session.new:  # set earlier in this batch, never written
-                session.expunge(attr)
-            else:
-                session.delete(attr)
-        session.flush()
+        self._write_final(session, final, stored, now, actor, comment)
         audit.record_many(session, events)
         for key_id in emptied:
             self._collect_key(session, key_id)
+
+    @staticmethod
+    def _write_final(
+        session: Session,
+        final: dict[tuple[str, int], AttributeWrite | None],
+        stored: dict[tuple[str, int], int],
+        now: datetime,
+        actor: str,
+        comment: str | None,
+    ) -> None:
+        """Write each pair's final state with bulk statements: DELETE by id, executemany UPDATE and INSERT."""
+        gone = [stored[pair] for pair, write in final.items() if write is None and pair in stored]
+        for chunk in _chunks(gone, 500):
+            session.execute(delete(AttributeRow).where(AttributeRow.id.in_(chunk)))
+        updates: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
+        for (device_id, key_id), write in final.items():
+            if write is None:
+                continue
+            values = {
+                "value": write.value,
+                "expires_at": write.expiry,
+                "comment": comment,
+                "updated_at": now,
+                "updated_by": actor,
+            }
+            if (device_id, key_id) in stored:
+                updates.append({"id": stored[(device_id, key_id)], **values})
+            else:
+                inserts.append({"device_id": device_id, "key_id": key_id, **values})
+        if updates:
+            session.execute(update(AttributeRow), updates)
+        if inserts:
+            session.execute(insert(AttributeRow), inserts)
 
     @staticmethod
     def _change_event(
