@@ -121,16 +121,23 @@ def _serve_socket_mode(handler: Any) -> None:
         )
     except OSError as exc:
         fail(f"cannot reach Slack for Socket Mode: {exc}", code=2)
-    console.print("accessbot: Slack Socket Mode", highlight=False)
+    try:
+        _wait_for_stop("accessbot: Slack Socket Mode")
+    finally:
+        handler.close()
+
+
+def _wait_for_stop(banner: str) -> None:
+    """Print ``banner`` once SIGTERM is handled (whoever waits for it may stop us at once), then block until
+    SIGTERM or Ctrl-C."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print(banner, highlight=False)
     try:
         while not stop.wait(1.0):
             pass
     except KeyboardInterrupt:
         pass
-    finally:
-        handler.close()
 
 
 def worker() -> None:
@@ -147,14 +154,8 @@ def worker() -> None:
     scheduler = _scheduler(runtime, ctx)
     if runtime.settings.metrics_port is not None:
         _metrics_server(runtime.settings.metrics_port, ctx, "accessbot worker")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    console.print("accessbot worker: running jobs (Ctrl-C to stop)", highlight=False)
     try:
-        while not stop.wait(1.0):
-            pass
-    except KeyboardInterrupt:
-        pass
+        _wait_for_stop("accessbot worker: running jobs (Ctrl-C to stop)")
     finally:
         scheduler.shutdown(wait=True)  # let running jobs finish; no new ones start
         log.info("accessbot worker stopped")
