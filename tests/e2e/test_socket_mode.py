@@ -78,8 +78,8 @@ def test_serve_in_socket_mode_answers_commands_and_runs_the_access_flow(
     for proc in run(cmd, env, tmp_path):
         wait_for_line(proc, r"Slack Socket Mode")
         socket_mode.wait_connected()
-        [opened] = fake_slack.calls("apps.connections.open")
-        assert opened.ok  # with the app-level token; every other call used the bot token
+        opened = fake_slack.calls("apps.connections.open")
+        assert opened and opened[0].ok  # with the app-level token; every other call used the bot token
 
         # a slash command: the answer travels in the ack
         help_command = parse_body(slash_command("/posture", "help", REQUESTER, "C1", fake_slack.response_url_for("h")))
