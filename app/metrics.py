@@ -12,6 +12,7 @@ every worker then writes its values there and ``/metrics`` answers with the sum 
 from __future__ import annotations
 
 import functools
+import hmac
 import json
 import logging
 import os
@@ -351,13 +352,33 @@ def json_response(start_response: StartResponse, status: str, body: dict[str, An
 Health = Callable[[], tuple[bool, dict[str, Any]]]
 
 
-def with_ops_endpoints(app: WSGIApplication, *, health: Health, metrics: Metrics | None = None) -> WSGIApplication:
-    """Serve ``/healthz`` (200, or 503 when ``health()`` says not ok) and ``/metrics`` in front of ``app``."""
+def _unauthorized(start_response: StartResponse) -> list[bytes]:
+    data = json.dumps({"message": "scraping needs the bearer token set in METRICS_TOKEN"}).encode()
+    start_response(
+        "401 Unauthorized",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("WWW-Authenticate", "Bearer")],
+    )
+    return [data]
+
+
+def with_ops_endpoints(
+    app: WSGIApplication, *, health: Health, metrics: Metrics | None = None, token: str | None = None
+) -> WSGIApplication:
+    """Serve ``/healthz`` (200, or 503 when ``health()`` says not ok) and ``/metrics`` in front of ``app``.
+
+    With ``token`` (``METRICS_TOKEN``) a scrape must send ``Authorization: Bearer <token>``; anything else gets
+    401 ``{"message": ...}``. The comparison takes the same time wherever a wrong token differs.
+    """
     exporter = (metrics if metrics is not None else current()).wsgi_app()
+    expected = f"Bearer {token}".encode() if token else None
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == METRICS_PATH:
+            if expected is not None:
+                sent = str(environ.get("HTTP_AUTHORIZATION", "")).encode("utf-8", "replace")
+                if not hmac.compare_digest(sent, expected):
+                    return _unauthorized(start_response)
             return exporter(environ, start_response)
         if path == HEALTH_PATH:
             ok, body = health()

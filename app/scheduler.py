@@ -14,7 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, BaseScheduler
+from sqlalchemy import Engine
 
+from app.metrics import database_state
 from app.runtime import Runtime
 from app.timefmt import format_rfc3339
 
@@ -155,3 +157,9 @@ def add_sync_job(scheduler: BackgroundScheduler, run_due: Callable[[], object], 
         max_instances=1,
         coalesce=True,
     )
+
+
+def process_health(engine: Engine, scheduler: BaseScheduler | None) -> tuple[bool, dict[str, Any]]:
+    """``/healthz`` of a process: ok while its database answers (else 503), and its scheduler's jobs."""
+    database = database_state(engine)
+    return database == "ok", {"ok": database == "ok", "database": database, "scheduler": scheduler_status(scheduler)}

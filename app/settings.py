@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     log_format: str = Field("text", alias="LOG_FORMAT")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     metrics_port: int | None = Field(None, alias="METRICS_PORT", ge=0, le=65535)
+    metrics_token: SecretStr | None = Field(None, alias="METRICS_TOKEN")
+    """When set, ``GET /metrics`` needs ``Authorization: Bearer <token>`` (every server of the process)."""
     trusted_proxies: str = Field("", alias="TRUSTED_PROXIES")
     """Comma-separated IPs/networks of reverse proxies whose ``X-Forwarded-For`` the built-in API believes."""
 
@@ -158,6 +160,12 @@ class Settings(BaseSettings):
     def _trusted_proxies(cls, value: str) -> str:
         parse_proxies(value)  # refuse a typo at start rather than silently trusting nobody
         return value
+
+    @property
+    def scrape_token(self) -> str | None:
+        """The bearer token ``/metrics`` requires, or ``None`` when scrapes are open."""
+        token = self.metrics_token.get_secret_value() if self.metrics_token else ""
+        return token or None
 
     @property
     def socket_mode(self) -> bool:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -19,12 +18,12 @@ from app.metrics import (
     METRICS_PATH,
     Metrics,
     current,
-    database_state,
     fixed_routes,
     instrument,
+    json_response,
     with_ops_endpoints,
 )
-from app.scheduler import scheduler_status
+from app.scheduler import process_health
 from app.slack.context import SlackContext
 from app.slack.payloads import SlackEventsHandler
 
@@ -32,22 +31,11 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 
 
-def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
-    data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return [data]
-
-
 def health(ctx: SlackContext) -> tuple[bool, dict[str, Any]]:
     """Whether the process can serve (the database answers), its scheduler's jobs and the device index state."""
-    database = database_state(ctx.runtime.db.engine)
+    ok, body = process_health(ctx.runtime.db.engine, ctx.scheduler)
     loaded = ctx.devices.loaded_at
-    return database == "ok", {
-        "ok": database == "ok",
-        "database": database,
-        "scheduler": scheduler_status(ctx.scheduler),
-        "devices": {"count": ctx.devices.size, "loaded_at": loaded.isoformat() if loaded else None},
-    }
+    return ok, {**body, "devices": {"count": ctx.devices.size, "loaded_at": loaded.isoformat() if loaded else None}}
 
 
 def make_wsgi(ctx: SlackContext, bolt_app: App, *, metrics: Metrics | None = None) -> WSGIApplication:
@@ -61,11 +49,12 @@ def make_wsgi(ctx: SlackContext, bolt_app: App, *, metrics: Metrics | None = Non
         method = environ.get("REQUEST_METHOD", "GET")
         if path == EVENTS_PATH:
             if method != "POST":
-                return _json(start_response, "405 Method Not Allowed", {"message": "use POST"})
+                return json_response(start_response, "405 Method Not Allowed", {"message": "use POST"})
             return slack(environ, start_response)
-        return _json(start_response, "404 Not Found", {"message": f"no route for {path}"})
+        return json_response(start_response, "404 Not Found", {"message": f"no route for {path}"})
 
-    ops = with_ops_endpoints(application, health=lambda: health(ctx), metrics=metrics)
+    token = ctx.runtime.settings.scrape_token
+    ops = with_ops_endpoints(application, health=lambda: health(ctx), metrics=metrics, token=token)
     return instrument(ops, name="slack", route=fixed_routes(EVENTS_PATH, HEALTH_PATH, METRICS_PATH), metrics=metrics)
 
 

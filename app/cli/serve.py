@@ -24,9 +24,12 @@ def _logging() -> None:
     configure_logging(get_settings())
 
 
-def _metrics_server(port: int, ctx: object | None, who: str) -> None:
-    """Serve this process's metrics on ``port`` (``METRICS_PORT``) for a process without an HTTP app."""
-    from prometheus_client import start_http_server
+def _metrics_server(runtime: Runtime, ctx: object | None, scheduler: BackgroundScheduler | None, who: str) -> None:
+    """Serve ``/metrics`` and ``/healthz`` on ``METRICS_PORT`` for a process without an HTTP app (the worker,
+    Socket Mode), with the same ``METRICS_TOKEN`` check as the HTTP apps."""
+    from app.metrics import json_response, with_ops_endpoints
+    from app.scheduler import process_health
+    from app.wsgiserver import make_server
 
     metrics = current()
     if ctx is not None:
@@ -34,8 +37,20 @@ def _metrics_server(port: int, ctx: object | None, who: str) -> None:
 
         assert isinstance(ctx, SlackContext)
         metrics.watch_outbox(ctx.outbox.pending_count)
-    server, _thread = start_http_server(port, registry=metrics.registry)
-    console.print(f"{who}: metrics on port {server.server_port} (GET /metrics)", highlight=False)
+
+    def not_found(environ: Any, start_response: Any) -> list[bytes]:
+        return json_response(start_response, "404 Not Found", {"message": "only /metrics and /healthz here"})
+
+    app = with_ops_endpoints(
+        not_found,
+        health=lambda: process_health(runtime.db.engine, scheduler),
+        metrics=metrics,
+        token=runtime.settings.scrape_token,
+    )
+    assert runtime.settings.metrics_port is not None
+    server = make_server(app, "0.0.0.0", runtime.settings.metrics_port)  # noqa: S104 - scraped from outside
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    console.print(f"{who}: metrics on port {server.server_port} (GET /metrics, /healthz)", highlight=False)
 
 
 def _scheduler(runtime: Runtime, ctx: object | None) -> BackgroundScheduler:
@@ -91,7 +106,7 @@ def serve(
 
         assert settings.slack_app_token is not None
         if settings.metrics_port is not None:
-            _metrics_server(settings.metrics_port, ctx, "accessbot")
+            _metrics_server(runtime, ctx, ctx.scheduler, "accessbot")
         _serve_socket_mode(SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value()))
         return
     from app.wsgi import make_wsgi
@@ -153,7 +168,7 @@ def worker() -> None:
         log.warning("SLACK_BOT_TOKEN is not set: only the expiry sweep runs")
     scheduler = _scheduler(runtime, ctx)
     if runtime.settings.metrics_port is not None:
-        _metrics_server(runtime.settings.metrics_port, ctx, "accessbot worker")
+        _metrics_server(runtime, ctx, scheduler, "accessbot worker")
     try:
         _wait_for_stop("accessbot worker: running jobs (Ctrl-C to stop)")
     finally:

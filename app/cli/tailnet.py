@@ -12,9 +12,7 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from apscheduler.schedulers.base import BaseScheduler
 from rich.table import Table
-from sqlalchemy import Engine
 
 from app.cli.common import (
     cli_actor,
@@ -27,8 +25,8 @@ from app.cli.common import (
     runtime,
 )
 from app.logs import configure_logging
-from app.metrics import HEALTH_PATH, METRICS_PATH, api_routes, database_state, instrument, with_ops_endpoints
-from app.scheduler import build_scheduler, scheduler_status
+from app.metrics import HEALTH_PATH, METRICS_PATH, api_routes, instrument, with_ops_endpoints
+from app.scheduler import build_scheduler, process_health
 from app.settings import get_settings
 from app.tailnet.api import make_api
 from app.tailnet.auth import DEFAULT_CLIENT_SCOPES, SCOPES, ApiKeyInfo, AuthStore, OAuthClientInfo
@@ -61,12 +59,6 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _health(engine: Engine, scheduler: BaseScheduler) -> tuple[bool, dict[str, Any]]:
-    """``GET /healthz`` of the API: the database answers (else 503) and the expiry sweep is scheduled."""
-    database = database_state(engine)
-    return database == "ok", {"ok": database == "ok", "database": database, "scheduler": scheduler_status(scheduler)}
-
-
 @group.command("serve")
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to listen on"),
@@ -86,7 +78,9 @@ def serve_cmd(
     scheduler = build_scheduler(rt)
     proxies = TrustedProxies(parse_proxies(rt.settings.trusted_proxies))
     api = make_api(rt.tailnet, rt.db, clock=rt.clock, proxies=proxies)
-    ops = with_ops_endpoints(api, health=lambda: _health(rt.db.engine, scheduler))
+    ops = with_ops_endpoints(
+        api, health=lambda: process_health(rt.db.engine, scheduler), token=rt.settings.scrape_token
+    )
     try:
         server = make_server(
             instrument(ops, name="tailnet", route=api_routes(api.routes, HEALTH_PATH, METRICS_PATH)), host, port

@@ -23,7 +23,16 @@ from app.access.models import RequestStatus
 from app.clock import FrozenClock, utcnow
 from app.crypto import Cipher
 from app.db import Database
-from app.metrics import Metrics, access_event, api_routes, current, fixed_routes, install, instrument
+from app.metrics import (
+    Metrics,
+    access_event,
+    api_routes,
+    current,
+    fixed_routes,
+    install,
+    instrument,
+    with_ops_endpoints,
+)
 from app.scheduler import EXPIRY_SWEEP_JOB, build_scheduler
 from app.slack.ids import ActionId
 from app.tailnet.api import TailnetApi
@@ -78,8 +87,9 @@ def value(parsed: dict[str, list[tuple[Labels, float]]], name: str, **labels: st
     return found[0] if found else None
 
 
-def scrape(url: str) -> dict[str, list[tuple[Labels, float]]]:
-    response = httpx.get(f"{url}/metrics", timeout=10)
+def scrape(url: str, token: str | None = None) -> dict[str, list[tuple[Labels, float]]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.get(f"{url}/metrics", headers=headers, timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return parse(response.text)
@@ -273,6 +283,33 @@ def test_instrument_counts_streamed_bodies_when_closed_and_failures_as_500(metri
     assert value(parsed, "accessbot_http_requests_total", route="other", method="GET", status="500") == 2
 
 
+def test_metrics_token_guards_scrapes_but_not_health(metrics: Metrics) -> None:
+    def inner(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("204 No Content", [])
+        return []
+
+    def call(app: Any, path: str, authorization: str | None = None) -> tuple[str, dict[str, str], bytes]:
+        seen: list[Any] = []
+        environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+        if authorization is not None:
+            environ["HTTP_AUTHORIZATION"] = authorization
+        body = b"".join(app(environ, lambda status, headers, exc=None: seen.append((status, dict(headers)))))
+        return seen[0][0], seen[0][1], body
+
+    healthy = lambda: (True, {"ok": True})  # noqa: E731
+    guarded = with_ops_endpoints(inner, health=healthy, metrics=metrics, token="s3cret")
+    for authorization in (None, "", "Bearer", "Bearer s3cre", "Bearer s3cret ", "Basic czNjcmV0", "bearer s3cret"):
+        status, headers, body = call(guarded, "/metrics", authorization)
+        assert status.startswith("401") and headers["WWW-Authenticate"] == "Bearer", authorization
+        assert json.loads(body) == {"message": "scraping needs the bearer token set in METRICS_TOKEN"}
+    status, _, body = call(guarded, "/metrics", "Bearer s3cret")
+    assert status.startswith("200") and b"accessbot_" in body
+    assert call(guarded, "/healthz")[0].startswith("200")  # load balancers probe without credentials
+    assert call(guarded, "/slack/events")[0].startswith("204")  # everything else is the app's
+    open_ = with_ops_endpoints(inner, health=healthy, metrics=metrics)
+    assert call(open_, "/metrics")[0].startswith("200")
+
+
 def test_tailnet_api_routes_are_labelled_by_pattern() -> None:
     route = api_routes(TailnetApi.routes, "/healthz")
     assert (
@@ -348,7 +385,7 @@ def test_tailnet_serve_has_healthz_and_metrics_and_logs_json(db: Database, db_ur
     live.set_attribute(device.id, "custom:soon", True, actor=Actor("cli:setup"), expiry=utcnow() + timedelta(seconds=1))
     _info, key = AuthStore(db).create_api_key(actor=Actor("cli:setup"), description="metrics test")
     time.sleep(1.2)  # the attribute has expired: the first sweep purges it and logs a line
-    env = process_env(db_url, LOG_FORMAT="json")
+    env = process_env(db_url, LOG_FORMAT="json", METRICS_TOKEN="tailnet-scrape-token")
     proc = spawn([sys.executable, "-m", "app", "tailnet", "serve", "--port", "0"], env, tmp_path)
     try:
         url = "http://127.0.0.1:" + wait_for_line(proc, r"on http://127\.0\.0\.1:(\d+)/api/v2/").group(1)
@@ -361,12 +398,14 @@ def test_tailnet_serve_has_healthz_and_metrics_and_logs_json(db: Database, db_ur
         path = f"/api/v2/device/{device.id}/attributes"
         assert httpx.get(url + path, auth=(key, ""), timeout=5).status_code == 200
         assert httpx.get(url + path, timeout=5).status_code == 401
-        parsed = scrape(url)
+        assert httpx.get(f"{url}/metrics", timeout=5).status_code == 401  # METRICS_TOKEN is set
+        parsed = scrape(url, "tailnet-scrape-token")
         labels = {"app": "tailnet", "route": "/api/v2/device/{device}/attributes", "method": "GET"}
         assert value(parsed, "accessbot_http_requests_total", status="200", **labels) == 1
         assert value(parsed, "accessbot_http_requests_total", status="401", **labels) == 1
         assert value(parsed, "accessbot_http_request_duration_seconds_count", **labels) == 2
         assert value(parsed, "accessbot_http_requests_total", route="/healthz", status="200") == 1
+        assert value(parsed, "accessbot_http_requests_total", route="/metrics", status="401") == 1
         deadline = time.monotonic() + 10
         while live.get_attributes(device.id).attributes.get("custom:soon") is not None:
             assert time.monotonic() < deadline
@@ -380,16 +419,28 @@ def test_tailnet_serve_has_healthz_and_metrics_and_logs_json(db: Database, db_ur
 
 
 def test_worker_serves_metrics_on_metrics_port_and_logs_json(db_url: str, tmp_path: Path) -> None:
-    env = process_env(db_url, LOG_FORMAT="json", METRICS_PORT="0")
+    token = "scrape-token-0123456789abcdef"
+    env = process_env(db_url, LOG_FORMAT="json", METRICS_PORT="0", METRICS_TOKEN=token)
     proc = spawn([sys.executable, "-m", "app", "worker"], env, tmp_path)
     try:
         port = wait_for_line(proc, r"accessbot worker: metrics on port (\d+)").group(1)
-        parsed = scrape(f"http://127.0.0.1:{port}")
+        url = f"http://127.0.0.1:{port}"
+        refused = httpx.get(f"{url}/metrics", timeout=10)  # METRICS_TOKEN is set: scrapes need it
+        assert refused.status_code == 401 and "METRICS_TOKEN" in refused.json()["message"]
+        assert refused.headers["www-authenticate"] == "Bearer"
+        wrong = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}x"}, timeout=10)
+        assert wrong.status_code == 401
+        parsed = scrape(url, token)
         assert value(parsed, "accessbot_access_requests_total") == 0
         assert value(parsed, "accessbot_access_grants_total", outcome="granted") == 0
         wait_for_line(proc, r"accessbot worker: running jobs")
+        health = httpx.get(f"{url}/healthz", timeout=10)  # open, like every /healthz
+        assert health.status_code == 200 and health.json()["database"] == "ok"
+        assert EXPIRY_SWEEP_JOB in [job["id"] for job in health.json()["scheduler"]["jobs"]]
+        assert httpx.get(f"{url}/other", timeout=10).status_code == 404
     finally:
         stderr = stop(proc)
+    assert token not in stderr
     lines = json_log_lines(stderr)
     [warning] = [line for line in lines if "SLACK_BOT_TOKEN is not set" in line["message"]]
     assert warning["level"] == "WARNING" and warning["logger"] == "app.cli.serve"
