@@ -28,15 +28,15 @@ from tests.fakes.slack_payloads import (
 )
 
 
-def form_state(
-    app: AppUnderTest,
+def request_state(
+    device_id: str,
     *,
     profile: str = "prod",
-    device: str = "laptop",
     duration: int = 3600,
     approvers: tuple[str, ...] = (BOB,),
     reason: str = "deploy hotfix 42",
 ) -> dict[str, Any]:
+    """The request modal's ``view.state.values`` for a submission of these choices."""
     approver_state: dict[str, Any]
     if len(approvers) == 1:
         approver_state = select_state(approvers[0])
@@ -44,11 +44,16 @@ def form_state(
         approver_state = {"type": "multi_static_select", "selected_options": [option(a) for a in approvers]}
     return {
         BlockId.PROFILE: {ActionId.PROFILE_SELECT: select_state(profile)},
-        BlockId.DEVICE: {ActionId.DEVICE_SELECT: select_state(app.devices[device].id, element_type="external_select")},
+        BlockId.DEVICE: {ActionId.DEVICE_SELECT: select_state(device_id, element_type="external_select")},
         BlockId.DURATION: {ActionId.DURATION_SELECT: select_state(str(duration))},
         BlockId.APPROVER: {ActionId.APPROVER_SELECT: approver_state},
         BlockId.REASON: {ActionId.REASON_INPUT: text_input_state(reason)},
     }
+
+
+def form_state(app: AppUnderTest, *, device: str = "laptop", **choices: Any) -> dict[str, Any]:
+    """``request_state`` for one of the app's named devices."""
+    return request_state(app.devices[device].id, **choices)
 
 
 def open_modal(app: AppUnderTest, user: str = REQUESTER, profile: str | None = "prod") -> dict[str, Any]:

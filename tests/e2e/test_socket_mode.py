@@ -18,20 +18,19 @@ from sqlalchemy import select
 
 from app.access.models import AccessRequestRow, RequestStatus
 from app.db import Database
-from app.slack.ids import ActionId, BlockId, CallbackId
+from app.slack.ids import ActionId, CallbackId
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor
 from tests.conftest import written
 from tests.e2e.conftest import BOB, REQUESTER
+from tests.e2e.test_access_flow import request_state
 from tests.e2e.test_processes import app_env, run, wait_for_line
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_payloads import (
     block_actions_in_message,
     global_shortcut,
     parse_body,
-    select_state,
     slash_command,
-    text_input_state,
     view_submission,
 )
 from tests.fakes.socket_mode import FakeSocketMode
@@ -92,13 +91,7 @@ def test_serve_in_socket_mode_answers_commands_and_runs_the_access_flow(
         fake_slack.wait_for("views.open", timeout=WAIT)
 
         # submission → the approver's DM
-        state = {
-            BlockId.PROFILE: {ActionId.PROFILE_SELECT: select_state("prod")},
-            BlockId.DEVICE: {ActionId.DEVICE_SELECT: select_state(laptop.id, element_type="external_select")},
-            BlockId.DURATION: {ActionId.DURATION_SELECT: select_state("3600")},
-            BlockId.APPROVER: {ActionId.APPROVER_SELECT: select_state(BOB)},
-            BlockId.REASON: {ActionId.REASON_INPUT: text_input_state("incident 42")},
-        }
+        state = request_state(laptop.id, reason="incident 42")
         submission = parse_body(view_submission(CallbackId.REQUEST_MODAL, REQUESTER, state))
         ack = socket_mode.ack(socket_mode.send("interactive", submission))
         assert "errors" not in ack.get("payload", {}), ack

@@ -39,7 +39,7 @@ from app.runtime import Runtime
 from app.settings import ConfigSource, Settings
 from app.slack.bolt_app import build_app
 from app.slack.context import SlackContext, build_context
-from app.slack.ids import ActionId, BlockId, CallbackId
+from app.slack.ids import ActionId, CallbackId
 from app.tailnet.api import make_api
 from app.tailnet.auth import AuthStore
 from app.tailnet.builtin import BuiltinTailnet
@@ -55,13 +55,12 @@ from app.vendors.sync import SyncRunner
 from app.wsgi import make_wsgi
 from app.wsgiserver import ThreadingWSGIServer, make_server
 from tests.conftest import PG_URL, written
+from tests.e2e.test_access_flow import request_state
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_payloads import (
     SlackEventsClient,
     block_actions_in_message,
     global_shortcut,
-    select_state,
-    text_input_state,
     view_submission,
 )
 from tests.fakes.vendors import HUNTRESS_KEY, HUNTRESS_SECRET, FakeHuntress, huntress_agent
@@ -211,13 +210,7 @@ class ProdApp:
     def submit(self, device: Device | None = None) -> tuple[int, str, str]:
         """Submit a request as the requester; return (request id, channel, ts) of Bob's approval DM."""
         device = device or self.laptop
-        state = {
-            BlockId.PROFILE: {ActionId.PROFILE_SELECT: select_state("prod")},
-            BlockId.DEVICE: {ActionId.DEVICE_SELECT: select_state(device.id, element_type="external_select")},
-            BlockId.DURATION: {ActionId.DURATION_SELECT: select_state("3600")},
-            BlockId.APPROVER: {ActionId.APPROVER_SELECT: select_state(BOB)},
-            BlockId.REASON: {ActionId.REASON_INPUT: text_input_state("incident 42")},
-        }
+        state = request_state(device.id, reason="incident 42")
         mark = self.fake.mark()
         response = self.timed_post(view_submission(CallbackId.REQUEST_MODAL, REQUESTER, state))
         assert response.text == ""
