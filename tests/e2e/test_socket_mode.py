@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,10 +47,10 @@ def socket_mode(fake_slack: FakeSlackAPI) -> Iterator[FakeSocketMode]:
         yield server
 
 
-def wait_until(what: str, check: object, timeout: float = WAIT) -> None:
+def wait_until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
