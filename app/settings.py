@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     """When set, ``GET /metrics`` needs ``Authorization: Bearer <token>`` (every server of the process)."""
     trusted_proxies: str = Field("", alias="TRUSTED_PROXIES")
     """Comma-separated IPs/networks of reverse proxies whose ``X-Forwarded-For`` the built-in API believes."""
+    # Limits of every HTTP listener (app.wsgiserver.ServerLimits; README "Operations")
+    http_threads: int = Field(8, alias="HTTP_THREADS", ge=1, le=256)
+    http_connection_limit: int = Field(4096, alias="HTTP_CONNECTION_LIMIT", ge=16, le=1_000_000)
+    http_backlog: int = Field(2048, alias="HTTP_BACKLOG", ge=16, le=65535)
+    http_idle_timeout: float = Field(30.0, alias="HTTP_IDLE_TIMEOUT", gt=0, le=3600)
+    http_read_timeout: float = Field(30.0, alias="HTTP_READ_TIMEOUT", gt=0, le=3600)
+    http_max_body_bytes: int = Field(1 << 20, alias="HTTP_MAX_BODY_BYTES", ge=1024, le=1 << 30)
 
     @field_validator("log_format")
     @classmethod

@@ -38,9 +38,12 @@ def health(ctx: SlackContext) -> tuple[bool, dict[str, Any]]:
     return ok, {**body, "devices": {"count": ctx.devices.size, "loaded_at": loaded.isoformat() if loaded else None}}
 
 
-def make_wsgi(ctx: SlackContext, bolt_app: App, *, metrics: Metrics | None = None) -> WSGIApplication:
-    """Route Slack's requests to Bolt, answer health checks and scrapes; count every request in ``metrics``."""
-    slack = SlackEventsHandler(bolt_app, path=EVENTS_PATH)
+def make_wsgi(
+    ctx: SlackContext, bolt_app: App, *, signing_secret: str, metrics: Metrics | None = None
+) -> WSGIApplication:
+    """Route Slack's requests to Bolt (signed ones only: ``signing_secret``), answer health checks and scrapes;
+    count every request in ``metrics``."""
+    slack = SlackEventsHandler(bolt_app, signing_secret=signing_secret, path=EVENTS_PATH)
     metrics = metrics if metrics is not None else current()
     metrics.watch_outbox(ctx.outbox.pending_count)
 
@@ -77,7 +80,9 @@ def build_from_environment() -> WSGIApplication:
     ctx = build_context(runtime)
     secret = runtime.settings.slack_signing_secret
     assert secret is not None
-    return make_wsgi(ctx, build_app(ctx, signing_secret=secret.get_secret_value()))
+    return make_wsgi(
+        ctx, build_app(ctx, signing_secret=secret.get_secret_value()), signing_secret=secret.get_secret_value()
+    )
 
 
 _application: WSGIApplication | None = None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -15,8 +18,9 @@ from rich.table import Table
 
 from app.clock import Clock, utcnow
 from app.runtime import Runtime, open_runtime
-from app.settings import os_user
+from app.settings import Settings, os_user
 from app.tailnet.models import Actor
+from app.wsgiserver import HttpServer, ServerLimits, make_server
 
 console = Console()
 err_console = Console(stderr=True)
@@ -49,6 +53,40 @@ def opened_runtime() -> Iterator[Runtime]:
         yield rt
     finally:
         rt.db.dispose()
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    """The limits of every HTTP listener, from the ``HTTP_*`` settings."""
+    return ServerLimits(
+        threads=settings.http_threads,
+        connection_limit=settings.http_connection_limit,
+        backlog=settings.http_backlog,
+        idle_timeout=settings.http_idle_timeout,
+        read_timeout=settings.http_read_timeout,
+        max_body_bytes=settings.http_max_body_bytes,
+    )
+
+
+def listen(app: Any, host: str, port: int, settings: Settings) -> HttpServer:
+    """Bind an HTTP server for ``app``; a port in use or an address we cannot bind is one line, exit 2."""
+    try:
+        return make_server(app, host, port, server_limits(settings))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        in_use = exc.errno == errno.EADDRINUSE
+        hint = " (another process listens there: stop it or choose another port)" if in_use else ""
+        fail(f"cannot listen on {host}:{port}: {reason}{hint}", code=2)
+
+
+def serve_until_stopped(server: HttpServer) -> None:
+    """Serve until SIGTERM or Ctrl-C; requests under way are finished before the server closes."""
+
+    def stop(*_: Any) -> None:
+        threading.Thread(target=server.shutdown, name="http-shutdown", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.serve_forever()
 
 
 def print_table(table: Table) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app.cli.common import console, fail
+from app.cli.common import console, fail, listen, serve_until_stopped
 from app.logs import configure_logging
 from app.metrics import current
 from app.runtime import Runtime, open_runtime
@@ -29,8 +29,6 @@ def _metrics_server(runtime: Runtime, ctx: object | None, scheduler: BackgroundS
     Socket Mode), with the same ``METRICS_TOKEN`` check as the HTTP apps."""
     from app.metrics import json_response, with_ops_endpoints
     from app.scheduler import process_health
-    from app.wsgiserver import make_server
-
     metrics = current()
     if ctx is not None:
         from app.slack.context import SlackContext
@@ -48,7 +46,7 @@ def _metrics_server(runtime: Runtime, ctx: object | None, scheduler: BackgroundS
         token=runtime.settings.scrape_token,
     )
     assert runtime.settings.metrics_port is not None
-    server = make_server(app, "0.0.0.0", runtime.settings.metrics_port)  # noqa: S104 - scraped from outside
+    server = listen(app, "0.0.0.0", runtime.settings.metrics_port, runtime.settings)  # noqa: S104 - scraped
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     console.print(f"{who}: metrics on port {server.server_port} (GET /metrics, /healthz)", highlight=False)
 
@@ -110,15 +108,11 @@ def serve(
         _serve_socket_mode(SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value()))
         return
     from app.wsgi import make_wsgi
-    from app.wsgiserver import make_server
 
-    server = make_server(make_wsgi(ctx, bolt_app), host, port or settings.port)
+    assert secret is not None  # HTTP mode: missing_slack_settings() named it otherwise
+    server = listen(make_wsgi(ctx, bolt_app, signing_secret=secret), host, port or settings.port, settings)
     console.print(f"accessbot: HTTP on {host}:{server.server_port} (POST /slack/events, GET /healthz)", highlight=False)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+    serve_until_stopped(server)
 
 
 def _serve_socket_mode(handler: Any) -> None:

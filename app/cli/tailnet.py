@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -19,10 +17,12 @@ from app.cli.common import (
     console,
     err_console,
     fail,
+    listen,
     opened_runtime,
     print_json,
     print_table,
     runtime,
+    serve_until_stopped,
 )
 from app.logs import configure_logging
 from app.metrics import HEALTH_PATH, METRICS_PATH, api_routes, instrument, with_ops_endpoints
@@ -33,7 +33,6 @@ from app.tailnet.auth import DEFAULT_CLIENT_SCOPES, SCOPES, ApiKeyInfo, AuthStor
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.proxies import TrustedProxies, parse_proxies
 from app.timefmt import format_rfc3339, parse_duration
-from app.wsgiserver import make_server
 
 group = typer.Typer(help="The built-in tailnet's Tailscale-compatible HTTP API.", no_args_is_help=True)
 keys = typer.Typer(help="API keys of the HTTP API.", no_args_is_help=True)
@@ -53,10 +52,6 @@ def _when(moment: datetime | None, none: str = "-") -> str:
 
 
 # -- serve --------------------------------------------------------------------------------------------
-
-
-def _stop(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 @group.command("serve")
@@ -81,25 +76,17 @@ def serve_cmd(
     ops = with_ops_endpoints(
         api, health=lambda: process_health(rt.db.engine, scheduler), token=rt.settings.scrape_token
     )
-    try:
-        server = make_server(
-            instrument(ops, name="tailnet", route=api_routes(api.routes, HEALTH_PATH, METRICS_PATH)), host, port
-        )
-    except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    signal.signal(signal.SIGTERM, _stop)
+    routes = api_routes(api.routes, HEALTH_PATH, METRICS_PATH)
+    server = listen(instrument(ops, name="tailnet", route=routes), host, port, rt.settings)
     scheduler.start()
     console.print(
         f"serving tailnet {rt.tailnet.name!r} on http://{host}:{server.server_port}/api/v2/ (Ctrl-C stops)",
         highlight=False,
     )
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        serve_until_stopped(server)
     finally:
         scheduler.shutdown(wait=False)
-        server.server_close()
         rt.db.dispose()
 
 

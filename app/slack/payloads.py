@@ -1,10 +1,13 @@
-"""Malformed Slack requests are answered 400 before Bolt dispatches them.
+"""The Slack endpoint's gate: junk is refused before it costs anything, malformed payloads before Bolt sees them.
 
-Slack sends well-formed payloads (FACTS §5). A body that does not parse, or a payload whose fields have the wrong
-JSON types where Bolt's own middleware and accessbot's listeners rely on them (``user``, ``actions``,
-``view.state.values``, ...), is refused with a 400 ``{"message": ...}`` and a WARNING naming what is wrong — never
-the values, which may hold credentials (the connect form). The check runs before Bolt's (which also parses before
-it verifies the signature), since Bolt's built-in middleware itself fails on such payloads; it only ever refuses.
+In order, for each ``POST /slack/events``: a body over ``MAX_BODY_BYTES`` is a 413, refused from its
+``Content-Length`` before a byte is read (and a body without one is read no further than the cap); the
+signature and timestamp are verified on the raw bytes (401 when wrong or stale) before anything is parsed;
+only then is the body parsed (400 when it does not parse, e.g. invalid UTF-8 or JSON nested 100,000 deep)
+and its shape checked (FACTS §5): a payload whose fields have the wrong JSON types where Bolt's middleware and
+accessbot's listeners rely on them (``user``, ``actions``, ``view.type``, ``view.state.values``, ...) is a 400
+``{"message": ...}`` with a WARNING naming what is wrong — never the values, which may hold credentials (the
+connect form). Bolt verifies the signature once more; it only ever sees signed, well-formed payloads.
 """
 
 from __future__ import annotations
@@ -13,33 +16,93 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
+from wsgiref.types import WSGIEnvironment
 
-from slack_bolt import BoltResponse
+from slack_bolt import App, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.request import BoltRequest
+from slack_sdk.signature import SignatureVerifier
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 1 << 20
+"""Slack's payloads are a few kilobytes; a megabyte is generous."""
 INTERACTIVE = frozenset({"block_actions", "block_suggestion", "view_submission", "view_closed", "shortcut"})
 """Payload types that always carry ``user`` as an object."""
 WITH_TRIGGER = frozenset({"block_actions", "shortcut", "message_action"})
+PARSE_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError)
+"""What parsing a body can raise: bad UTF-8 or JSON (ValueError), JSON nested too deep (RecursionError), ..."""
+
+
+def json_error(status: int, message: str) -> BoltResponse:
+    """A JSON ``{"message": ...}`` answer."""
+    return BoltResponse(
+        status=status, body=json.dumps({"message": message}), headers={"content-type": "application/json"}
+    )
 
 
 def bad_request(message: str) -> BoltResponse:
     """A 400 with a JSON ``{"message": ...}`` body."""
-    return BoltResponse(status=400, body=json.dumps({"message": message}), headers={"content-type": "application/json"})
+    return json_error(400, message)
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the endpoint takes."""
+
+
+def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
+    """The request body, never reading more than ``limit`` bytes (+1 to tell that there is more).
+
+    A ``Content-Length`` over the limit is refused before reading; a body without one is read only when the
+    server says the stream ends (``wsgi.input_terminated``), as PEP 3333 allows.
+    """
+    text = str(environ.get("CONTENT_LENGTH") or "").strip()
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    if text:
+        if not text.isdigit():
+            raise ValueError("Content-Length is not a number")
+        length = int(text)
+        if length > limit:
+            raise BodyTooLarge
+        return bytes(stream.read(length))
+    if not environ.get("wsgi.input_terminated"):
+        return b""
+    data = bytes(stream.read(limit + 1))
+    if len(data) > limit:
+        raise BodyTooLarge
+    return data
 
 
 class SlackEventsHandler(SlackRequestHandler):
-    """Bolt's WSGI handler, answering 400 to a malformed body instead of failing with a 500 (or worse, half-way)."""
+    """Bolt's WSGI handler behind the gate described above."""
+
+    def __init__(
+        self, app: App, *, signing_secret: str, path: str = "/slack/events", max_body: int = MAX_BODY_BYTES
+    ) -> None:
+        super().__init__(app, path=path)
+        self.verifier = SignatureVerifier(signing_secret)
+        self.max_body = max_body
 
     def dispatch(self, request: WsgiHttpRequest) -> BoltResponse:
-        """Parse the request as Bolt does and check its shape; a 400 if either fails, else Bolt's answer."""
+        """Cap, verify, parse, check; Bolt's answer only for a signed, well-formed payload."""
         try:
-            raw = request.get_body()
-            bolt_request = BoltRequest(body=raw, query=request.query_string, headers=request.get_headers())
-        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            raw = read_body(request.environ, self.max_body)
+        except BodyTooLarge:
+            log.warning("refused a Slack request larger than %d bytes", self.max_body)
+            return json_error(413, f"the request body is larger than {self.max_body} bytes")
+        except (ValueError, OSError) as exc:
+            log.warning("refused a Slack request whose body could not be read (%s)", type(exc).__name__)
+            return bad_request("the request body could not be read")
+        headers = request.get_headers()
+        if not self._signed(raw, headers):
+            log.warning("refused a Slack request with an invalid or stale signature")
+            return json_error(401, "invalid request: the Slack signature is missing, wrong or stale")
+        try:
+            bolt_request = BoltRequest(body=raw.decode("utf-8"), query=request.query_string, headers=headers)
+        except PARSE_ERRORS as exc:
             log.warning("refused a Slack request whose body does not parse (%s)", type(exc).__name__)
             return bad_request("the request body is not a Slack payload")
         problem = payload_problem(bolt_request.body)
@@ -48,6 +111,15 @@ class SlackEventsHandler(SlackRequestHandler):
             log.warning("refused a malformed Slack payload (type %s): %s", str(kind)[:40], problem)
             return bad_request(f"malformed Slack payload: {problem}")
         return self.app.dispatch(bolt_request)
+
+    def _signed(self, raw: bytes, headers: dict[str, Any]) -> bool:
+        timestamp, signature = headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature")
+        if not isinstance(timestamp, str) or not isinstance(signature, str):
+            return False
+        try:
+            return self.verifier.is_valid(raw, timestamp.strip(), signature.strip())
+        except (ValueError, TypeError, OverflowError):  # a timestamp that is no number, non-ASCII signature
+            return False
 
 
 def payload_problem(body: Any) -> str | None:
@@ -91,6 +163,8 @@ def payload_problem(body: Any) -> str | None:
 
 
 def _view_problem(view: dict[str, Any]) -> str | None:
+    if not _text(view.get("type")):
+        return "view.type must be text"
     for field in ("id", "callback_id", "private_metadata", "hash"):
         if not _optional(str)(view.get(field)):
             return f"view.{field} must be text"

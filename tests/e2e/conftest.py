@@ -209,7 +209,7 @@ def app_server(
     ctx = build_context(runtime, client=client, config=ConfigSource(config_path, min_interval=0), clock=clock)
     ctx.devices.refresh()
     bolt_app = build_app(ctx, signing_secret=slack_signing_secret, process_before_response=True)
-    server = make_server(make_wsgi(ctx, bolt_app), "127.0.0.1", 0)
+    server = make_server(make_wsgi(ctx, bolt_app, signing_secret=slack_signing_secret), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"

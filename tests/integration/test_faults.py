@@ -300,7 +300,7 @@ def prod_app(
     ctx = build_context(runtime, client=client, config=ConfigSource(config_path, min_interval=0), clock=clock)
     ctx.devices.refresh()
     bolt_app = build_app(ctx, signing_secret=SIGNING_SECRET)  # process_before_response=False, as in production
-    server = make_server(make_wsgi(ctx, bolt_app), "127.0.0.1", 0)
+    server = make_server(make_wsgi(ctx, bolt_app, signing_secret=SIGNING_SECRET), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     fake_slack.reset()
     try:
