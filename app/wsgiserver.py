@@ -14,6 +14,7 @@ is well kept (Pylons). What it lacks, and what this module adds on top of it:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import logging
@@ -214,7 +215,8 @@ class HttpServer:
     def shutdown(self) -> None:
         """Stop ``serve_forever`` (from another thread) and wait until it has returned."""
         self._stop.set()
-        self._server.pull_trigger()
+        with contextlib.suppress(OSError):  # the loop has already stopped and closed its wake-up pipe
+            self._server.pull_trigger()
         self._stopped.wait(DRAIN_SECONDS + 5)
 
     def server_close(self) -> None:

@@ -1,10 +1,12 @@
-"""Load: concurrent signed request → approve flows against gunicorn on 127.0.0.1, with exactly-once checks.
+"""Load: concurrent signed request → approve flows against the web process on 127.0.0.1, with exactly-once checks.
 
-    python bench/load.py [--flows 200] [--workers 2] [--threads 8] [--database-url postgresql://.../fresh_db]
+    python bench/load.py [--flows 200] [--server procfile|gunicorn] [--workers 2] [--threads 8]
+                         [--database-url postgresql://.../fresh_db]
 
-Starts a fake Slack Web API (``tests/fakes/slack_api.py``) in this process, then ``gunicorn app.wsgi:application``
-(production settings: Bolt acks first and works after, ``process_before_response=False``) and one
-``accessbot worker`` as subprocesses, as the Procfile does, on a fresh database with the built-in tailnet: a
+Starts a fake Slack Web API (``tests/fakes/slack_api.py``) in this process, then the web process — the
+Procfile's ``accessbot serve --no-scheduler`` (waitress) by default, or ``gunicorn app.wsgi:application`` with
+``--server gunicorn`` (production settings: Bolt acks first and works after, ``process_before_response=False``)
+— and one ``accessbot worker`` as subprocesses, as the Procfile does, on a fresh database with the built-in tailnet: a
 temporary SQLite file by default, or the given PostgreSQL database, which must be empty (it is migrated here;
 create it before and drop it after). The config has one profile approved by a user group.
 
@@ -15,9 +17,9 @@ Each flow is one requester with a device of their own; all flows start at the sa
 * submit:   the ``view_submission`` (then waits for the approver's DM);
 * approve:  the approver clicks Approve in that DM (then waits for the requester's "granted" notice).
 
-Reports p50/p99 of each step's HTTP answer (the ack) as the client saw it and as gunicorn measured it (its
-access log; the difference is time queued for a gunicorn thread and the load generator's own share of the
-CPUs), of the whole flow (shortcut sent → granted notice seen, so it includes the work done after the acks),
+Reports p50/p99 of each step's HTTP answer (the ack) as the client saw it and, under gunicorn, as gunicorn
+measured it (its access log; the difference is time queued for a gunicorn thread and the load generator's own
+share of the CPUs), of the whole flow (shortcut sent → granted notice seen, so it includes the work done after the acks),
 errors (non-2xx, timeouts, answers slower than Slack's 3 s, flows that never completed) and checks
 exactly-once grants in the database and in the fake Slack: one ``Update node attribute`` set event, one
 "granted" notification and one granted notice per request, none left in ``granting``, nothing undelivered.
@@ -247,6 +249,17 @@ def gunicorn(env: dict[str, str], workers: int, threads: int) -> Iterator[tuple[
         if healthy < 2 * workers or server.proc.poll() is not None:
             raise SystemExit("gunicorn is not serving:\n" + "".join(server.lines))
         yield server, url
+
+
+@contextmanager
+def procfile_web(env: dict[str, str], threads: int) -> Iterator[tuple[Process, str]]:
+    """The Procfile's ``web``: ``accessbot serve --no-scheduler`` (waitress) on 127.0.0.1, ``HTTP_THREADS``."""
+    cmd = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", "0", "--no-scheduler"]
+    with process("web", cmd, {**env, "HTTP_THREADS": str(threads)}) as server:
+        match = server.wait_for(r"HTTP on (127\.0\.0\.1:\d+)", 30)
+        if match is None:
+            raise SystemExit("accessbot serve did not start:\n" + "".join(server.lines))
+        yield server, f"http://{match.group(1)}"
 
 
 def server_times(server: Process) -> dict[str, list[float]]:
@@ -511,8 +524,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flows", type=int, default=200, help="concurrent request → approve flows (default 200)")
     parser.add_argument("--approvers", type=int, default=10, help="members of the approver group (default 10)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2, as the Procfile)")
-    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (default 8)")
+    parser.add_argument(
+        "--server",
+        choices=("procfile", "gunicorn"),
+        default="procfile",
+        help="procfile: the Procfile's web (accessbot serve on waitress, one process); gunicorn: app.wsgi:application",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per server process (default 8)")
     parser.add_argument("--time-limit", type=float, default=90.0, help="seconds the flows may take (default 90)")
     parser.add_argument("--http-timeout", type=float, default=15.0, help="client timeout per request (default 15 s)")
     parser.add_argument("--database-url", help="a fresh, empty PostgreSQL database to use instead of SQLite")
@@ -539,9 +558,14 @@ def main() -> None:
             name = f"load{i:04d}-laptop.tail1.ts.net"
             device = builtin.add_device(name=name, user=f"user{i}@load.example.com", os="linux", actor=setup)
             flows.append(Flow(i, f"UREQ{i:04d}", approvers[i % len(approvers)], device.id, name))
+        web = (
+            f"gunicorn {args.workers} workers x {args.threads} threads"
+            if args.server == "gunicorn"
+            else f"accessbot serve (waitress, {args.threads} threads; the Procfile's web)"
+        )
         print(
-            f"{label}: {args.flows} concurrent flows; gunicorn {args.workers} workers x {args.threads} threads "
-            f"+ accessbot worker (as the Procfile); fake Slack and clients in this process; {os.cpu_count()} CPUs"
+            f"{label}: {args.flows} concurrent flows; {web} + accessbot worker; fake Slack and clients in this "
+            f"process; {os.cpu_count()} CPUs"
         )
 
         with IndexedSlack() as fake:
@@ -561,8 +585,13 @@ def main() -> None:
                 NO_PROXY="127.0.0.1",
                 PROMETHEUS_MULTIPROC_DIR=str(Path(tmp) / "metrics"),  # several workers share their metrics
             )
+            web_server = (
+                gunicorn(env, args.workers, args.threads)
+                if args.server == "gunicorn"
+                else procfile_web(env, args.threads)
+            )
             with (
-                gunicorn(env, args.workers, args.threads) as (server, server_url),
+                web_server as (server, server_url),
                 process("worker", [sys.executable, "-m", "app", "worker"], env) as worker,
             ):
                 if worker.wait_for(r"running jobs", 30) is None:
@@ -609,9 +638,10 @@ def main() -> None:
     print("  HTTP answer (the ack) per step, as the client saw it:")
     for step in STEPS:
         print(latency_line(step, [f.latencies[step] for f in flows if step in f.latencies]))
-    print("  ... and as gunicorn measured it (request read -> response written):")
-    for step in STEPS:
-        print(latency_line(step, served.get(step, [])))
+    if args.server == "gunicorn":
+        print("  ... and as gunicorn measured it (request read -> response written):")
+        for step in STEPS:
+            print(latency_line(step, served.get(step, [])))
     print("  whole flow (shortcut sent -> granted notice seen):")
     print(latency_line("overall", [f.total for f in done if f.total is not None], ack=False))
     per_step = Counter(

@@ -16,8 +16,7 @@ group = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 def upgrade_cmd(revision: str = typer.Argument("head", help="Target revision")) -> None:
     """Upgrade the database schema (DATABASE_URL) to the newest revision."""
     db = Database(get_settings().database_url)
-    before = current_revision(db.engine)
-    upgrade(db.engine, revision)
+    before = upgrade(db.engine, revision)  # under the migration lock: one `db upgrade` at a time
     after = current_revision(db.engine)
     console.print(f"database at revision {after} (was {before or 'empty'})", highlight=False)
 

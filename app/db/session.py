@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +35,22 @@ def is_locked(exc: BaseException) -> bool:
     return "database is locked" in str(exc).lower()
 
 
+def migration_lock_path(engine: Engine) -> Path:
+    """The lock file of a SQLite database's one-time changes (WAL, migrations): ``<database file>.migrate.lock``."""
+    return Path(f"{Path(engine.url.database or '').absolute()}.migrate.lock")
+
+
+def _use_wal(engine: Engine) -> None:
+    """Switch a SQLite file to WAL, once. The switch needs the file to itself and SQLite answers "database is
+    locked" at once (no busy wait) to a second process switching at the same moment, so processes that start
+    together on a new file take turns under the migration lock file."""
+    with engine.connect() as conn:
+        if str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal":
+            return
+    with FileLock(migration_lock_path(engine), timeout=120), engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine: SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL uses psycopg 3."""
     url = normalize_url(url)
@@ -43,8 +61,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             raise ValueError("in-memory SQLite is not supported; use a file path")
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        _use_wal(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)

@@ -39,7 +39,7 @@ from app.tailnet.auth import (
 )
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.devicejson import device_to_api
-from app.tailnet.errors import AuthenticationError, InvalidRequest, TailnetError
+from app.tailnet.errors import AuthenticationError, InvalidRequest, TailnetError, TailnetUnavailable
 from app.tailnet.models import AttributeChanges, AttributeWrite
 from app.tailnet.proxies import TrustedProxies
 
@@ -258,6 +258,8 @@ class TailnetApi:
             headers = list(exc.headers) if isinstance(exc, HttpError) else []
             if exc.status == 401:
                 headers.append(("WWW-Authenticate", 'Basic realm="accessbot"'))
+            if isinstance(exc, TailnetUnavailable):  # busy or conflicting writers: nothing was written
+                headers.append(("Retry-After", "1"))
             return _respond(start_response, exc.status, {"message": exc.message}, headers)
         except OperationalError as exc:
             if not is_locked(exc):

@@ -2,19 +2,31 @@
 
 It enforces every attribute rule of FACTS §1, never returns an expired attribute, and audits each
 write, delete and expiry in the same transaction as the change.
+
+Concurrent writers are serialised per device, so each write reads the values it replaces (and audits them as
+``old``) under the same lock as it writes: on SQLite every attribute transaction starts with ``BEGIN IMMEDIATE``
+(SQLite has one writer at a time; a deferred transaction would read before it holds the write lock); on
+PostgreSQL a writer locks its devices' rows (``FOR NO KEY UPDATE``) in id order (one order everywhere: no deadlock
+between two batches), before reading their attributes. Expiry purges (the sweep, and a writer clearing a key's
+expired values on every device) take no device lock: a row one deletes under a writer's feet makes the writer's
+DELETE or UPDATE match fewer rows than it read, a conflict retried from the start (and a row a writer changed
+first is no longer expired when the purge, blocked on its row lock, rechecks it).
 """
 
 from __future__ import annotations
 
+import random
 import secrets
+import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from app import audit
 from app.audit import AuditAction
@@ -37,6 +49,26 @@ from app.tailnet.node_attributes import node_attributes
 
 EXPIRY_ACTOR = "system:expiry"
 T = TypeVar("T")
+
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+"""PostgreSQL's serialization failure and deadlock detected: the transaction was rolled back, try it again."""
+
+
+class _Conflict(Exception):
+    """A concurrent transaction changed rows this one had read (a statement matched fewer rows than expected)."""
+
+
+def _retry_reason(exc: BaseException) -> str | None:
+    """Why a failed attribute transaction may be run again: ``locked``, ``conflict``, ``race`` or None (not)."""
+    if isinstance(exc, (_Conflict, StaleDataError)):
+        return "conflict"
+    if isinstance(exc, IntegrityError):
+        return "race"  # a lost insert race (a key registered or dropped meanwhile); the retry reads the winner's
+    if isinstance(exc, OperationalError) and is_locked(exc):
+        return "locked"
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+        return "conflict"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +309,7 @@ class BuiltinTailnet:
 
         def work(session: Session, now: datetime) -> None:
             device = self._device_row(session, device_id)
+            self._lock_devices(session, [device.id])
             attr = self._live_attribute(session, device.id, key, now)
             if attr is None:
                 raise NotFound(f"attribute {key!r} is not set on device {device_id!r}")
@@ -345,24 +378,54 @@ class BuiltinTailnet:
     # -- internals -----------------------------------------------------------------------------------
 
     def _run(self, work: Callable[[Session, datetime], T]) -> T:
-        """Run ``work`` in one transaction, retrying a few times on a lost insert race or a lock."""
+        """Run ``work`` in one write transaction, retrying a few times on a lost race, a conflict or a lock.
+
+        On SQLite the transaction starts with ``BEGIN IMMEDIATE``: it holds the write lock before its first read,
+        so what ``work`` reads is what it writes over. When retries run out, a lock or a conflict is a
+        ``TailnetUnavailable`` (503 class: nothing was written, try again).
+        """
         attempts = 4
         for attempt in range(attempts):
             try:
                 with self.db.session() as session:
-                    return work(session, self.clock())
-            except (IntegrityError, OperationalError) as exc:
-                locked = isinstance(exc, OperationalError) and is_locked(exc)
-                if not (locked or isinstance(exc, IntegrityError)):
+                    if self.db.dialect == "sqlite":
+                        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+                    return work(session, self.clock())  # "now" taken once the write lock is held
+            except (_Conflict, StaleDataError, DBAPIError) as exc:
+                reason = _retry_reason(exc)
+                if reason is None:
                     raise
                 if attempt == attempts - 1:
-                    if locked:
+                    if reason == "locked":
                         raise TailnetUnavailable(
                             "the database is busy (another writer held its lock too long); nothing was written, "
                             "try again"
                         ) from exc
+                    if reason == "conflict":
+                        raise TailnetUnavailable(
+                            "concurrent writes to the same attributes kept conflicting; nothing was written, try again"
+                        ) from exc
                     raise
+                if reason != "locked":  # the busy timeout already waited; a conflict retries after a short jitter
+                    time.sleep(random.uniform(0, 0.005 * 2**attempt))  # noqa: S311 - not cryptographic
         raise AssertionError("unreachable")
+
+    def _lock_devices(self, session: Session, device_ids: Iterable[str]) -> None:
+        """On PostgreSQL, lock these devices' rows (``FOR NO KEY UPDATE``) in id order until the transaction ends.
+
+        Every attribute writer locks its devices before reading their attributes, always in id order (so two
+        batches sharing devices queue instead of deadlocking). SQLite needs nothing: ``_run`` began with
+        ``BEGIN IMMEDIATE``, which already excludes every other writer.
+        """
+        if self.db.dialect != "postgresql":
+            return
+        for chunk in _chunks(sorted(set(device_ids)), self.max_batch_devices):
+            session.execute(
+                select(DeviceRow.id)
+                .where(DeviceRow.id.in_(chunk))
+                .order_by(DeviceRow.id)
+                .with_for_update(key_share=True)
+            ).all()
 
     def _device_rows(self, session: Session, refs: list[str]) -> dict[str, DeviceRow]:
         """Devices by id or nodeId, loaded in chunks; ``DeviceNotFound`` for the first missing one."""
@@ -383,6 +446,7 @@ class BuiltinTailnet:
     ) -> None:
         """Apply validated sets and deletes with a handful of bulk queries (sync batches are large)."""
         devices = self._device_rows(session, list(checked))
+        self._lock_devices(session, {row.id for row in devices.values()})
         keys = {item.key for items in checked.values() for item in items}
         folded = {rules.fold_key(key) for key in keys}
 
@@ -398,6 +462,7 @@ class BuiltinTailnet:
             for row in list(registry.values()):  # expired values neither conflict nor count as current
                 self._purge(session, now, row.id)
             registry = load_registry()
+        new_keys: list[AttributeKeyRow] = []
         for items in checked.values():
             for item in items:
                 if item.write is None:
@@ -406,10 +471,12 @@ class BuiltinTailnet:
                 existing = registry.get(rules.fold_key(item.key))
                 if existing is None:
                     existing = AttributeKeyRow(key=item.key, key_folded=rules.fold_key(item.key), value_type=kind)
-                    session.add(existing)
+                    new_keys.append(existing)
                     registry[existing.key_folded] = existing
                 else:
                     rules.check_key_registry(item.key, kind, existing.key, existing.value_type)
+        # inserted in one order by every writer: two batches registering the same new keys conflict, never deadlock
+        session.add_all(sorted(new_keys, key=lambda row: row.key_folded))
         session.flush()
         key_ids = {
             key: registry[rules.fold_key(key)].id
@@ -454,7 +521,7 @@ class BuiltinTailnet:
                 )
         self._write_final(session, final, stored, now, actor, comment)
         audit.record_many(session, events)
-        for key_id in emptied:
+        for key_id in sorted(emptied):
             self._collect_key(session, key_id)
 
     @staticmethod
@@ -466,10 +533,18 @@ class BuiltinTailnet:
         actor: str,
         comment: str | None,
     ) -> None:
-        """Write each pair's final state with bulk statements: DELETE by id, executemany UPDATE and INSERT."""
+        """Write each pair's final state with bulk statements: DELETE by id, executemany UPDATE and INSERT.
+
+        A row read in this transaction but gone meanwhile (only expiry purges delete rows without the device lock)
+        makes the DELETE match fewer rows, or the UPDATE raise ``StaleDataError``: a conflict to retry.
+        """
         gone = [stored[pair] for pair, write in final.items() if write is None and pair in stored]
         for chunk in _chunks(gone, 500):
-            session.execute(delete(AttributeRow).where(AttributeRow.id.in_(chunk)))
+            result = session.execute(
+                delete(AttributeRow).where(AttributeRow.id.in_(chunk)), execution_options={"synchronize_session": False}
+            )
+            if result.rowcount != len(chunk):
+                raise _Conflict(f"{len(chunk) - result.rowcount} attribute values were deleted concurrently")
         updates: list[dict[str, Any]] = []
         inserts: list[dict[str, Any]] = []
         for (device_id, key_id), write in final.items():
@@ -575,6 +650,12 @@ class BuiltinTailnet:
         self, session: Session, attr: AttributeRow, now: datetime, actor: str, comment: str | None
     ) -> None:
         key, key_id, device_id = attr.key.key, attr.key_id, attr.device_id
+        result = session.execute(
+            delete(AttributeRow).where(AttributeRow.id == attr.id), execution_options={"synchronize_session": False}
+        )
+        if result.rowcount != 1:  # an expiry purge deleted it meanwhile: the retry answers NotFound
+            raise _Conflict(f"attribute {key!r} of device {device_id!r} was deleted concurrently")
+        session.expunge(attr)
         audit.record(
             session,
             at=now,
@@ -586,7 +667,6 @@ class BuiltinTailnet:
             comment=comment,
             details={"device_id": device_id, "key": key, "change": "delete"},
         )
-        session.delete(attr)
         self._collect_key(session, key_id)
 
 

@@ -142,7 +142,7 @@ def api_url(app_server: AppUnderTest) -> Iterator[str]:
     """The built-in tailnet's HTTP API over the app's database."""
     api = make_api(app_server.builtin, app_server.ctx.runtime.db, clock=app_server.clock)
     server = make_server(api, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()

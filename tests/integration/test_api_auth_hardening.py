@@ -66,7 +66,7 @@ def api(builtin: BuiltinTailnet, db: Database, clock: FrozenClock, limiter: Fail
 @pytest.fixture
 def base_url(api: TailnetApi) -> Iterator[str]:
     server = make_server(api, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -231,7 +231,7 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy(
     """``TRUSTED_PROXIES=127.0.0.1``: requests arrive from the proxy (127.0.0.1) on behalf of two clients."""
     proxied = make_api(builtin, db, clock=clock, limiter=limiter, proxies=TrustedProxies(parse_proxies("127.0.0.1")))
     server = make_server(proxied, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     mallory, alice = {"X-Forwarded-For": "198.51.100.66"}, {"X-Forwarded-For": "198.51.100.7"}
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}", timeout=10, trust_env=False) as http:

@@ -53,7 +53,7 @@ from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
 from app.vendors.sync import SyncRunner
 from app.wsgi import make_wsgi
-from app.wsgiserver import ThreadingWSGIServer, make_server
+from app.wsgiserver import HttpServer, make_server
 from tests.conftest import PG_URL, written
 from tests.e2e.test_access_flow import request_state
 from tests.fakes.slack_api import FakeSlackAPI
@@ -122,7 +122,7 @@ class FaultyTailscaleApi:
         self.delay = 0.0
         self.writes: list[tuple[int, float, str]] = []
         self.port = 0
-        self._server: ThreadingWSGIServer | None = None
+        self._server: HttpServer | None = None
         self._lock = threading.Lock()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
@@ -163,7 +163,7 @@ class FaultyTailscaleApi:
         server = make_server(self, "127.0.0.1", self.port)
         self.port = server.server_port
         self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
         if self._server is not None:

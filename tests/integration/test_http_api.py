@@ -46,7 +46,7 @@ def store(db: Database, clock: FrozenClock) -> AuthStore:
 @pytest.fixture
 def base_url(builtin: BuiltinTailnet, db: Database, clock: FrozenClock) -> Iterator[str]:
     server = make_server(make_api(builtin, db, clock=clock), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

@@ -208,7 +208,7 @@ def test_builtin_refuses_to_write_or_delete_a_node_key(
 @pytest.fixture
 def client(builtin: BuiltinTailnet, db: Database, clock: FrozenClock) -> Iterator[httpx.Client]:
     server = make_server(make_api(builtin, db, clock=clock), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     api_key = AuthStore(db, clock=clock).create_api_key(actor=ADMIN, description="node tests")[1]
     try:

@@ -79,7 +79,7 @@ def world(builtin: BuiltinTailnet, db: Database, clock: FrozenClock) -> Iterator
     # failures are the point here: the failed-authentication limit has its own tests
     api = make_api(builtin, db, clock=clock, limiter=FailedAuthLimiter(limit=10**9))
     server = make_server(api, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"
     try:
