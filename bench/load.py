@@ -19,8 +19,8 @@ Each flow is one requester with a device of their own; all flows start at the sa
 
 Reports p50/p99 of each step's HTTP answer (the ack) as the client saw it and, under gunicorn, as gunicorn
 measured it (its access log; the difference is time queued for a gunicorn thread and the load generator's own
-share of the CPUs), of the whole flow (shortcut sent → granted notice seen, so it includes the work done after the acks),
-errors (non-2xx, timeouts, answers slower than Slack's 3 s, flows that never completed) and checks
+share of the CPUs), of the whole flow (shortcut sent → granted notice seen, so it includes the work done after
+the acks), errors (non-2xx, timeouts, answers slower than Slack's 3 s, flows that never completed) and checks
 exactly-once grants in the database and in the fake Slack: one ``Update node attribute`` set event, one
 "granted" notification and one granted notice per request, none left in ``granting``, nothing undelivered.
 Everything is on loopback; the flows stop after ``--time-limit`` seconds whatever happens, and the script

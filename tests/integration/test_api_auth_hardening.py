@@ -25,7 +25,7 @@ from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import AuthenticationError
 from app.tailnet.models import Actor
 from app.tailnet.proxies import TrustedProxies, parse_proxies
-from app.wsgiserver import make_server
+from tests.serving import serving
 
 ADMIN = Actor("cli:admin")
 DEVICES = "/api/v2/tailnet/-/devices"
@@ -65,15 +65,8 @@ def api(builtin: BuiltinTailnet, db: Database, clock: FrozenClock, limiter: Fail
 
 @pytest.fixture
 def base_url(api: TailnetApi) -> Iterator[str]:
-    server = make_server(api, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(api) as url:
+        yield url
 
 
 @pytest.fixture
@@ -230,20 +223,14 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy(
 ) -> None:
     """``TRUSTED_PROXIES=127.0.0.1``: requests arrive from the proxy (127.0.0.1) on behalf of two clients."""
     proxied = make_api(builtin, db, clock=clock, limiter=limiter, proxies=TrustedProxies(parse_proxies("127.0.0.1")))
-    server = make_server(proxied, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     mallory, alice = {"X-Forwarded-For": "198.51.100.66"}, {"X-Forwarded-For": "198.51.100.7"}
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}", timeout=10, trust_env=False) as http:
-            bad = {**bearer(wrong_key(api_key))}
-            assert [http.get(DEVICES, headers={**bad, **mallory}).status_code for _ in range(11)] == [401] * 10 + [429]
-            assert http.get(DEVICES, headers={**bearer(api_key), **alice}).status_code == 200  # not locked out
-            # mallory cannot escape by prepending an address of her choice: the proxy appended her real one
-            spoofed = {"X-Forwarded-For": "203.0.113.1, 198.51.100.66"}
-            assert http.get(DEVICES, headers={**bearer(api_key), **spoofed}).status_code == 429
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(proxied) as url, httpx.Client(base_url=url, timeout=10, trust_env=False) as http:
+        bad = {**bearer(wrong_key(api_key))}
+        assert [http.get(DEVICES, headers={**bad, **mallory}).status_code for _ in range(11)] == [401] * 10 + [429]
+        assert http.get(DEVICES, headers={**bearer(api_key), **alice}).status_code == 200  # not locked out
+        # mallory cannot escape by prepending an address of her choice: the proxy appended her real one
+        spoofed = {"X-Forwarded-For": "203.0.113.1, 198.51.100.66"}
+        assert http.get(DEVICES, headers={**bearer(api_key), **spoofed}).status_code == 429
 
 
 def test_forwarded_for_from_an_untrusted_peer_is_ignored(http: httpx.Client, api_key: str) -> None:

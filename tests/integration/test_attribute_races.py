@@ -30,7 +30,7 @@ from app.tailnet.auth import AuthStore
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import NotFound
 from app.tailnet.models import Actor, AttributeValue, AttributeWrite, Device
-from app.wsgiserver import make_server
+from tests.serving import serving
 
 ADMIN = Actor("cli:admin")
 KEY = "custom:raceAccess"
@@ -135,15 +135,8 @@ class Racers:
 
 @pytest.fixture
 def base_url(builtin: BuiltinTailnet, db: Database, clock: FrozenClock) -> Iterator[str]:
-    server = make_server(make_api(builtin, db, clock=clock), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(make_api(builtin, db, clock=clock)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import InvalidRequest
 from app.tailnet.models import Actor, Device
 from app.timefmt import format_rfc3339
-from app.wsgiserver import make_server
+from tests.serving import serving
 
 ADMIN = Actor("cli:admin")
 KEY = "custom:prodAccess"
@@ -45,15 +44,8 @@ def store(db: Database, clock: FrozenClock) -> AuthStore:
 
 @pytest.fixture
 def base_url(builtin: BuiltinTailnet, db: Database, clock: FrozenClock) -> Iterator[str]:
-    server = make_server(make_api(builtin, db, clock=clock), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(make_api(builtin, db, clock=clock)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -201,7 +201,8 @@ def versions(engine: Engine) -> list[str]:
 
 def assert_clean(results: list[tuple[int, str, str]]) -> None:
     failures = [(code, err.strip()[-2000:]) for code, _out, err in results if code or "Traceback" in err]
-    assert not failures, f"{len(failures)} of {len(results)} processes failed (exit code, end of stderr): {failures[:2]}"
+    summary = f"{len(failures)} of {len(results)} processes failed (exit code, end of stderr): {failures[:2]}"
+    assert not failures, summary
 
 
 # -- (a) ten processes on a new SQLite file ---------------------------------------------------------------
