@@ -110,7 +110,8 @@ def serve(
     from app.wsgi import make_wsgi
 
     assert secret is not None  # HTTP mode: missing_slack_settings() named it otherwise
-    server = listen(make_wsgi(ctx, bolt_app, signing_secret=secret), host, port or settings.port, settings)
+    port = settings.port if port is None else port  # 0 picks a free port
+    server = listen(make_wsgi(ctx, bolt_app, signing_secret=secret), host, port, settings)
     console.print(f"accessbot: HTTP on {host}:{server.server_port} (POST /slack/events, GET /healthz)", highlight=False)
     serve_until_stopped(server)
 

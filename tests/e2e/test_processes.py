@@ -83,6 +83,7 @@ def test_accessbot_serve_http_mode(
     cmd = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", "0", "--no-scheduler"]
     for proc in run(cmd, env, tmp_path):
         match = wait_for_line(proc, r"HTTP on 127\.0\.0\.1:(\d+)")
+        assert match.group(1) != "3000"  # --port 0 picks a free port; it is not "unset" ($PORT, default 3000)
         check_serving(f"http://127.0.0.1:{match.group(1)}", slack_signing_secret, fake_slack)
         assert fake_slack.calls("auth.test")  # the bot token was verified at start
         proc.send_signal(signal.SIGTERM)
