@@ -232,6 +232,10 @@ class SyncRunner:
                 if not self._is_due(integration, self.clock()):
                     report.error = "another process has just synced this integration"
                     return report
+            # the sync starts now, holding the lock: a request made while this process waited for it is served by
+            # this run, and the recorded start must not predate it
+            started = self.clock()
+            report.started_at = format_rfc3339(started)
             self._mark(integration.id, last_sync_started_at=started, sync_requested_at=None)
             try:
                 self._sync(integration, spec, report, progress)
