@@ -103,6 +103,7 @@ class IndexedSlack(FakeSlackAPI):
 
     def __init__(self) -> None:
         super().__init__(token=DEFAULT_TOKEN)
+        self.add_channel("CACCESS", "access-requests")
         self._index: dict[tuple[str, str], list[Call]] = defaultdict(list)
         self._arrived = threading.Condition()
 

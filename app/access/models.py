@@ -105,3 +105,25 @@ class NotificationRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ChannelProblemRow(Base):
+    """A notify channel accessbot cannot post to, and why: one row per (channel, Slack error).
+
+    The row makes "tell the admins once" hold across restarts and processes: whoever sets ``alerted_at``
+    queues the alert. A later successful post to the channel sets ``resolved_at``; a new failure reopens it.
+    """
+
+    __tablename__ = "access_channel_problems"
+    __table_args__ = (UniqueConstraint("channel", "error", name="uq_access_channel_problems_channel_error"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(128))  # as configured in the profile's notify_channel
+    error: Mapped[str] = mapped_column(String(64))  # Slack's error code, e.g. not_in_channel
+    profile_id: Mapped[str] = mapped_column(String(64))  # the profile whose post failed last
+    last_request_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    occurrences: Mapped[int] = mapped_column(Integer, default=0)
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

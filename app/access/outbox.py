@@ -3,24 +3,44 @@
 State changes queue notifications in their own transaction; a dispatcher (the Slack layer) claims them,
 delivers them and marks them sent. A failed delivery is retried later with backoff; a claim that was
 never finished (process killed) is taken over after its lease runs out.
+
+Notifications of one request are delivered in order, except the unordered kinds (``Delivery``): a channel
+announcement and the admins' alert about a channel accessbot cannot post to neither wait for nor hold back
+the DMs and message updates of their request. A channel post that fails for good is given up at once and
+recorded as a channel problem (one per channel and Slack error), which alerts the admins once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
-from app.access.models import NotificationRow, PostedMessageRow
+from app.access.models import ChannelProblemRow, NotificationRow, PostedMessageRow
 from app.clock import Clock, utcnow
 from app.db import Database
 
 LEASE = timedelta(minutes=2)
 """How long a claim lasts by default (config ``notification_lease``)."""
 MAX_ATTEMPTS = 12
+
+
+class Delivery(StrEnum):
+    """Outbox kinds the notifier queues itself, outside the per-request order (``Notice`` kinds keep it)."""
+
+    CHANNEL_POST = "channel_post"
+    """Announce a grant in the profile's notify channel; payload ``channel``, ``notice`` (the granted one's id)."""
+    CHANNEL_ALERT = "channel_alert"
+    """DM every admin that a notify channel refuses posts; payload ``channel``, ``error``, ``profile``."""
+
+
+UNORDERED = frozenset({Delivery.CHANNEL_POST, Delivery.CHANNEL_ALERT})
+"""Kinds that neither wait for earlier notifications of their request nor make later ones wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +52,27 @@ class Notification:
     kind: str
     payload: dict[str, Any]
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A notification to queue when the one delivered is marked sent (same transaction)."""
+
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelProblem:
+    """An open channel problem, for App Home and ``/posture status``."""
+
+    channel: str
+    error: str
+    profile_id: str
+    opened_at: datetime
+    last_seen_at: datetime
+    occurrences: int
+    alerted_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +130,12 @@ class Outbox:
         return claimed
 
     def earlier_unsent(self, notification: Notification) -> bool:
-        """Whether an older notification of the same request is still undelivered (keep order)."""
+        """Whether an older notification of the same request is still undelivered (keep order).
+
+        Unordered kinds (``UNORDERED``) never wait, and never make another notification wait.
+        """
+        if notification.kind in UNORDERED:
+            return False
         with self.db.session() as session:
             return (
                 session.scalar(
@@ -99,20 +145,33 @@ class Outbox:
                         NotificationRow.id < notification.id,
                         NotificationRow.sent_at.is_(None),
                         NotificationRow.attempts < MAX_ATTEMPTS,
+                        NotificationRow.kind.not_in(list(UNORDERED)),
                     )
                     .limit(1)
                 )
                 is not None
             )
 
-    def done(self, notification: Notification) -> None:
-        """Mark delivered."""
+    def done(self, notification: Notification, *, then: Iterable[FollowUp] = ()) -> None:
+        """Mark delivered, and queue ``then`` in the same transaction: only the first to mark it queues them, so
+        a notification delivered twice (its lease ran out mid-delivery) still has its follow-ups once."""
+        now = self.clock()
         with self.db.session() as session:
-            session.execute(
+            result = session.execute(
                 update(NotificationRow)
-                .where(NotificationRow.id == notification.id)
-                .values(sent_at=self.clock(), claimed_until=None, last_error=None)
+                .where(NotificationRow.id == notification.id, NotificationRow.sent_at.is_(None))
+                .values(sent_at=now, claimed_until=None, last_error=None)
             )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                for follow_up in then:
+                    session.add(
+                        NotificationRow(
+                            request_id=notification.request_id,
+                            kind=follow_up.kind,
+                            created_at=now,
+                            payload=follow_up.payload,
+                        )
+                    )
 
     def failed(self, notification: Notification, error: str, *, retry_in: timedelta | None = None) -> None:
         """Release the claim so the notification is retried after a backoff."""
@@ -148,6 +207,88 @@ class Outbox:
                 ).all()
             )
 
+    # -- channel problems ------------------------------------------------------------------------------
+
+    def channel_refused(self, notification: Notification, *, channel: str, error: str, profile_id: str) -> bool:
+        """Give up a channel post Slack refused for good, and record the channel problem; True when this call
+        queued the admins' alert (the first failure of an open problem, across processes and restarts).
+
+        All in one transaction: the post is never retried (it would fail the same way for hours), and the
+        problem row decides who alerts: a conditional UPDATE of ``alerted_at``, which only one writer wins.
+        """
+        for attempt in (1, 2):  # a second try only after losing the race to create the problem row
+            now = self.clock()
+            try:
+                with self.db.session() as session:
+                    session.execute(
+                        update(NotificationRow)
+                        .where(NotificationRow.id == notification.id, NotificationRow.sent_at.is_(None))
+                        .values(attempts=MAX_ATTEMPTS, claimed_until=None, last_error=f"gave up: {error}"[:2000])
+                    )
+                    same = (ChannelProblemRow.channel == channel, ChannelProblemRow.error == error)
+                    session.execute(  # a problem that was fixed and is back: open it again, alert again
+                        update(ChannelProblemRow)
+                        .where(*same, ChannelProblemRow.resolved_at.is_not(None))
+                        .values(resolved_at=None, alerted_at=None, opened_at=now, occurrences=0)
+                    )
+                    seen = session.execute(
+                        update(ChannelProblemRow)
+                        .where(*same)
+                        .values(
+                            occurrences=ChannelProblemRow.occurrences + 1,
+                            last_seen_at=now,
+                            profile_id=profile_id,
+                            last_request_id=notification.request_id,
+                        )
+                    )
+                    if seen.rowcount == 0:  # type: ignore[attr-defined]
+                        session.add(
+                            ChannelProblemRow(
+                                channel=channel,
+                                error=error,
+                                profile_id=profile_id,
+                                last_request_id=notification.request_id,
+                                opened_at=now,
+                                last_seen_at=now,
+                                occurrences=1,
+                            )
+                        )
+                        session.flush()
+                    claimed = session.execute(
+                        update(ChannelProblemRow)
+                        .where(*same, ChannelProblemRow.alerted_at.is_(None))
+                        .values(alerted_at=now)
+                    )
+                    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                        return False
+                    session.add(
+                        NotificationRow(
+                            request_id=notification.request_id,
+                            kind=Delivery.CHANNEL_ALERT,
+                            created_at=now,
+                            payload={"channel": channel, "error": error, "profile": profile_id},
+                        )
+                    )
+                    return True
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        return False  # pragma: no cover - the loop returns or raises
+
+    def channel_works(self, channel: str) -> int:
+        """A post to ``channel`` succeeded: its open problems are resolved (a new failure alerts again)."""
+        with self.db.session() as session:
+            result = session.execute(
+                update(ChannelProblemRow)
+                .where(ChannelProblemRow.channel == channel, ChannelProblemRow.resolved_at.is_(None))
+                .values(resolved_at=self.clock())
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def channel_problems(self) -> list[ChannelProblem]:
+        """Open channel problems, oldest first."""
+        return open_channel_problems(self.db)
+
     # -- posted messages -----------------------------------------------------------------------------
 
     def remember(self, request_id: int, audience: str, channel: str, ts: str) -> None:
@@ -162,3 +303,17 @@ class Outbox:
                 select(PostedMessageRow).where(PostedMessageRow.request_id == request_id).order_by(PostedMessageRow.id)
             )
             return [PostedMessage(r.audience, r.channel, r.ts) for r in rows]
+
+
+def open_channel_problems(db: Database) -> list[ChannelProblem]:
+    """Notify channels accessbot cannot post to right now (not resolved), oldest first."""
+    with db.session() as session:
+        rows = session.scalars(
+            select(ChannelProblemRow)
+            .where(ChannelProblemRow.resolved_at.is_(None))
+            .order_by(ChannelProblemRow.opened_at, ChannelProblemRow.id)
+        )
+        return [
+            ChannelProblem(r.channel, r.error, r.profile_id, r.opened_at, r.last_seen_at, r.occurrences, r.alerted_at)
+            for r in rows
+        ]

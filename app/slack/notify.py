@@ -2,27 +2,56 @@
 
 Delivery is at-least-once and idempotent: every message posted is remembered by audience, so a retry after
 a partial failure updates what exists and posts only what is missing. Notifications of one request are
-delivered in order.
+delivered in order, except the channel announcement of a grant and the admins' alert about a channel: they
+are notifications of their own (``Delivery`` kinds, queued when "granted" is delivered), so a notify
+channel that refuses posts never holds back a requester's or an approver's DM. A refusal that a retry
+cannot cure (``PERMANENT_CHANNEL_ERRORS``) gives the post up at once and tells the admins once per channel
+and error; transient errors (429, 5xx, ``ratelimited``) are retried with backoff like any notification.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from datetime import timedelta
+from enum import Enum
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from app.access.outbox import Notification, Outbox
+from app.access.outbox import Delivery, FollowUp, Notification, Outbox
 from app.access.requests import AccessRequest, Notice
 from app.access.service import AccessService
+from app.slack.views.delivery import admin_alert
 from app.slack.views.request_message import Audience, channel_post, notice, request_message
 
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 20
 """Bound on claim rounds in one ``deliver`` call (each round after the first follows a delivery)."""
+
+PERMANENT_CHANNEL_ERRORS = frozenset(
+    {"not_in_channel", "channel_not_found", "is_archived", "restricted_action", "missing_scope"}
+)
+"""Answers to a channel post that retrying cannot change: an admin has to act (invite the bot, fix the config)."""
+
+ADMIN_AUDIENCE = "admin"
+"""Audience prefix of the admins' alert DMs (``admin:<user id>:<notification id>``), remembered per admin so a
+retried alert does not DM twice."""
+
+
+class _Outcome(Enum):
+    """What became of one claimed notification."""
+
+    DELIVERED = "delivered"
+    GAVE_UP = "gave up"  # for good, without a retry (an alert may have been queued)
+    RETRY = "retry"  # released for a retry after a backoff
+
+
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+_UNREACHABLE_USER = frozenset({"user_not_found", "user_disabled", "cannot_dm_bot"})
 
 
 class Notifier:
@@ -48,19 +77,25 @@ class Notifier:
                 if self.outbox.earlier_unsent(item):
                     self.outbox.defer(item)
                     deferred.append(item)
-                elif self._try(item):
+                    continue
+                outcome = self._try(item)
+                if outcome is _Outcome.DELIVERED:
                     delivered += 1
+                if outcome is not _Outcome.RETRY:  # delivered, or given up (which may have queued an alert)
                     progressed = True
             if not progressed and all(self.outbox.earlier_unsent(item) for item in deferred):
                 break
         return delivered
 
-    def _try(self, item: Notification) -> bool:
-        """Deliver one claimed notification; on failure release it for a retry after a backoff."""
+    def _try(self, item: Notification) -> _Outcome:
+        """Deliver one claimed notification; on failure release it for a retry after a backoff (a channel post
+        Slack refused for good is given up instead, and the channel problem recorded)."""
         try:
-            self._deliver(item)
+            follow_ups = self._deliver(item)
         except SlackApiError as exc:
             error = str(exc.response.get("error", exc))
+            if item.kind == Delivery.CHANNEL_POST and error in PERMANENT_CHANNEL_ERRORS:
+                return self._channel_refused(item, error)
             retry_after = exc.response.headers.get("Retry-After") if exc.response.headers else None
             wait = timedelta(seconds=int(retry_after)) if retry_after and str(retry_after).isdigit() else None
             log.warning("delivering %s for request %s failed: %s", item.kind, item.request_id, error)
@@ -69,11 +104,37 @@ class Notifier:
             log.exception("delivering %s for request %s failed", item.kind, item.request_id)
             self.outbox.failed(item, f"{exc.__class__.__name__}: {exc}")
         else:
-            self.outbox.done(item)
-            return True
-        return False
+            self.outbox.done(item, then=follow_ups or ())
+            return _Outcome.DELIVERED
+        return _Outcome.RETRY
 
-    def _deliver(self, item: Notification) -> None:
+    def _channel_refused(self, item: Notification, error: str) -> _Outcome:
+        """Give the post up and record the channel problem (falls back to a plain retry if that fails)."""
+        channel = str(item.payload.get("channel", ""))
+        profile_id = str(item.payload.get("profile", ""))
+        try:
+            alerted = self.outbox.channel_refused(item, channel=channel, error=error, profile_id=profile_id)
+        except Exception:  # e.g. the database is busy: retry the post later rather than lose it
+            log.exception("recording the problem of notify channel %s failed", channel)
+            self.outbox.failed(item, error)
+            return _Outcome.RETRY
+        log.warning(
+            "gave up announcing request %s in notify channel %s: Slack said %s (%s)",
+            item.request_id,
+            channel,
+            error,
+            "the admins will be told" if alerted else "the admins were told already",
+        )
+        return _Outcome.GAVE_UP
+
+    def _deliver(self, item: Notification) -> Sequence[FollowUp] | None:
+        """Make the Slack calls of one notification; returns the notifications to queue once it is marked sent."""
+        if item.kind == Delivery.CHANNEL_POST:
+            self._post_to_channel(item)
+            return None
+        if item.kind == Delivery.CHANNEL_ALERT:
+            self._alert_admins(item)
+            return None
         request = self.access.get(item.request_id)
         profile = self.access.profile_for(request)
         label = profile.label() if profile else request.profile_id
@@ -85,7 +146,7 @@ class Notifier:
                     self._post_dm(request, approver, audience, Audience.APPROVER, label)
             if Audience.REQUESTER not in posted:
                 self._post_dm(request, request.requester_id, Audience.REQUESTER, Audience.REQUESTER, label)
-            return
+            return None
         self._update_all(request, label, posted)
         dm = notice(request, item.kind, label, item.payload)
         notice_audience = f"notice:{item.kind}:{item.id}"
@@ -94,12 +155,77 @@ class Notifier:
             channel = self._dm_channel(request.requester_id)
             response = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
             self.outbox.remember(request.id, notice_audience, response["channel"], response["ts"])
-        if item.kind == Notice.GRANTED and profile is not None and profile.notify_channel:
-            channel_audience = f"{Audience.CHANNEL}:{item.id}"
-            if channel_audience not in posted:
-                text, blocks = channel_post(request, label)
-                response = self.client.chat_postMessage(channel=profile.notify_channel, text=text, blocks=blocks)
-                self.outbox.remember(request.id, channel_audience, response["channel"], response["ts"])
+        announce = item.kind == Notice.GRANTED and profile is not None and profile.notify_channel
+        # (a grant delivered by an older release was announced in the same call: never announce it twice)
+        if announce and profile is not None and f"{Audience.CHANNEL}:{item.id}" not in posted:
+            payload = {"channel": profile.notify_channel, "notice": item.id, "profile": profile.id}
+            return [FollowUp(Delivery.CHANNEL_POST, payload)]
+        return None
+
+    def _post_to_channel(self, item: Notification) -> None:
+        """Announce a grant in the notify channel it was delivered for; a success resolves that channel's
+        problems (so a new failure alerts the admins again)."""
+        channel = str(item.payload["channel"])
+        audience = f"{Audience.CHANNEL}:{item.payload.get('notice', item.id)}"
+        request = self.access.get(item.request_id)
+        if audience not in {m.audience for m in self.outbox.messages(request.id)}:
+            profile = self.access.profile_for(request)
+            text, blocks = channel_post(request, profile.label() if profile else request.profile_id)
+            response = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+            self.outbox.remember(request.id, audience, response["channel"], response["ts"])
+        if self.outbox.channel_works(channel):
+            log.info("notify channel %s accepts posts again", channel)
+
+    def _alert_admins(self, item: Notification) -> None:
+        """DM every admin of the config about a channel problem (each once, even when retried).
+
+        An admin Slack cannot DM (left the workspace) is skipped; any other failure is raised after the other
+        admins were tried, so the alert is retried for those it missed.
+        """
+        channel, error = str(item.payload["channel"]), str(item.payload["error"])
+        profile_id = str(item.payload.get("profile", ""))
+        profile = self.access.config().profile(profile_id)
+        text, blocks = admin_alert(channel, error, profile.label() if profile else profile_id)
+        posted = {m.audience for m in self.outbox.messages(item.request_id)}
+        admins = self._admin_ids()
+        if not admins:
+            log.warning(
+                "no admin to tell that notify channel %s refuses posts (%s): set admins in the config", channel, error
+            )
+        failure: SlackApiError | None = None
+        for admin in admins:
+            audience = f"{ADMIN_AUDIENCE}:{admin}:{item.id}"
+            if audience in posted:
+                continue
+            try:
+                response = self.client.chat_postMessage(channel=self._dm_channel(admin), text=text, blocks=blocks)
+            except SlackApiError as exc:
+                if exc.response.get("error") in _UNREACHABLE_USER:
+                    log.warning("cannot DM admin %s: %s", admin, exc.response.get("error"))
+                    continue
+                failure = failure or exc
+                continue
+            self.outbox.remember(item.request_id, audience, response["channel"], response["ts"])
+        if failure is not None:
+            raise failure
+
+    def _admin_ids(self) -> list[str]:
+        """The config's admins as Slack user ids: ids as written, emails looked up (unknown ones skipped)."""
+        ids: list[str] = []
+        for admin in self.access.config().admins:
+            if _USER_ID.fullmatch(admin):
+                ids.append(admin)
+                continue
+            if "@" not in admin[1:]:
+                log.warning("admin entry %r is neither a Slack user id nor an email", admin)
+                continue
+            try:
+                ids.append(str(self.client.users_lookupByEmail(email=admin)["user"]["id"]))
+            except SlackApiError as exc:
+                if exc.response.get("error") != "users_not_found":
+                    raise  # Slack busy or down: the alert is retried later
+                log.warning("admin %s is not a member of the Slack workspace", admin)
+        return list(dict.fromkeys(ids))
 
     def _update_all(self, request: AccessRequest, label: str, posted: dict[str, Any]) -> None:
         for audience_key, message in posted.items():

@@ -71,6 +71,7 @@ def fake_slack(slack_bot_token: str) -> Iterator[FakeSlackAPI]:
         for user_id, (email, name, real_name) in USERS.items():
             fake.add_user(user_id, email, name, real_name)
         fake.add_group(SRE_GROUP_ID, SRE_HANDLE, [BOB, CAROL], name="SRE")
+        fake.add_channel("CACCESS", "access-requests")
         yield fake
 
 

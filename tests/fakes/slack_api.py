@@ -345,6 +345,9 @@ class FakeSlackAPI:
         self._failures: list[_Failure] = []
         self._users: dict[str, dict[str, Any]] = {}
         self._groups: dict[str, dict[str, Any]] = {}
+        self._channels: dict[str, dict[str, Any]] = {}
+        self.chat_write_public = False
+        """Whether the bot holds ``chat:write.public``: it may then post to public channels it is not in."""
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._views: dict[str, dict[str, Any]] = {}
         self._home_view_ids: dict[str, str] = {}
@@ -464,6 +467,58 @@ class FakeSlackAPI:
                 "prefs": {"channels": [], "groups": []},
                 "users": list(user_ids),
             }
+
+    # -- channels -----------------------------------------------------------------------------------------
+
+    def add_channel(
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        bot_member: bool = True,
+        is_private: bool = False,
+        archived: bool = False,
+    ) -> None:
+        """Add (or replace) a channel. ``chat.postMessage`` to a C…/G… channel answers like Slack: an unknown
+        channel (or a private one the bot is not in) ``channel_not_found``, a public one the bot is not in
+        ``not_in_channel`` (unless ``chat_write_public``), an archived one ``is_archived``. DMs are not
+        channels here: user ids and the D… ids of ``conversations.open`` are always allowed."""
+        with self._lock:
+            self._channels[channel_id] = {
+                "id": channel_id,
+                "name": name.lstrip("#"),
+                "is_private": is_private,
+                "is_archived": archived,
+                "is_member": bot_member,
+            }
+
+    def remove_bot(self, channel_id: str) -> None:
+        """The bot leaves (or is removed from) the channel."""
+        with self._lock:
+            self._channels[channel_id]["is_member"] = False
+
+    def invite_bot(self, channel_id: str) -> None:
+        """``/invite @accessbot`` in the channel."""
+        with self._lock:
+            self._channels[channel_id]["is_member"] = True
+
+    def _postable_channel(self, channel: str) -> str:
+        """The id of ``channel`` (an id, or ``#name``) if the bot may post there; else Slack's error."""
+        if channel.startswith("#"):
+            found = next((c for c in self._channels.values() if c["name"] == channel[1:]), None)
+            if found is None:
+                raise SlackApiProblem("channel_not_found")
+            channel = found["id"]
+        if channel[0] not in "CG":
+            return channel
+        info = self._channels.get(channel)
+        if info is None or (info["is_private"] and not info["is_member"]):
+            raise SlackApiProblem("channel_not_found")
+        if info["is_archived"]:
+            raise SlackApiProblem("is_archived")
+        if not info["is_member"] and not (self.chat_write_public and not info["is_private"]):
+            raise SlackApiProblem("not_in_channel")
+        return channel
 
     def add_message(self, channel: str, ts: str, text: str = "", blocks: list[dict[str, Any]] | None = None) -> None:
         """Seed a message so ``chat.update``/``chat.delete`` can find it."""
@@ -702,7 +757,11 @@ class FakeSlackAPI:
             return {"channel": {"id": self._dm_channel(users[0], "user_not_found")}}
         for user in users:
             self._dm_channel(user, "user_not_found")
-        return {"channel": {"id": "G" + "".join(sorted(u.lstrip("UW") for u in users))}}
+        mpim = "G" + "".join(sorted(u.lstrip("UW") for u in users))
+        self._channels.setdefault(
+            mpim, {"id": mpim, "name": mpim.lower(), "is_private": True, "is_archived": False, "is_member": True}
+        )
+        return {"channel": {"id": mpim}}
 
     # chat
 
@@ -737,7 +796,7 @@ class FakeSlackAPI:
         return message
 
     def _chat_post_message(self, params: Params) -> dict[str, Any]:
-        channel = self._resolve_channel(params.get("channel"))
+        channel = self._postable_channel(self._resolve_channel(params.get("channel")))
         self._check_message(params)
         ts = self._new_ts()
         message = self._message_obj(ts, params)

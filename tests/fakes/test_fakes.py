@@ -55,6 +55,8 @@ def fake() -> Iterator[FakeSlackAPI]:
         api.add_user("UBOB", "bob@example.com", "bob")
         api.add_user("UCAROL", "carol@example.com", "carol")
         api.add_group("S0SRE", "sre", ["UBOB", "UCAROL"])
+        api.add_channel("C0ACCESS", "access-requests")
+        api.add_channel("C1", "general")
         yield api
 
 
@@ -147,6 +149,44 @@ def test_post_to_user_id_lands_in_dm(client: WebClient, fake: FakeSlackAPI) -> N
     with pytest.raises(SlackApiError) as empty, pytest.warns(UserWarning, match="text"):
         client.chat_postMessage(channel="C1")
     assert error_of(empty) == "no_text"
+
+
+def test_posts_to_channels_need_the_bot_in_them_like_slack(client: WebClient, fake: FakeSlackAPI) -> None:
+    fake.add_channel("COUT", "announcements", bot_member=False)
+    fake.add_channel("GSECRET", "secret", bot_member=False, is_private=True)
+    fake.add_channel("COLD", "old", archived=True)
+    refused = {}
+    for channel in ("COUT", "CNOWHERE", "GSECRET", "COLD", "#nowhere"):
+        with pytest.raises(SlackApiError) as exc:
+            client.chat_postMessage(channel=channel, text="granted")
+        refused[channel] = error_of(exc)
+    assert refused == {
+        "COUT": "not_in_channel",
+        "CNOWHERE": "channel_not_found",
+        "GSECRET": "channel_not_found",  # a private channel the bot is not in is invisible to it
+        "COLD": "is_archived",
+        "#nowhere": "channel_not_found",
+    }
+    assert fake.messages("COUT") == []
+
+    fake.invite_bot("COUT")
+    assert client.chat_postMessage(channel="COUT", text="granted")["channel"] == "COUT"
+    assert client.chat_postMessage(channel="#announcements", text="by name")["channel"] == "COUT"
+    fake.remove_bot("COUT")
+    with pytest.raises(SlackApiError) as removed:
+        client.chat_postMessage(channel="COUT", text="again")
+    assert error_of(removed) == "not_in_channel"
+
+    fake.chat_write_public = True  # the scope reaches public channels only
+    assert client.chat_postMessage(channel="COUT", text="public")["ok"]
+    with pytest.raises(SlackApiError) as private:
+        client.chat_postMessage(channel="GSECRET", text="private")
+    assert error_of(private) == "channel_not_found"
+
+    # DMs are not channels: user ids, conversations.open's D… and group-DM G… ids stay allowed
+    assert client.chat_postMessage(channel="UBOB", text="dm")["channel"] == "DUBOB"
+    group_dm = client.conversations_open(users="UBOB,UCAROL")["channel"]["id"]
+    assert client.chat_postMessage(channel=group_dm, text="group dm")["channel"] == group_dm
 
 
 def test_open_dm(client: WebClient, fake: FakeSlackAPI) -> None:

@@ -216,6 +216,7 @@ class HeldSlack(FakeSlackAPI):
             (ADMIN, "admin@example.com", "admin"),
         ):
             self.add_user(user_id, email, name)
+        self.add_channel("CACCESS", "access-requests")
 
     def hold_next(self, method: str) -> None:
         with self._hold_lock:

@@ -265,6 +265,7 @@ def fake_slack() -> Iterator[FakeSlackAPI]:
     with FakeSlackAPI(token=TOKEN) as fake:
         for user_id, name in ((REQUESTER, "req"), (BOB, "bob"), (CAROL, "carol"), (ADMIN, "admin")):
             fake.add_user(user_id, f"{name}@example.com", name)
+        fake.add_channel("CACCESS", "access-requests")
         yield fake
 
 

@@ -8,7 +8,9 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from app.access import queries
+from app.access.outbox import open_channel_problems
 from app.slack.context import SlackContext
+from app.slack.views.delivery import channel_problem_blocks
 from app.slack.views.home import home_view
 
 
@@ -21,8 +23,16 @@ def publish_home(ctx: SlackContext, client: WebClient, user_id: str) -> None:
         awaiting=queries.awaiting_approver(db, user_id),
         label=ctx.profile_label,
         now=ctx.clock(),
+        notices=_admin_notices(ctx, user_id),
     )
     client.views_publish(user_id=user_id, view=view)
+
+
+def _admin_notices(ctx: SlackContext, user_id: str) -> list[dict[str, Any]]:
+    """What an admin must act on (notify channels accessbot cannot post to); nothing for anyone else."""
+    if not ctx.access.is_admin(user_id):
+        return []
+    return channel_problem_blocks(open_channel_problems(ctx.runtime.db), ctx.config())
 
 
 def register(app: App, ctx: SlackContext) -> None:

@@ -10,10 +10,12 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from app import audit
+from app.access.outbox import open_channel_problems
 from app.settings import ConfigError
 from app.slack.context import SlackContext
 from app.slack.ids import CallbackId
 from app.slack.listeners.replies import tell
+from app.slack.views.delivery import channel_problem_blocks
 from app.slack.views.posture import connect_modal, read_connect_form, status_card, sync_result
 from app.vendors.integrations import IntegrationError
 from app.vendors.registry import vendor as vendor_spec
@@ -93,6 +95,9 @@ def status_command(ctx: SlackContext, ack: Ack, body: dict[str, Any], respond: R
     statuses = [status_of(i, now) for i in ctx.sync.integrations.list()]
     blocks = status_card(statuses)
     text = "; ".join(f"{s['label']}: {s['headline']}" for s in statuses) or "No EDR integration is connected."
+    channel_problems = channel_problem_blocks(open_channel_problems(ctx.runtime.db), ctx.config())
+    blocks += channel_problems
+    text += " Some notify channels refuse accessbot's posts; see below." if channel_problems else ""
     ack(response_type="ephemeral", text=text, blocks=blocks)
 
 

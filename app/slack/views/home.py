@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,8 +23,10 @@ def home_view(
     awaiting: list[AccessRequest],
     label: Callable[[str], str],
     now: datetime,
+    notices: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The home tab. ``label`` maps a profile id to its display name."""
+    """The home tab. ``label`` maps a profile id to its display name; ``notices`` (for admins: channel problems,
+    at most 7 blocks) go last."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": plain("Tailscale access", 150)},
         {
@@ -82,4 +84,5 @@ def home_view(
                     ],
                 }
             )
+    blocks += notices
     return {"type": "home", "blocks": blocks}
