@@ -67,7 +67,7 @@ def build_from_environment() -> WSGIApplication:
     from app.runtime import open_runtime
     from app.settings import get_settings
     from app.slack.bolt_app import build_app
-    from app.slack.context import build_context
+    from app.slack.context import build_context, warm_up
 
     settings = get_settings()
     configure_logging(settings)
@@ -78,6 +78,7 @@ def build_from_environment() -> WSGIApplication:
     if missing:
         raise SystemExit(f"accessbot: set {', '.join(missing)} to serve Slack")
     ctx = build_context(runtime)
+    warm_up(ctx)
     secret = runtime.settings.slack_signing_secret
     assert secret is not None
     return make_wsgi(

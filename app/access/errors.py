@@ -33,3 +33,7 @@ class SubmissionInvalid(AccessError):
 
 class DatabaseBusy(AccessError):
     """The database stayed locked by another writer past its busy timeout; the message says what was saved."""
+
+
+class DirectoryUnavailable(AccessError):
+    """Who may do what could not be resolved now (Slack rate-limited or down): nothing was changed."""

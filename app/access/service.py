@@ -127,7 +127,12 @@ class AccessService:
 
     def is_admin(self, user_id: str) -> bool:
         """Whether ``user_id`` is an accessbot admin."""
-        return self.config().is_admin(user_id, self.directory.email_of(user_id))
+        config = self.config()
+        if config.is_admin(user_id, None):  # listed by id: no need to ask the directory
+            return True
+        if not any("@" in a for a in config.admins):
+            return False
+        return config.is_admin(user_id, self.directory.email_of(user_id))
 
     def eligible_approvers(self, profile: Profile) -> set[str]:
         """User ids allowed to approve for ``profile`` (resolved now, never from a button)."""
@@ -253,11 +258,12 @@ class AccessService:
         Refuses (``NotAllowed``/``AlreadyDecided``) anyone who is not an eligible approver, who already
         approved, or who is the requester of a profile without self-approval.
         """
+        eligible = self._eligible_for(request_id)
         now = self.clock()
         with _busy_means(NOTHING_SAVED), self.db.session() as session:
             row = self._row(session, request_id, lock=True)
             self._require_status(row, RequestStatus.PENDING)
-            self._require_approver(row, user_id)
+            self._require_approver(row, user_id, eligible=eligible)
             session.add(VoteRow(request_id=row.id, approver_id=user_id, at=now))
             try:
                 session.flush()
@@ -282,12 +288,13 @@ class AccessService:
 
     def deny(self, request_id: int, user_id: str, reason: str | None = None) -> AccessRequest:
         """Deny a pending request (any eligible approver may)."""
+        eligible = self._eligible_for(request_id)
         now = self.clock()
         reason = (reason or "").strip()[:500] or None
         with _busy_means(NOTHING_SAVED), self.db.session() as session:
             row = self._row(session, request_id, lock=True)
             self._require_status(row, RequestStatus.PENDING)
-            self._require_approver(row, user_id, verb="deny")
+            self._require_approver(row, user_id, verb="deny", eligible=eligible)
             self._transition(
                 session,
                 row,
@@ -303,11 +310,13 @@ class AccessService:
 
     def retry(self, request_id: int, user_id: str) -> AccessRequest:
         """Try a failed grant again (the request's approvers and admins may)."""
+        eligible = self._eligible_for(request_id)
+        admin = self.is_admin(user_id)
         now = self.clock()
         with _busy_means(NOTHING_SAVED), self.db.session() as session:
             row = self._row(session, request_id, lock=True)
             self._require_status(row, RequestStatus.FAILED)
-            if not (self._is_approver(row, user_id) or self.is_admin(user_id)):
+            if not (user_id in eligible or admin):
                 raise NotAllowed("Only this request's approvers or an accessbot admin can retry it.")
             self._transition(session, row, RequestStatus.FAILED, RequestStatus.GRANTING, granting_since=now)
         return self._grant(request_id, user_id)
@@ -435,13 +444,22 @@ class AccessService:
         profile = self.config().profile(row.profile_id)
         return profile is not None and user_id in self.eligible_approvers(profile)
 
-    def _require_approver(self, row: AccessRequestRow, user_id: str, *, verb: str = "approve") -> None:
+    def _eligible_for(self, request_id: int) -> set[str]:
+        """The approvers of the request's profile, resolved before any row is locked (Slack may be slow)."""
+        with self.db.session() as session:
+            profile_id = self._row(session, request_id).profile_id
+        profile = self.config().profile(profile_id)
+        return self.eligible_approvers(profile) if profile is not None else set()
+
+    def _require_approver(
+        self, row: AccessRequestRow, user_id: str, *, verb: str = "approve", eligible: set[str] | None = None
+    ) -> None:
         profile = self.config().profile(row.profile_id)
         if profile is None:
             raise NotAllowed(f"The access profile {row.profile_id!r} no longer exists; nobody can {verb} this.")
         if user_id == row.requester_id and not profile.self_approval:
             raise NotAllowed(f"You cannot {verb} your own request.")
-        if user_id not in self.eligible_approvers(profile):
+        if user_id not in (self.eligible_approvers(profile) if eligible is None else eligible):
             raise NotAllowed(f"You are not an approver for {profile.label()}, so you cannot {verb} this request.")
 
     @staticmethod

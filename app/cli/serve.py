@@ -88,7 +88,7 @@ def serve(
     from slack_bolt.error import BoltError
 
     from app.slack.bolt_app import build_app
-    from app.slack.context import build_context
+    from app.slack.context import build_context, warm_up
 
     ctx = build_context(runtime)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
@@ -97,6 +97,7 @@ def serve(
     except BoltError as exc:
         fail(f"Slack refused the bot token: {exc}", code=2)
     ctx.devices.refresh_if_stale()
+    warm_up(ctx)
     if not no_scheduler:
         ctx.scheduler = _scheduler(runtime, ctx)
     if settings.socket_mode:

@@ -17,14 +17,14 @@ def build_app(
     ctx: SlackContext,
     *,
     signing_secret: str | None,
-    process_before_response: bool = False,
     token_verification_enabled: bool = True,
 ) -> App:
     """Create the Bolt app. Request signatures are always verified in HTTP mode (``signing_secret``)."""
     app = App(
         client=ctx.client,
         signing_secret=signing_secret,
-        process_before_response=process_before_response,
+        process_before_response=False,  # acknowledge first, as Slack's 3 s require (serve, gunicorn and tests)
+        listener_executor=ctx.pools.ack,  # listeners run here up to ack(); slow work goes to ctx.pools.work
         token_verification_enabled=token_verification_enabled,
         logger=logging.getLogger("accessbot.slack"),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,10 +17,14 @@ from app.posture.gate import PolicySource, PostureGate
 from app.posture.policy import Policy
 from app.runtime import Runtime
 from app.settings import ConfigSource
+from app.slack.client import slack_client
 from app.slack.directory import SlackDirectory
 from app.slack.notify import Notifier
+from app.slack.work import Pools
 from app.tailnet.index import DeviceIndex
 from app.vendors.sync import SyncRunner, make_runner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +42,7 @@ class SlackContext:
     devices: DeviceIndex
     clock: Clock = utcnow
     policy: Callable[[], Policy | None] = field(default=lambda: None, repr=False)
+    pools: Pools = field(default_factory=Pools, repr=False)  # acknowledgements, and the work after them
     _sync: SyncRunner | None = field(default=None, repr=False)
     scheduler: BaseScheduler | None = field(default=None, repr=False)  # this process's jobs, shown by /healthz
 
@@ -63,7 +69,7 @@ def build_context(
     settings = runtime.settings
     if client is None:
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-        client = WebClient(token=token, base_url=settings.slack_api_url)
+        client = slack_client(token, settings.slack_api_url)
     config = config or ConfigSource.from_settings(settings)
     source = config
     config_dir = source.path.parent if source.path is not None else None
@@ -85,3 +91,18 @@ def build_context(
         clock=clock,
         policy=policy,
     )
+
+
+def warm_up(ctx: SlackContext) -> None:
+    """Learn every workspace member's email once at start, off the request path (options loads read it from
+    memory); a failure only means emails are learned one by one as people open the request form."""
+
+    def warm() -> None:
+        try:
+            count = ctx.directory.warm()
+        except Exception as exc:  # Slack unreachable or rate-limited at start: not fatal
+            log.warning("could not load the workspace's members at start (%s); learning them as they come", exc)
+        else:
+            log.info("loaded %d workspace members", count)
+
+    ctx.pools.later(warm)

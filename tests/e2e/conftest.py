@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slack_sdk import WebClient
 
 from app.clock import FrozenClock
 from app.db import Database
+from app.slack.client import slack_client
 from app.slack.context import SlackContext
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, Device
@@ -126,14 +126,25 @@ class RecordingTailnet:
         self.inner = inner
         self.writes: list[tuple[float, str, str]] = []
         self.fail_with: Exception | None = None
+        self.delay = 0.0
+        """Seconds every attribute read, write and delete takes first (a slow tailnet)."""
         self._lock = threading.Lock()
 
     def set_attribute(self, device_id: str, key: str, value: Any, **kwargs: Any) -> None:
+        time.sleep(self.delay)
         if self.fail_with is not None:
             raise self.fail_with
         self.inner.set_attribute(device_id, key, value, **kwargs)
         with self._lock:
             self.writes.append((time.time(), device_id, key))
+
+    def get_attributes(self, device_id: str, **kwargs: Any) -> Any:
+        time.sleep(self.delay)
+        return self.inner.get_attributes(device_id, **kwargs)
+
+    def delete_attribute(self, device_id: str, key: str, **kwargs: Any) -> None:
+        time.sleep(self.delay)
+        self.inner.delete_attribute(device_id, key, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -206,19 +217,25 @@ def app_server(
     }
     tailnet = RecordingTailnet(builtin)
     runtime = Runtime(settings=settings, db=db, tailnet=tailnet, clock=clock)  # type: ignore[arg-type]
-    client = WebClient(token=slack_bot_token, base_url=fake_slack.base_url)
+    client = slack_client(slack_bot_token, fake_slack.base_url)
     ctx = build_context(runtime, client=client, config=ConfigSource(config_path, min_interval=0), clock=clock)
     ctx.devices.refresh()
-    bolt_app = build_app(ctx, signing_secret=slack_signing_secret, process_before_response=True)
+    bolt_app = build_app(ctx, signing_secret=slack_signing_secret)  # acknowledges first, as in production
     server = make_server(make_wsgi(ctx, bolt_app, signing_secret=slack_signing_secret), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"
     fake_slack.reset()
-    with SlackEventsClient(url, slack_signing_secret) as slack:
+    with SlackEventsClient(url, slack_signing_secret, settle=lambda: settle(ctx)) as slack:
         yield AppUnderTest(url, slack, fake_slack, ctx, tailnet, builtin, clock, devices, config_path)
+    settle(ctx)
     server.shutdown()
     server.server_close()
+
+
+def settle(ctx: SlackContext, timeout: float = 30.0) -> None:
+    """Wait for the app's work after its acknowledgements (Bolt's listeners and the work pool)."""
+    assert ctx.pools.settle(timeout), f"the app's background work did not finish within {timeout} s"
 
 
 @pytest.fixture

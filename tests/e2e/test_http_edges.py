@@ -64,7 +64,11 @@ COMMANDS = {
 def start(name: str, env: dict[str, str], cwd: Path) -> Listener:
     args, pattern = COMMANDS[name]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     assert proc.stdout is not None
@@ -227,7 +231,11 @@ def test_an_unsigned_16_mb_body_costs_almost_no_memory(listener: Listener, frami
 
 
 def test_a_port_in_use_is_one_line(
-    db_url: str, fake_slack: FakeSlackAPI, slack_signing_secret: str, slack_bot_token: str, config_file: Path,
+    db_url: str,
+    fake_slack: FakeSlackAPI,
+    slack_signing_secret: str,
+    slack_bot_token: str,
+    config_file: Path,
     tmp_path: Path,
 ) -> None:
     with socket.socket() as taken:
@@ -238,7 +246,11 @@ def test_a_port_in_use_is_one_line(
         env = {k: v for k, v in env.items() if not k.startswith("SLACK_")}
         result = subprocess.run(
             [sys.executable, "-m", "app", "tailnet", "serve", "--port", str(port)],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

@@ -68,22 +68,85 @@ class SlackApiProblem(Exception):
 
 
 # ----------------------------------------------------------------------------------------------------
-# limits (FACTS §4 and Slack's Block Kit reference)
+# limits (FACTS §4 and Slack's Block Kit reference, docs.slack.dev/reference/block-kit)
 # ----------------------------------------------------------------------------------------------------
+# Lengths are counted in UTF-16 code units (an astral emoji counts 2): Slack says "characters" without
+# saying which, and this reading is the stricter one, so what passes here passes at Slack.
 
-MAX_VIEW_BLOCKS = 100
-MAX_MESSAGE_BLOCKS = 50
-MAX_TITLE = 24
-MAX_PRIVATE_METADATA = 3000
-MAX_OPTIONS = 100
-MAX_OPTION_TEXT = 75
-MAX_OPTION_VALUE = 150
-MAX_BUTTON_VALUE = 2000
-MAX_ID = 255
+MAX_VIEW_BLOCKS = 100  # Blocks: "100 blocks in modals or Home tabs"; Modal views: "Max of 100 blocks"
+MAX_MESSAGE_BLOCKS = 50  # Blocks: "up to 50 blocks in each message"
+MAX_TITLE = 24  # Modal views: title, submit and close "max length of 24 characters"
+MAX_PRIVATE_METADATA = 3000  # Modal views: private_metadata "max length of 3000 characters"
+MAX_TEXT = 3000  # Text object: text "minimum length is 1 and maximum length is 3000 characters"
+MAX_SECTION_TEXT = 3000  # Section block: text "maximum length ... is 3000 characters"
+MAX_SECTION_FIELDS = 10  # Section block: fields "maximum number of items is 10"
+MAX_SECTION_FIELD = 2000  # Section block: fields "maximum length for the text in each item is 2000 characters"
+MAX_HEADER_TEXT = 150  # Header block: text "maximum length ... is 150 characters"
+MAX_CONTEXT_ELEMENTS = 10  # Context block: elements "maximum number of items is 10"
+MAX_ACTIONS_ELEMENTS = 25  # Actions block: "a maximum of 25 elements"
+MAX_INPUT_LABEL = 2000  # Input block: label "maximum length ... is 2000 characters"
+MAX_INPUT_HINT = 2000  # Input block: hint "maximum length ... is 2000 characters"
+MAX_PLACEHOLDER = 150  # Select menus, plain-text input: placeholder "maximum length ... is 150 characters"
+MAX_TEXT_INPUT_LENGTH = 3000  # Plain-text input: min_length 0-3000, max_length 1-3000
+MAX_BUTTON_TEXT = 75  # Button element: text "maximum length ... is 75 characters"
+MAX_BUTTON_VALUE = 2000  # Button element: value "maximum length is 2000 characters"
+MAX_URL = 3000  # Button element and option object: url "maximum length is 3000 characters"
+MAX_ACCESSIBILITY_LABEL = 75  # Button element: accessibility_label "maximum length is 75 characters"
+MAX_OPTIONS = 100  # Select menu element: "maximum number of options is 100"; option group: "maximum of 100"
+MAX_OPTION_GROUPS = 100  # Select menu element: "maximum number of option groups is 100"
+MAX_OPTION_TEXT = 75  # Option object: text "maximum length ... is 75 characters"
+MAX_OPTION_VALUE = 150  # Option object: value "maximum length ... is 150 characters"
+MAX_OPTION_DESCRIPTION = 75  # Option object: description "maximum length ... is 75 characters"
+MAX_OPTION_GROUP_LABEL = 75  # Option group object: label "maximum length ... is 75 characters"
+MAX_CONFIRM_TITLE = 100  # Confirmation dialog object: title "maximum length ... is 100 characters"
+MAX_CONFIRM_TEXT = 300  # Confirmation dialog object: text "maximum length ... is 300 characters"
+MAX_CONFIRM_BUTTON = 30  # Confirmation dialog object: confirm and deny "maximum length ... is 30 characters"
+MAX_ID = 255  # action_id, block_id, callback_id, external_id: "maximum length ... is 255 characters"
+
+STATIC_SELECTS = frozenset({"static_select", "multi_static_select", "radio_buttons", "checkboxes"})
+"""Elements whose ``initial_option(s)`` must exactly match options given in the element itself."""
+
+
+def _length(text: str) -> int:
+    """Length in UTF-16 code units, the stricter reading of Slack's "characters"."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
 def _text_of(obj: Any) -> str | None:
     return obj.get("text") if isinstance(obj, dict) and isinstance(obj.get("text"), str) else None
+
+
+def _too_long(value: Any, limit: int, at: str) -> list[str]:
+    if isinstance(value, str) and _length(value) > limit:
+        return [f"[ERROR] must be less than {limit + 1} characters [json-pointer:{at}]"]
+    return []
+
+
+def _text_problems(obj: Any, limit: int, at: str, *, plain_only: bool = False) -> list[str]:
+    """A required text object of at most ``limit`` (only ``plain_text`` where Slack says so)."""
+    text = _text_of(obj)
+    if text is None:
+        return [f"[ERROR] missing required field: text [json-pointer:{at}]"]
+    problems = _too_long(text, limit, f"{at}/text")
+    if plain_only and obj.get("type") != "plain_text":
+        problems.append(f"[ERROR] must be plain_text [json-pointer:{at}/type]")
+    return problems
+
+
+def _optional_text_problems(obj: Any, limit: int, at: str, *, plain_only: bool = False) -> list[str]:
+    return [] if obj is None else _text_problems(obj, limit, at, plain_only=plain_only)
+
+
+def _one_option_problems(opt: Any, at: str) -> list[str]:
+    if not isinstance(opt, dict):
+        return [f"[ERROR] must be an object [json-pointer:{at}]"]
+    problems = _text_problems(opt.get("text"), MAX_OPTION_TEXT, f"{at}/text")
+    if not isinstance(opt.get("value"), str):
+        problems.append(f"[ERROR] missing required field: value [json-pointer:{at}/value]")
+    problems += _too_long(opt.get("value"), MAX_OPTION_VALUE, f"{at}/value")
+    problems += _optional_text_problems(opt.get("description"), MAX_OPTION_DESCRIPTION, f"{at}/description")
+    problems += _too_long(opt.get("url"), MAX_URL, f"{at}/url")
+    return problems
 
 
 def _option_problems(options: Any, where: str) -> list[str]:
@@ -93,18 +156,7 @@ def _option_problems(options: Any, where: str) -> list[str]:
     if len(options) > MAX_OPTIONS:
         problems.append(f"[ERROR] must provide no more than {MAX_OPTIONS} items [json-pointer:{where}]")
     for i, opt in enumerate(options):
-        text = _text_of(opt.get("text")) if isinstance(opt, dict) else None
-        value = opt.get("value") if isinstance(opt, dict) else None
-        if text is None:
-            problems.append(f"[ERROR] missing required field: text [json-pointer:{where}/{i}/text]")
-        elif len(text) > MAX_OPTION_TEXT:
-            problems.append(
-                f"[ERROR] must be less than {MAX_OPTION_TEXT + 1} characters [json-pointer:{where}/{i}/text/text]"
-            )
-        if isinstance(value, str) and len(value) > MAX_OPTION_VALUE:
-            problems.append(
-                f"[ERROR] must be less than {MAX_OPTION_VALUE + 1} characters [json-pointer:{where}/{i}/value]"
-            )
+        problems += _one_option_problems(opt, f"{where}/{i}")
     return problems
 
 
@@ -121,12 +173,14 @@ def _option_groups_problems(groups: Any, where: str) -> list[str]:
     if not isinstance(groups, list):
         return [f"[ERROR] must be an array [json-pointer:{where}]"]
     problems = []
-    if len(groups) > MAX_OPTIONS:
-        problems.append(f"[ERROR] must provide no more than {MAX_OPTIONS} items [json-pointer:{where}]")
+    if len(groups) > MAX_OPTION_GROUPS:
+        problems.append(f"[ERROR] must provide no more than {MAX_OPTION_GROUPS} items [json-pointer:{where}]")
     for i, group in enumerate(groups):
         label = _text_of(group.get("label")) if isinstance(group, dict) else None
-        if not label or len(label) > MAX_OPTION_TEXT:
-            problems.append(f"[ERROR] label must be 1-{MAX_OPTION_TEXT} characters [json-pointer:{where}/{i}/label]")
+        if not label or _length(label) > MAX_OPTION_GROUP_LABEL:
+            problems.append(
+                f"[ERROR] label must be 1-{MAX_OPTION_GROUP_LABEL} characters [json-pointer:{where}/{i}/label]"
+            )
         options = group.get("options") if isinstance(group, dict) else None
         problems += _option_problems(options, f"{where}/{i}/options")
     return problems
@@ -141,6 +195,88 @@ def _walk(node: Any, where: str) -> Iterator[tuple[dict[str, Any], str]]:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _walk(value, f"{where}/{i}")
+
+
+def _initial_problems(element: dict[str, Any], at: str) -> list[str]:
+    """A static element's ``initial_option(s)`` must exactly match options of the element (Slack refuses it)."""
+    offered: list[Any] = list(element.get("options") or [])
+    for group in element.get("option_groups") or []:
+        if isinstance(group, dict):
+            offered += group.get("options") or []
+    problems = []
+    initial = element.get("initial_option")
+    if initial is not None and initial not in offered:
+        problems.append(f"[ERROR] initial_option must match one of the options [json-pointer:{at}/initial_option]")
+    for i, opt in enumerate(element.get("initial_options") or []):
+        if opt not in offered:
+            problems.append(f"[ERROR] initial_options must match the options [json-pointer:{at}/initial_options/{i}]")
+    return problems
+
+
+def _element_problems(node: dict[str, Any], at: str) -> list[str]:
+    """Limits of one block element (or confirm object), found anywhere in the blocks."""
+    problems = _too_long(node.get("action_id"), MAX_ID, f"{at}/action_id")
+    kind = node.get("type")
+    if "placeholder" in node and kind not in ("plain_text", "mrkdwn"):
+        problems += _text_problems(node["placeholder"], MAX_PLACEHOLDER, f"{at}/placeholder", plain_only=True)
+    if "options" in node and kind is not None:
+        problems += _option_problems(node["options"], f"{at}/options")
+    if "option_groups" in node:
+        problems += _option_groups_problems(node["option_groups"], f"{at}/option_groups")
+    if kind in STATIC_SELECTS:
+        problems += _initial_problems(node, at)
+    if kind == "button":
+        problems += _text_problems(node.get("text"), MAX_BUTTON_TEXT, f"{at}/text", plain_only=True)
+        problems += _too_long(node.get("value"), MAX_BUTTON_VALUE, f"{at}/value")
+        problems += _too_long(node.get("url"), MAX_URL, f"{at}/url")
+        problems += _too_long(node.get("accessibility_label"), MAX_ACCESSIBILITY_LABEL, f"{at}/accessibility_label")
+    if kind == "plain_text_input":
+        for key, low in (("min_length", 0), ("max_length", 1)):
+            value = node.get(key)
+            if value is not None and not (isinstance(value, int) and low <= value <= MAX_TEXT_INPUT_LENGTH):
+                problems.append(f"[ERROR] must be between {low} and {MAX_TEXT_INPUT_LENGTH} [json-pointer:{at}/{key}]")
+    confirm = node.get("confirm")
+    if isinstance(confirm, dict) and kind is not None:  # a confirm object's own "confirm" is its button text
+        problems += _text_problems(confirm.get("title"), MAX_CONFIRM_TITLE, f"{at}/confirm/title", plain_only=True)
+        problems += _text_problems(confirm.get("text"), MAX_CONFIRM_TEXT, f"{at}/confirm/text")
+        for key in ("confirm", "deny"):
+            problems += _text_problems(confirm.get(key), MAX_CONFIRM_BUTTON, f"{at}/confirm/{key}", plain_only=True)
+    return problems
+
+
+def _block_problems(block: dict[str, Any], at: str) -> list[str]:
+    """Limits of one layout block's own fields (its elements are checked by ``_element_problems``)."""
+    problems = _too_long(block.get("block_id"), MAX_ID, f"{at}/block_id")
+    kind = block["type"]
+    if kind == "section":
+        if "text" not in block and "fields" not in block:
+            problems.append(f"[ERROR] must provide text or fields [json-pointer:{at}]")
+        problems += _optional_text_problems(block.get("text"), MAX_SECTION_TEXT, f"{at}/text")
+        section_fields = block.get("fields")
+        if section_fields is not None:
+            if not isinstance(section_fields, list):
+                return [*problems, f"[ERROR] must be an array [json-pointer:{at}/fields]"]
+            if len(section_fields) > MAX_SECTION_FIELDS:
+                problems.append(
+                    f"[ERROR] must provide no more than {MAX_SECTION_FIELDS} items [json-pointer:{at}/fields]"
+                )
+            for i, item in enumerate(section_fields):
+                problems += _text_problems(item, MAX_SECTION_FIELD, f"{at}/fields/{i}")
+    elif kind == "header":
+        problems += _text_problems(block.get("text"), MAX_HEADER_TEXT, f"{at}/text", plain_only=True)
+    elif kind in ("context", "actions"):
+        limit = MAX_CONTEXT_ELEMENTS if kind == "context" else MAX_ACTIONS_ELEMENTS
+        elements = block.get("elements")
+        if not isinstance(elements, list) or not elements:
+            problems.append(f"[ERROR] must provide at least 1 item [json-pointer:{at}/elements]")
+        elif len(elements) > limit:
+            problems.append(f"[ERROR] must provide no more than {limit} items [json-pointer:{at}/elements]")
+    elif kind == "input":
+        problems += _text_problems(block.get("label"), MAX_INPUT_LABEL, f"{at}/label", plain_only=True)
+        problems += _optional_text_problems(block.get("hint"), MAX_INPUT_HINT, f"{at}/hint", plain_only=True)
+        if not isinstance(block.get("element"), dict):
+            problems.append(f"[ERROR] missing required field: element [json-pointer:{at}/element]")
+    return problems
 
 
 def blocks_problems(blocks: Any, limit: int, where: str = "/blocks") -> list[str]:
@@ -160,32 +296,15 @@ def blocks_problems(blocks: Any, limit: int, where: str = "/blocks") -> list[str
             if block_id in block_ids:
                 problems.append(f"[ERROR] duplicate block_id {block_id!r} [json-pointer:{where}/{i}/block_id]")
             block_ids.add(block_id)
-            if len(block_id) > MAX_ID:
-                problems.append(
-                    f"[ERROR] must be less than {MAX_ID + 1} characters [json-pointer:{where}/{i}/block_id]"
-                )
-        if block["type"] == "header" and len(_text_of(block.get("text")) or "") > 150:
-            problems.append(f"[ERROR] must be less than 151 characters [json-pointer:{where}/{i}/text/text]")
-        if block["type"] == "section" and len(_text_of(block.get("text")) or "") > 3000:
-            problems.append(f"[ERROR] must be less than 3001 characters [json-pointer:{where}/{i}/text/text]")
+        problems += _block_problems(block, f"{where}/{i}")
     for node, at in _walk(blocks, where):
-        if node.get("type") in ("plain_text", "mrkdwn") and node.get("text") == "":
-            problems.append(f"[ERROR] must be more than 0 characters [json-pointer:{at}/text]")
-        if isinstance(node.get("action_id"), str) and len(node["action_id"]) > MAX_ID:
-            problems.append(f"[ERROR] must be less than {MAX_ID + 1} characters [json-pointer:{at}/action_id]")
-        if "options" in node and node.get("type") not in (None, "input"):
-            problems += _option_problems(node["options"], f"{at}/options")
-        if "option_groups" in node:
-            problems += _option_groups_problems(node["option_groups"], f"{at}/option_groups")
-        if node.get("type") == "button":
-            value = node.get("value")
-            if isinstance(value, str) and len(value) > MAX_BUTTON_VALUE:
-                problems.append(
-                    f"[ERROR] must be less than {MAX_BUTTON_VALUE + 1} characters [json-pointer:{at}/value]"
-                )
-            if len(_text_of(node.get("text")) or "") > MAX_OPTION_TEXT:
-                problems.append(f"[ERROR] must be less than 76 characters [json-pointer:{at}/text/text]")
-    return problems
+        if node.get("type") in ("plain_text", "mrkdwn") and "text" in node:
+            if node.get("text") == "":
+                problems.append(f"[ERROR] must be more than 0 characters [json-pointer:{at}/text]")
+            problems += _too_long(node.get("text"), MAX_TEXT, f"{at}/text")
+        else:
+            problems += _element_problems(node, at)
+    return list(dict.fromkeys(problems))  # a text checked as a block's field and as a text object: said once
 
 
 def view_problems(view: Any) -> list[str]:
@@ -201,22 +320,15 @@ def view_problems(view: Any) -> list[str]:
         if not title:
             problems.append("[ERROR] missing required field: title [json-pointer:/view/title]")
         for key in ("title", "submit", "close"):
-            text = _text_of(view.get(key))
-            if text is not None and len(text) > MAX_TITLE:
-                problems.append(f"[ERROR] must be less than {MAX_TITLE + 1} characters [json-pointer:/view/{key}/text]")
+            if view.get(key) is not None:
+                problems += _text_problems(view[key], MAX_TITLE, f"/view/{key}", plain_only=True)
         blocks = view.get("blocks")
         has_input = isinstance(blocks, list) and any(isinstance(b, dict) and b.get("type") == "input" for b in blocks)
         if has_input and not view.get("submit"):
             problems.append("[ERROR] submit is required when input blocks are present [json-pointer:/view/submit]")
-    metadata = view.get("private_metadata")
-    if isinstance(metadata, str) and len(metadata) > MAX_PRIVATE_METADATA:
-        problems.append(
-            f"[ERROR] must be less than {MAX_PRIVATE_METADATA + 1} characters [json-pointer:/view/private_metadata]"
-        )
+    problems += _too_long(view.get("private_metadata"), MAX_PRIVATE_METADATA, "/view/private_metadata")
     for key in ("callback_id", "external_id"):
-        value = view.get(key)
-        if isinstance(value, str) and len(value) > MAX_ID:
-            problems.append(f"[ERROR] must be less than {MAX_ID + 1} characters [json-pointer:/view/{key}]")
+        problems += _too_long(view.get(key), MAX_ID, f"/view/{key}")
     problems += blocks_problems(view.get("blocks", []), MAX_VIEW_BLOCKS, "/view/blocks")
     return problems
 
@@ -224,6 +336,20 @@ def view_problems(view: Any) -> list[str]:
 # ----------------------------------------------------------------------------------------------------
 # the server
 # ----------------------------------------------------------------------------------------------------
+
+TRIGGER_LIFETIME = 3.0
+"""Seconds Slack accepts a ``trigger_id`` for (``expired_trigger_id`` after)."""
+
+
+def trigger_issued_at(trigger_id: str) -> float | None:
+    """When a trigger id from ``tests.fakes.slack_payloads.new_trigger_id`` was issued (epoch seconds).
+
+    ``None`` for ids that carry no time (hand-written ones such as ``"t1"``): those never expire here.
+    """
+    head = trigger_id.split(".", 1)[0]
+    if not (head.isdigit() and len(head) == 13):
+        return None
+    return int(head) / 1000
 
 
 def _truthy(value: Any) -> bool:
@@ -875,6 +1001,9 @@ class FakeSlackAPI:
         trigger_id = str(params["trigger_id"])
         if self.strict_triggers and trigger_id in self._used_triggers:
             raise SlackApiProblem("exchanged_trigger_id")
+        issued = trigger_issued_at(trigger_id)
+        if issued is not None and time.time() - issued > TRIGGER_LIFETIME:
+            raise SlackApiProblem("expired_trigger_id")
         self._used_triggers.add(trigger_id)
 
     def _views_open(self, params: Params) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import hmac
 import itertools
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -38,10 +38,15 @@ def _next() -> int:
     return next(_ids)
 
 
-def new_trigger_id() -> str:
-    """A fresh, unique trigger id shaped like Slack's (``"<n>.<team n>.<hex>"``)."""
+def new_trigger_id(issued_at: float | None = None) -> str:
+    """A fresh, unique trigger id shaped like Slack's (``"<n>.<team n>.<hex>"``).
+
+    The first part is when it was issued (milliseconds since the epoch), so ``FakeSlackAPI`` can refuse it
+    with ``expired_trigger_id`` 3 s later, as Slack does.
+    """
     n = _next()
-    return f"{7_000_000_000_000 + n}.{5_432_109_876}.{hashlib.sha256(str(n).encode()).hexdigest()[:32]}"
+    issued_ms = int((time.time() if issued_at is None else issued_at) * 1000)
+    return f"{issued_ms}.{5_432_109_876}.{hashlib.sha256(str(n).encode()).hexdigest()[:32]}"
 
 
 def new_view_id() -> str:
@@ -511,6 +516,15 @@ def app_home_opened(user_id: str, *, view: dict[str, Any] | None = None, tab: st
 # ----------------------------------------------------------------------------------------------------
 
 
+def _kind(raw: bytes) -> str:
+    """The payload type of a body (for messages about it)."""
+    try:
+        parsed = parse_body(raw)
+    except Exception:  # a deliberately malformed body
+        return "request"
+    return str(parsed.get("type") or parsed.get("command") or "request")
+
+
 def content_type_of(body: str | bytes) -> str:
     """JSON for Events API bodies, form otherwise."""
     head = body[:1]
@@ -536,14 +550,41 @@ def sign(
     }
 
 
-class SlackEventsClient:
-    """Posts raw bodies to the app's ``/slack/events`` as Slack would: signed unless told otherwise."""
+ACK_DEADLINE = 3.0
+"""Seconds Slack waits for an app to acknowledge a request before it gives up on it (and shows an error)."""
 
-    def __init__(self, base_url: str, signing_secret: str, *, path: str = "/slack/events", timeout: float = 10.0):
+
+class LateAck(AssertionError):
+    """The app did not acknowledge within Slack's deadline: Slack would have given up on the request."""
+
+
+class SlackEventsClient:
+    """Posts raw bodies to the app's ``/slack/events`` as Slack would: signed unless told otherwise.
+
+    Like Slack, it waits ``ack_deadline`` seconds for the answer and no longer: a later one raises
+    ``LateAck`` (``None`` waits up to ``timeout``). ``settle`` is called after each answered post (the app's
+    work after the acknowledgement), so tests read outcomes, not races; ``post(..., settle=False)`` skips it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        signing_secret: str,
+        *,
+        path: str = "/slack/events",
+        timeout: float = 10.0,
+        ack_deadline: float | None = ACK_DEADLINE,
+        settle: Callable[[], object] | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.path = path
         self.signing_secret = signing_secret
-        self._http = httpx.Client(timeout=timeout, trust_env=False)
+        self.ack_deadline = ack_deadline
+        self.settle = settle
+        self.late: list[tuple[str, float]] = []
+        """(payload type, seconds) of every answer that came after the deadline."""
+        read = timeout if ack_deadline is None else ack_deadline
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout, read=read), trust_env=False)
 
     def post(
         self,
@@ -554,6 +595,7 @@ class SlackEventsClient:
         signature: str | None = None,
         signed: bool = True,
         headers: dict[str, str] | None = None,
+        settle: bool = True,
     ) -> httpx.Response:
         """POST ``body``.
 
@@ -568,7 +610,22 @@ class SlackEventsClient:
             if signature is not None:
                 sent["X-Slack-Signature"] = signature
         sent.update(headers or {})
-        return self._http.post(self.base_url + self.path, content=raw, headers=sent)
+        started = time.monotonic()
+        try:
+            response = self._http.post(self.base_url + self.path, content=raw, headers=sent)
+        except httpx.ReadTimeout:
+            elapsed = time.monotonic() - started
+            self.late.append((_kind(raw), elapsed))
+            raise LateAck(f"{_kind(raw)} not acknowledged within {self.ack_deadline} s: Slack gives up") from None
+        elapsed = time.monotonic() - started
+        if self.ack_deadline is not None and elapsed > self.ack_deadline:
+            self.late.append((_kind(raw), elapsed))
+            raise LateAck(
+                f"{_kind(raw)} acknowledged after {elapsed:.2f} s (Slack gives up after {self.ack_deadline} s)"
+            )
+        if settle and self.settle is not None:
+            self.settle()
+        return response
 
     def close(self) -> None:
         """Close the underlying HTTP client."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from app.access.errors import AccessError
 from app.access.models import RequestStatus
@@ -19,14 +20,12 @@ from app.slack.ids import ActionId
 from app.slack.listeners.home import publish_home
 from app.slack.listeners.replies import request_id_of, tell
 from app.slack.listeners.request_modal import open_request_modal, refresh_for_profile
+from app.slack.views.common import escape
 from app.slack.views.request_message import attribute_text
-from app.slack.views.request_modal import RequestDraft, deny_modal
+from app.slack.views.request_modal import RequestDraft, deny_modal, notice_modal
 from app.timefmt import format_duration
 
 log = logging.getLogger(__name__)
-
-DECIDE_THREADS = 16
-"""Threads per app for Approve, Retry and Revoke once acknowledged (see ``register``)."""
 
 
 def _in_home(body: dict[str, Any]) -> bool:
@@ -48,78 +47,77 @@ def clicked_request(ctx: SlackContext, client: WebClient, body: dict[str, Any]) 
 def register(app: App, ctx: SlackContext) -> None:
     """Add the action listeners.
 
-    Approve, Retry and Revoke write to the tailnet, which may be slow or down for as long as the adapter's
-    retry budget. When Bolt acknowledges before processing (production), they run on threads of their own:
-    Bolt runs every listener, and so every ``ack()``, on one small pool (5 threads), and a few slow writes
-    there would leave every other click, shortcut and options load of the process unanswered past Slack's 3 s.
+    Every listener acknowledges first. Approve, Retry and Revoke write to the tailnet, which may be slow or
+    down for as long as the adapter's retry budget, and resolve approvers through Slack, which may be
+    rate-limited: they run on the work pool (``ctx.pools``), never on the threads that acknowledge.
     """
-    decisions = ThreadPoolExecutor(max_workers=DECIDE_THREADS, thread_name_prefix="accessbot-decide")
 
-    def decide(body: dict[str, Any], client: WebClient, act: Callable[[int, str], AccessRequest]) -> None:
+    def decide(body: dict[str, Any], client: WebClient, act: Callable[[int, str], AccessRequest], at: float) -> None:
         user_id = body["user"]["id"]
         request_id = request_id_of(body["actions"][0])
         if request_id is None:
-            tell(client, body, "That button is malformed; nothing was changed.")
+            tell(client, body, "That button is malformed; nothing was changed.", received_at=at)
             return
         try:
             act(request_id, user_id)
         except AccessError as exc:
-            tell(client, body, exc.message)
+            tell(client, body, exc.message, received_at=at)
         finally:
             ctx.notifier.deliver(request_id)
             if _in_home(body):
                 publish_home(ctx, client, user_id)
 
-    def decide_after_ack(body: dict[str, Any], client: WebClient, act: Callable[[int, str], AccessRequest]) -> None:
-        if app.process_before_response:
-            decide(body, client, act)
-            return
-
-        def run() -> None:
-            try:
-                decide(body, client, act)
-            except Exception:
-                log.exception("%s failed", body["actions"][0].get("action_id"))
-
-        decisions.submit(run)
-
     @app.action(ActionId.PROFILE_SELECT)
     def profile_selected(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         if isinstance(body.get("view"), dict):  # a profile select lives in the request modal
-            refresh_for_profile(ctx, client, body["view"])
+            ctx.pools.later(refresh_for_profile, ctx, client, body["view"])
 
     @app.action(ActionId.APPROVE)
     def approve(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        decide_after_ack(body, client, ctx.access.approve)
+        ctx.pools.later(decide, body, client, ctx.access.approve, time.monotonic())
 
     @app.action(ActionId.RETRY)
     def retry(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        decide_after_ack(body, client, ctx.access.retry)
+        ctx.pools.later(decide, body, client, ctx.access.retry, time.monotonic())
 
     @app.action(ActionId.REVOKE)
     def revoke(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        decide_after_ack(body, client, ctx.access.revoke)
+        ctx.pools.later(decide, body, client, ctx.access.revoke, time.monotonic())
 
     @app.action(ActionId.DENY)
     def deny(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Open the reason modal first (the trigger lasts 3 s); who may deny is checked after, and again on submit."""
         ack()
+        received = time.monotonic()
         request = clicked_request(ctx, client, body)
         if request is None:
             return
-        try:
-            ctx.access.check_can_decide(request.id, body["user"]["id"], verb="deny")
-        except AccessError as exc:
-            tell(client, body, exc.message)
+        if request.status != RequestStatus.PENDING:
+            tell(client, body, f"Request #{request.id} is {request.status}; there is nothing to deny.")
             return
+        label = escape(ctx.profile_label(request.profile_id))
+        what = f"{escape(attribute_text(request))} on {escape(request.device_name)}"
         summary = (
-            f"Deny <@{request.requester_id}>'s request #{request.id} for *{ctx.profile_label(request.profile_id)}* "
-            f"({attribute_text(request)} on {request.device_name}, {format_duration(request.duration)})?"
+            f"Deny <@{request.requester_id}>'s request #{request.id} for *{label}* "
+            f"({what}, {format_duration(request.duration)})?"
         )
-        client.views_open(trigger_id=body["trigger_id"], view=deny_modal(request.id, summary))
+        try:
+            opened = client.views_open(trigger_id=body["trigger_id"], view=deny_modal(request.id, summary))["view"]
+        except SlackApiError as exc:
+            log.warning("could not open the deny modal: %s", exc.response.get("error"))
+            ctx.pools.later(
+                tell,
+                client,
+                body,
+                "Slack took too long to pass me your click; please click Deny again.",
+                received_at=received,
+            )
+            return
+        ctx.pools.later(_check_denier, ctx, client, request.id, body["user"]["id"], opened)
 
     @app.action(ActionId.EXTEND)
     def extend(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
@@ -141,9 +139,20 @@ def register(app: App, ctx: SlackContext) -> None:
             reason=request.reason,
             extends_request_id=request.id,
         )
-        open_request_modal(ctx, client, body["trigger_id"], draft)
+        open_request_modal(ctx, client, body["trigger_id"], draft, user_id=body["user"]["id"])
 
     @app.action(ActionId.NEW_REQUEST)
     def new_request(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        open_request_modal(ctx, client, body["trigger_id"])
+        open_request_modal(ctx, client, body["trigger_id"], user_id=body["user"]["id"])
+
+
+def _check_denier(ctx: SlackContext, client: WebClient, request_id: int, user_id: str, opened: dict[str, Any]) -> None:
+    """Replace the open deny modal with the reason when this person may not deny (checked through Slack)."""
+    try:
+        ctx.access.check_can_decide(request_id, user_id, verb="deny")
+    except AccessError as exc:
+        try:
+            client.views_update(view_id=opened["id"], view=notice_modal("Deny request", exc.message))
+        except SlackApiError as error:  # closed or submitted meanwhile: the submission is checked again
+            log.warning("could not update deny modal %s: %s", opened.get("id"), error.response.get("error"))

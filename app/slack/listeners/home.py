@@ -40,5 +40,5 @@ def register(app: App, ctx: SlackContext) -> None:
 
     @app.event("app_home_opened")
     def home_opened(event: dict[str, Any], client: WebClient) -> None:
-        if event.get("tab", "home") == "home":
-            publish_home(ctx, client, event["user"])
+        if event.get("tab", "home") == "home":  # Bolt acknowledged the event already
+            ctx.pools.later(publish_home, ctx, client, event["user"])

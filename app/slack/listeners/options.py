@@ -8,7 +8,11 @@ from slack_bolt import Ack, App
 
 from app.slack.context import SlackContext
 from app.slack.ids import ActionId
+from app.slack.listeners.request_modal import learn_email
 from app.slack.views.device_options import device_option_groups
+
+FIRST_LOAD_WAIT = 1.5
+"""Seconds the first options load after a start may wait for the device index (Slack allows 3 s)."""
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -16,9 +20,13 @@ def register(app: App, ctx: SlackContext) -> None:
 
     @app.options(ActionId.DEVICE_SELECT)
     def device_options(ack: Ack, body: dict[str, Any]) -> None:
+        """Answered from memory only: the device index and the requester's email learned at shortcut time."""
         ctx.devices.refresh_if_stale()
         if ctx.devices.loaded_at is None:
-            ctx.devices.ensure_loaded(timeout=2.0)  # the very first keystroke after a start
-        email = ctx.directory.email_of(body["user"]["id"])
+            ctx.devices.ensure_loaded(timeout=FIRST_LOAD_WAIT)  # the very first keystroke after a start
+        user_id = body["user"]["id"]
+        email = ctx.directory.known_email(user_id)
+        if email is None:  # not learned yet (a restart since the form opened): learn it for the next keystroke
+            ctx.pools.later(learn_email, ctx, user_id)
         matches = ctx.devices.search(str(body.get("value") or ""), owner_email=email)
         ack(**device_option_groups(matches))

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, Respond
+from slack_bolt import Respond
 
 from app.posture.check import check_device
 from app.slack.context import SlackContext
+from app.slack.listeners.replies import Reply
 from app.slack.views.posture_check import attrs_blocks, check_blocks
 from app.tailnet.errors import TailnetError
 from app.tailnet.models import Device
 from app.tailnet.service import match_device
 
 
-def _device(ctx: SlackContext, ack: Ack, body: dict[str, Any], args: list[str], verb: str) -> Device | None:
+def _device(ctx: SlackContext, reply: Reply, body: dict[str, Any], args: list[str], verb: str) -> Device | None:
     """The device named in ``args`` if the user may look at it; otherwise answer why not."""
     if not args:
-        ack(response_type="ephemeral", text=f"Name the device: `/posture {verb} <name, hostname, IP or id>`.")
+        reply(response_type="ephemeral", text=f"Name the device: `/posture {verb} <name, hostname, IP or id>`.")
         return None
     ref = " ".join(args)
     ctx.devices.refresh_if_stale()
@@ -26,38 +27,40 @@ def _device(ctx: SlackContext, ack: Ack, body: dict[str, Any], args: list[str], 
     try:
         device = match_device(candidates, ref)
     except TailnetError as exc:
-        ack(response_type="ephemeral", text=exc.message)
+        reply(response_type="ephemeral", text=exc.message)
         return None
     user_id = body["user_id"]
     email = ctx.directory.email_of(user_id)
     own = email is not None and device.user.lower() == email.lower()
     if not own and not ctx.access.is_admin(user_id):
-        ack(response_type="ephemeral", text=f"{device.short_name} is not your device; only admins can {verb} others'.")
+        reply(
+            response_type="ephemeral", text=f"{device.short_name} is not your device; only admins can {verb} others'."
+        )
         return None
     return device
 
 
-def check_command(ctx: SlackContext, ack: Ack, body: dict[str, Any], respond: Respond, args: list[str]) -> None:
+def check_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respond: Respond, args: list[str]) -> None:
     """Explain, posture by posture and condition by condition, whether the device passes."""
-    device = _device(ctx, ack, body, args, "check")
+    device = _device(ctx, reply, body, args, "check")
     if device is None:
         return
     policy = ctx.policy()
     if policy is None:
-        ack(response_type="ephemeral", text="No policy file is configured (`policy_file` in the config).")
+        reply(response_type="ephemeral", text="No policy file is configured (`policy_file` in the config).")
         return
     attributes = ctx.runtime.tailnet.get_attributes(device.id)
     text, blocks = check_blocks(device, check_device(policy, attributes.attributes))
-    ack(response_type="ephemeral", text=text, blocks=blocks)
+    reply(response_type="ephemeral", text=text, blocks=blocks)
 
 
-def attrs_command(ctx: SlackContext, ack: Ack, body: dict[str, Any], respond: Respond, args: list[str]) -> None:
+def attrs_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respond: Respond, args: list[str]) -> None:
     """List the device's attributes with the time left before each expiry."""
-    device = _device(ctx, ack, body, args, "see the attributes of")
+    device = _device(ctx, reply, body, args, "see the attributes of")
     if device is None:
         return
     text, blocks = attrs_blocks(device, ctx.runtime.tailnet.get_attributes(device.id), ctx.clock())
-    ack(response_type="ephemeral", text=text, blocks=blocks)
+    reply(response_type="ephemeral", text=text, blocks=blocks)
 
 
 HANDLERS = {"check": check_command, "attrs": attrs_command}

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from app.access.errors import AccessError
 from app.access.profiles import Profile
 from app.slack.context import SlackContext
+from app.slack.listeners.replies import tell
 from app.slack.views.request_modal import RequestDraft, read_form, request_modal
 
 log = logging.getLogger(__name__)
@@ -24,9 +27,19 @@ def approver_choices(ctx: SlackContext, profile: Profile | None) -> list[tuple[s
 
 
 def open_request_modal(
-    ctx: SlackContext, client: WebClient, trigger_id: str, draft: RequestDraft | None = None
+    ctx: SlackContext,
+    client: WebClient,
+    trigger_id: str,
+    draft: RequestDraft | None = None,
+    *,
+    user_id: str | None = None,
 ) -> None:
-    """Open the modal at once (the trigger is valid 3 s), then fill in the slower parts with an update."""
+    """Open the modal at once (the trigger is valid 3 s), then fill in the slower parts after the ack.
+
+    Called on an acknowledging thread: the only Slack call here is ``views.open``; resolving approvers (and
+    learning the requester's email, which the device picker's options loads then read from memory) runs on
+    the work pool.
+    """
     ctx.devices.refresh_if_stale()
     config = ctx.config()
     profiles = list(config.profiles)
@@ -35,12 +48,50 @@ def open_request_modal(
     if selected is None and len(profiles) == 1:
         selected = profiles[0]
     quick = request_modal(profiles=profiles, selected=None, approvers=[], draft=draft)
-    if selected is None:
-        client.views_open(trigger_id=trigger_id, view=quick)
+    try:
+        opened = client.views_open(trigger_id=trigger_id, view=quick)["view"]
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        log.warning("could not open the request modal: %s", error)
+        if user_id and error in ("expired_trigger_id", "exchanged_trigger_id"):
+            ctx.pools.later(
+                tell,
+                client,
+                {"user": {"id": user_id}},
+                "Slack took too long to pass me your click, so the request form could not open. Please try again.",
+            )
         return
-    opened = client.views_open(trigger_id=trigger_id, view=quick)["view"]
-    full = request_modal(profiles=profiles, selected=selected, approvers=approver_choices(ctx, selected), draft=draft)
-    client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=full)
+    if user_id:
+        ctx.pools.later(learn_email, ctx, user_id)
+    if selected is not None:
+        ctx.pools.later(_fill_in, ctx, client, opened, profiles, selected, draft)
+
+
+def learn_email(ctx: SlackContext, user_id: str) -> None:
+    """Ask Slack for the user's email once, so options loads find it in memory."""
+    with contextlib.suppress(AccessError):  # Slack busy: the next options load asks again in the background
+        ctx.directory.email_of(user_id)
+
+
+def _fill_in(
+    ctx: SlackContext,
+    client: WebClient,
+    opened: dict[str, Any],
+    profiles: list[Profile],
+    selected: Profile,
+    draft: RequestDraft,
+) -> None:
+    """Replace the quick modal with the full one (approvers resolved through Slack)."""
+    try:
+        approvers = approver_choices(ctx, selected)
+    except AccessError as exc:  # Slack busy: the modal stays; the approver select says what happened
+        log.warning("resolving approvers of %s failed: %s", selected.id, exc.message)
+        approvers = []
+    full = request_modal(profiles=profiles, selected=selected, approvers=approvers, draft=draft)
+    try:
+        client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=full)
+    except SlackApiError as exc:  # closed meanwhile, or changed by the person (hash_conflict): theirs stands
+        log.warning("could not fill in request modal %s: %s", opened.get("id"), exc.response.get("error"))
 
 
 def refresh_for_profile(ctx: SlackContext, client: WebClient, view: dict[str, Any]) -> None:
@@ -56,9 +107,12 @@ def refresh_for_profile(ctx: SlackContext, client: WebClient, view: dict[str, An
         approver_ids=tuple(form.approver_ids),
         reason=form.reason,
     )
-    updated = request_modal(
-        profiles=list(config.profiles), selected=selected, approvers=approver_choices(ctx, selected), draft=draft
-    )
+    try:
+        approvers = approver_choices(ctx, selected)
+    except AccessError as exc:
+        log.warning("resolving approvers failed: %s", exc.message)
+        approvers = []
+    updated = request_modal(profiles=list(config.profiles), selected=selected, approvers=approvers, draft=draft)
     updated["private_metadata"] = view.get("private_metadata", updated["private_metadata"])
     try:
         client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=updated)

@@ -18,4 +18,4 @@ def register(app: App, ctx: SlackContext) -> None:
     @app.shortcut(CallbackId.REQUEST_SHORTCUT)
     def request_access(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        open_request_modal(ctx, client, body["trigger_id"])
+        open_request_modal(ctx, client, body["trigger_id"], user_id=body["user"]["id"])
