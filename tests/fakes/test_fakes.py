@@ -6,7 +6,7 @@ import json
 import socketserver
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -308,6 +308,219 @@ def test_block_checks() -> None:
     groups = {"option_groups": [{"label": {"type": "plain_text", "text": "G"}, "options": [sp.option("v" * 151)]}]}
     assert options_response_problems(groups)
     assert options_response_problems({})
+
+
+# ------------------------------------------------------------------------------------------------
+# Block Kit limits: each one accepted at the limit and refused one past it
+# ------------------------------------------------------------------------------------------------
+
+
+def _pt(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text}
+
+
+def _md(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _opt(text: str = "a", value: str = "a", **extra: Any) -> dict[str, Any]:
+    return {"text": _pt(text), "value": value, **extra}
+
+
+def _in_actions(element: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"type": "actions", "elements": [element]}]
+
+
+def _select(**extra: Any) -> dict[str, Any]:
+    return {"type": "static_select", "action_id": "s", "options": [_opt()], **extra}
+
+
+def _button(**extra: Any) -> dict[str, Any]:
+    return {"type": "button", "action_id": "b", "text": _pt("Go"), "value": "v", **extra}
+
+
+def _input(**extra: Any) -> list[dict[str, Any]]:
+    block = {"type": "input", "label": _pt("L"), "element": {"type": "plain_text_input", "action_id": "i"}}
+    return [{**block, **extra}]
+
+
+BLOCK_LIMITS: list[tuple[str, Callable[[int], list[dict[str, Any]]], int]] = [
+    ("message blocks", lambda n: [{"type": "divider"}] * n, 50),
+    ("section text", lambda n: [{"type": "section", "text": _md("x" * n)}], 3000),
+    (
+        "section text in UTF-16 units",
+        lambda n: [{"type": "section", "text": _md("😀" * (n // 2) + "x" * (n % 2))}],
+        3000,
+    ),
+    ("section fields", lambda n: [{"type": "section", "fields": [_md("f")] * n}], 10),
+    ("section field text", lambda n: [{"type": "section", "fields": [_md("x" * n)]}], 2000),
+    ("header text", lambda n: [{"type": "header", "text": _pt("x" * n)}], 150),
+    ("context elements", lambda n: [{"type": "context", "elements": [_md("c")] * n}], 10),
+    ("context element text", lambda n: [{"type": "context", "elements": [_md("x" * n)]}], 3000),
+    (
+        "actions elements",
+        lambda n: [{"type": "actions", "elements": [_button(action_id=f"b{i}") for i in range(n)]}],
+        25,
+    ),
+    ("input label", lambda n: _input(label=_pt("x" * n)), 2000),
+    ("input hint", lambda n: _input(hint=_pt("x" * n)), 2000),
+    ("select placeholder", lambda n: _in_actions(_select(placeholder=_pt("x" * n))), 150),
+    ("button text", lambda n: _in_actions(_button(text=_pt("x" * n))), 75),
+    ("button value", lambda n: _in_actions(_button(value="v" * n)), 2000),
+    ("button url", lambda n: _in_actions(_button(url="https://x.io/" + "p" * (n - 13))), 3000),
+    ("option text", lambda n: _in_actions(_select(options=[_opt("x" * n)])), 75),
+    ("option value", lambda n: _in_actions(_select(options=[_opt(value="v" * n)])), 150),
+    ("option description", lambda n: _in_actions(_select(options=[_opt(description=_pt("x" * n))])), 75),
+    ("options", lambda n: _in_actions(_select(options=[_opt(str(i), str(i)) for i in range(n)])), 100),
+    (
+        "option groups",
+        lambda n: _in_actions(
+            {"type": "static_select", "action_id": "s", "option_groups": [{"label": _pt("G"), "options": [_opt()]}] * n}
+        ),
+        100,
+    ),
+    (
+        "option group label",
+        lambda n: _in_actions(
+            {"type": "static_select", "action_id": "s", "option_groups": [{"label": _pt("x" * n), "options": [_opt()]}]}
+        ),
+        75,
+    ),
+    ("action_id", lambda n: _in_actions(_button(action_id="a" * n)), 255),
+    ("block_id", lambda n: [{"type": "divider", "block_id": "b" * n}], 255),
+    (
+        "text input max_length",
+        lambda n: _input(element={"type": "plain_text_input", "action_id": "i", "max_length": n}),
+        3000,
+    ),
+    (
+        "confirm title",
+        lambda n: _in_actions(
+            _button(confirm={"title": _pt("x" * n), "text": _md("t"), "confirm": _pt("y"), "deny": _pt("n")})
+        ),
+        100,
+    ),
+    (
+        "confirm text",
+        lambda n: _in_actions(
+            _button(confirm={"title": _pt("t"), "text": _md("x" * n), "confirm": _pt("y"), "deny": _pt("n")})
+        ),
+        300,
+    ),
+    (
+        "confirm button",
+        lambda n: _in_actions(
+            _button(confirm={"title": _pt("t"), "text": _md("t"), "confirm": _pt("x" * n), "deny": _pt("n")})
+        ),
+        30,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "limit"), [(b, n) for _, b, n in BLOCK_LIMITS], ids=[name for name, _, _ in BLOCK_LIMITS]
+)
+def test_each_block_limit_is_enforced(build: Callable[[int], list[dict[str, Any]]], limit: int) -> None:
+    assert blocks_problems(build(limit), 50) == []
+    assert blocks_problems(build(limit + 1), 50) != []
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        pytest.param([{"type": "section"}], id="section without text or fields"),
+        pytest.param([{"type": "header", "text": _md("x")}], id="header in mrkdwn"),
+        pytest.param(_input(label=_md("x")), id="input label in mrkdwn"),
+        pytest.param(_input(element=None), id="input without element"),
+        pytest.param([{"type": "context", "elements": []}], id="empty context"),
+        pytest.param(_in_actions(_select(initial_option=_opt("b", "b"))), id="initial_option not offered"),
+        pytest.param(_in_actions(_select(initial_option=_opt("other text", "a"))), id="initial_option text differs"),
+        pytest.param(
+            _in_actions({**_select(), "type": "multi_static_select", "initial_options": [_opt(), _opt("z", "z")]}),
+            id="initial_options not offered",
+        ),
+        pytest.param(
+            _in_actions(
+                {
+                    "type": "static_select",
+                    "action_id": "s",
+                    "option_groups": [{"label": _pt("G"), "options": [_opt()]}],
+                    "initial_option": _opt("b", "b"),
+                }
+            ),
+            id="initial_option not in option groups",
+        ),
+        pytest.param(_in_actions(_select(options=[{"text": _pt("a")}])), id="option without value"),
+        pytest.param(_in_actions(_button(text=None)), id="button without text"),
+        pytest.param(
+            _input(element={"type": "plain_text_input", "action_id": "i", "max_length": 0}), id="max_length 0"
+        ),
+        pytest.param([{"type": "section", "text": _md("")}], id="empty text"),
+    ],
+)
+def test_shapes_slack_refuses(blocks: list[dict[str, Any]]) -> None:
+    assert blocks_problems(blocks, 100)
+
+
+def test_a_static_selects_initial_option_among_its_options_or_groups_passes() -> None:
+    grouped = {
+        "type": "static_select",
+        "action_id": "s",
+        "option_groups": [{"label": _pt("G"), "options": [_opt(), _opt("b", "b")]}],
+        "initial_option": _opt("b", "b"),
+    }
+    multi = {**_select(), "type": "multi_static_select", "initial_options": [_opt()]}
+    external = {"type": "external_select", "action_id": "e", "initial_option": _opt("z", "z")}  # checked at load
+    assert blocks_problems([{"type": "actions", "elements": [grouped, multi, external]}], 50) == []
+
+
+VIEW_LIMITS: list[tuple[str, Callable[[int], dict[str, Any]], int]] = [
+    ("view blocks", lambda n: {**MODAL, "blocks": [*MODAL["blocks"], *[{"type": "divider"}] * (n - 1)]}, 100),
+    ("home blocks", lambda n: {"type": "home", "blocks": [{"type": "divider"}] * n}, 100),
+    ("title", lambda n: {**MODAL, "title": _pt("x" * n)}, 24),
+    ("submit", lambda n: {**MODAL, "submit": _pt("x" * n)}, 24),
+    ("close", lambda n: {**MODAL, "close": _pt("x" * n)}, 24),
+    ("private_metadata", lambda n: {**MODAL, "private_metadata": "m" * n}, 3000),
+    ("callback_id", lambda n: {**MODAL, "callback_id": "c" * n}, 255),
+    ("external_id", lambda n: {**MODAL, "external_id": "e" * n}, 255),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "limit"), [(b, n) for _, b, n in VIEW_LIMITS], ids=[name for name, _, _ in VIEW_LIMITS]
+)
+def test_each_view_limit_is_enforced(build: Callable[[int], dict[str, Any]], limit: int) -> None:
+    assert view_problems(build(limit)) == []
+    assert view_problems(build(limit + 1)) != []
+
+
+def test_view_text_must_be_plain() -> None:
+    assert view_problems({**MODAL, "title": _md("Title")})
+    assert view_problems({**MODAL, "close": _md("Close")})
+
+
+OPTIONS_LIMITS: list[tuple[str, Callable[[int], dict[str, Any]], int]] = [
+    ("options", lambda n: {"options": [_opt(str(i), str(i)) for i in range(n)]}, 100),
+    ("option text", lambda n: {"options": [_opt("x" * n)]}, 75),
+    ("option value", lambda n: {"options": [_opt(value="v" * n)]}, 150),
+    ("option description", lambda n: {"options": [_opt(description=_pt("x" * n))]}, 75),
+    ("option groups", lambda n: {"option_groups": [{"label": _pt("G"), "options": [_opt()]}] * n}, 100),
+    ("options in a group", lambda n: {"option_groups": [{"label": _pt("G"), "options": [_opt()] * n}]}, 100),
+    ("group label", lambda n: {"option_groups": [{"label": _pt("x" * n), "options": [_opt()]}]}, 75),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "limit"), [(b, n) for _, b, n in OPTIONS_LIMITS], ids=[name for name, _, _ in OPTIONS_LIMITS]
+)
+def test_each_options_response_limit_is_enforced(build: Callable[[int], dict[str, Any]], limit: int) -> None:
+    assert options_response_problems(build(limit)) == []
+    assert options_response_problems(build(limit + 1)) != []
+
+
+def test_problems_name_the_place_like_slack() -> None:
+    problems = blocks_problems([{"type": "section", "fields": [_md("x" * 2001)]}], 50)
+    assert problems == ["[ERROR] must be less than 2001 characters [json-pointer:/blocks/0/fields/0/text]"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,38 +1,36 @@
 """The answer to the device picker's ``block_suggestion``: option groups built from ``DeviceMatches``.
 
 A pure function of its data: no Slack client, no I/O. Slack's limits (FACTS §4): at most 100 options,
-option text ≤ 75 characters, value ≤ 150.
+option text ≤ 75 characters, value ≤ 150 — kept by the builders of :mod:`app.slack.views.blockkit`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.slack.views.blockkit import (
+    OPTION_TEXT_MAX,
+    OPTION_VALUE_MAX,
+    OPTIONS_MAX,
+    cut,
+    option,
+    option_group,
+    slack_length,
+)
 from app.tailnet.index import DeviceMatches
 from app.tailnet.models import Device
 
-MAX_OPTIONS = 100
-OPTION_TEXT_LIMIT = 75
-OPTION_VALUE_LIMIT = 150
+MAX_OPTIONS = OPTIONS_MAX
+OPTION_TEXT_LIMIT = OPTION_TEXT_MAX
+OPTION_VALUE_LIMIT = OPTION_VALUE_MAX
 MINE_LABEL = "Your devices"
 OTHERS_LABEL = "Other devices"
 SEPARATOR = " · "
-ELLIPSIS = "…"
-
-
-def _slack_length(text: str) -> int:
-    """Length as Slack counts it (UTF-16 code units), never less than ``len``."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def truncate(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters (counted by code point and by UTF-16 unit), ending in ``…``."""
-    if _slack_length(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    while cut and _slack_length(cut) > limit - 1:
-        cut = cut[:-1]
-    return cut.rstrip() + ELLIPSIS
+    """Plain ``text`` cut to ``limit`` (UTF-16 units, whole emoji), ending in ``…``: :func:`blockkit.cut`."""
+    return cut(text, limit, markup=False)
 
 
 def device_option_text(device: Device) -> str:
@@ -43,10 +41,10 @@ def device_option_text(device: Device) -> str:
 
 def device_option(device: Device) -> dict[str, Any] | None:
     """One select option whose value is the device id; ``None`` if no id fits Slack's value limit."""
-    value = next((v for v in (device.id, device.node_id) if v and len(v) <= OPTION_VALUE_LIMIT), None)
+    value = next((v for v in (device.id, device.node_id) if v and slack_length(v) <= OPTION_VALUE_LIMIT), None)
     if value is None:
         return None
-    return {"text": {"type": "plain_text", "text": device_option_text(device)}, "value": value}
+    return option(device_option_text(device), value, emoji=None)
 
 
 def _options(devices: list[Device], room: int) -> list[dict[str, Any]]:
@@ -54,9 +52,9 @@ def _options(devices: list[Device], room: int) -> list[dict[str, Any]]:
     for device in devices:
         if len(out) >= room:
             break
-        option = device_option(device)
-        if option is not None:
-            out.append(option)
+        opt = device_option(device)
+        if opt is not None:
+            out.append(opt)
     return out
 
 
@@ -68,8 +66,6 @@ def device_option_groups(matches: DeviceMatches) -> dict[str, Any]:
     mine = _options(matches.mine, MAX_OPTIONS)
     others = _options(matches.others, MAX_OPTIONS - len(mine))
     groups = [
-        {"label": {"type": "plain_text", "text": label}, "options": options}
-        for label, options in ((MINE_LABEL, mine), (OTHERS_LABEL, others))
-        if options
+        option_group(label, options) for label, options in ((MINE_LABEL, mine), (OTHERS_LABEL, others)) if options
     ]
     return {"option_groups": groups} if groups else {"options": []}

@@ -6,7 +6,19 @@ import json
 from typing import Any
 
 from app.slack.ids import CallbackId
-from app.slack.views.common import context, escape, plain, section
+from app.slack.views.blockkit import (
+    MESSAGE_BLOCKS_MAX,
+    Block,
+    cap_groups,
+    context,
+    escape,
+    fields,
+    header,
+    input_block,
+    modal,
+    section,
+)
+from app.slack.views.delivery import MAX_SHOWN as CHANNEL_PROBLEMS_SHOWN
 from app.vendors.base import VendorSpec
 from app.vendors.integrations import Integration
 from app.vendors.sync import SyncReport
@@ -18,11 +30,16 @@ _STATE_ICON = {
     "sync requested": ":arrows_counterclockwise:",
     "never synced": ":white_circle:",
 }
+TEXT_LIMIT = 1000
+"""Room for a vendor-provided string (label, headline, error) inside a line, escaped."""
+STATUS_CARD_MAX = MESSAGE_BLOCKS_MAX - (CHANNEL_PROBLEMS_SHOWN + 2)
+"""Blocks of the status card: ``/posture status`` appends the channel-problem section (a header, up to
+``CHANNEL_PROBLEMS_SHOWN`` problems and a "more" line) and the message must stay within Slack's 50."""
 
 
-def status_card(statuses: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One section per integration (from ``app.vendors.status.status_of``)."""
-    blocks: list[dict[str, Any]] = [{"type": "header", "text": plain("EDR posture integrations", 150)}]
+def status_card(statuses: list[dict[str, Any]]) -> list[Block]:
+    """One section per integration (from ``app.vendors.status.status_of``), in at most ``STATUS_CARD_MAX`` blocks."""
+    blocks: list[Block] = [header("EDR posture integrations")]
     if not statuses:
         blocks.append(
             section(
@@ -31,49 +48,59 @@ def status_card(statuses: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
         )
         return blocks
+    cards: list[list[Block]] = []
     for status in statuses:
         icon = _STATE_ICON.get(status["state"], ":white_circle:")
-        blocks.append(section(f"{icon} *{escape(status['label'])}* — {escape(status['headline'])}"))
-        fields = [
-            f"*Devices synced*\n{status['devices_synced']}",
-            f"*Agents without serial*\n{status['agents_without_serial']}",
-            f"*Devices without identity*\n{status['devices_without_identity']}",
-            f"*Duplicate serials resolved*\n{status['duplicate_serials_resolved']}",
+        card = [
+            section(
+                f"{icon} *{escape(str(status['label']), TEXT_LIMIT)}* — {escape(str(status['headline']), TEXT_LIMIT)}"
+            ),
+            fields(
+                [
+                    f"*Devices synced*\n{status['devices_synced']}",
+                    f"*Agents without serial*\n{status['agents_without_serial']}",
+                    f"*Devices without identity*\n{status['devices_without_identity']}",
+                    f"*Duplicate serials resolved*\n{status['duplicate_serials_resolved']}",
+                ]
+            ),
         ]
-        blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]})
         notes = []
         if status["last_error"]:
-            notes.append(f":warning: Last error: {escape(status['last_error'])}")
+            notes.append(f":warning: Last error: {escape(str(status['last_error']), TEXT_LIMIT)}")
         if status["paused_until"]:
             notes.append(
-                f"Paused until {status['paused_until']} (fix the credentials with `/posture connect "
-                f"{status['vendor']}` to resume now)"
+                f"Paused until {escape(str(status['paused_until']))} (fix the credentials with `/posture connect "
+                f"{escape(str(status['vendor']))}` to resume now)"
             )
         if notes:
-            blocks.append(context("\n".join(notes)))
-    return blocks[:100]
+            card.append(context("\n".join(notes)))
+        cards.append(card)
+    blocks += cap_groups(cards, STATUS_CARD_MAX - len(blocks), "integrations")
+    return blocks
 
 
-def sync_result(report: SyncReport) -> tuple[str, list[dict[str, Any]]]:
-    """Fallback text and blocks announcing one sync's outcome."""
+def sync_result(report: SyncReport) -> tuple[str, list[Block]]:
+    """Fallback text and blocks announcing one sync's outcome (vendor strings escaped in both)."""
+    label = escape(report.label, TEXT_LIMIT)
+    error = escape(str(report.error), TEXT_LIMIT)
     if report.result == "ok":
         text = (
-            f":white_check_mark: {report.label} sync done: {report.summary}. {report.sets} attributes set and "
-            f"{report.deletes} removed on {report.devices_changed} devices."
+            f":white_check_mark: {label} sync done: {escape(report.summary, TEXT_LIMIT)}. {report.sets} attributes "
+            f"set and {report.deletes} removed on {report.devices_changed} devices."
         )
     elif report.result == "skipped":
-        text = f":hourglass: {report.label} sync skipped: {report.error}."
+        text = f":hourglass: {label} sync skipped: {error}."
     else:
-        text = f":x: {report.label} sync failed: {report.error}"
-    return text, [section(escape(text))]
+        text = f":x: {label} sync failed: {error}"
+    return text, [section(text)]
 
 
 def connect_modal(spec: VendorSpec, existing: Integration | None) -> dict[str, Any]:
     """A form of the vendor's fields; secrets are never pre-filled (leave blank to keep them on update)."""
-    blocks: list[dict[str, Any]] = [
+    blocks: list[Block] = [
         section(
-            f"{'Update' if existing else 'Connect'} *{escape(spec.label)}*. Secrets are encrypted at rest and never "
-            "shown again" + ("; leave a secret blank to keep the stored one." if existing else ".")
+            f"{'Update' if existing else 'Connect'} *{escape(spec.label, TEXT_LIMIT)}*. Secrets are encrypted at rest "
+            "and never shown again" + ("; leave a secret blank to keep the stored one." if existing else ".")
         )
     ]
     for spec_field in spec.fields:
@@ -82,24 +109,22 @@ def connect_modal(spec: VendorSpec, existing: Integration | None) -> dict[str, A
         if current:
             element["initial_value"] = str(current)
         blocks.append(
-            {
-                "type": "input",
-                "block_id": f"field:{spec_field.name}",
-                "optional": not spec_field.required or (existing is not None and spec_field.secret),
-                "label": plain(spec_field.label),
-                "element": element,
-                **({"hint": plain(spec_field.help, 150)} if spec_field.help else {}),
-            }
+            input_block(
+                f"field:{spec_field.name}",
+                spec_field.label,
+                element,
+                hint=spec_field.help or None,
+                optional=not spec_field.required or (existing is not None and spec_field.secret),
+            )
         )
-    return {
-        "type": "modal",
-        "callback_id": CallbackId.CONNECT_MODAL,
-        "title": plain(f"Connect {spec.label}", 24),
-        "submit": plain("Save and sync"),
-        "close": plain("Cancel"),
-        "private_metadata": json.dumps({"vendor": spec.id}),
-        "blocks": blocks,
-    }
+    return modal(
+        callback_id=CallbackId.CONNECT_MODAL,
+        title=f"Connect {spec.label}",
+        submit="Save and sync",
+        close="Cancel",
+        private_metadata=json.dumps({"vendor": spec.id}),
+        blocks=blocks,
+    )
 
 
 def read_connect_form(state_values: dict[str, Any]) -> dict[str, str]:

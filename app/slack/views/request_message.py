@@ -15,8 +15,27 @@ from typing import Any
 from app.access.models import RequestStatus
 from app.access.requests import AccessRequest
 from app.slack.ids import ActionId, BlockId
-from app.slack.views.common import button, context, escape, section, user, when
+from app.slack.views.blockkit import (
+    Block,
+    actions,
+    button,
+    context,
+    escape,
+    fields,
+    message_blocks,
+    section,
+    user,
+    when,
+)
 from app.timefmt import format_duration
+
+LABEL_LIMIT = 200
+"""Room for a profile label or device name inside a sentence (escaped): a 3,000-character description must
+not crowd out the rest of the message, whose date tokens and mentions are never cut."""
+REASON_LIMIT = 1000
+"""Room for a reason, deny reason or note (escaped)."""
+ERROR_LIMIT = 1000
+"""Room for an error text (escaped)."""
 
 
 class Audience(StrEnum):
@@ -30,22 +49,23 @@ class Audience(StrEnum):
 def attribute_text(request: AccessRequest) -> str:
     """``custom:prodAccess = true`` as code."""
     value = request.value if isinstance(request.value, str) else json.dumps(request.value)
-    return f"`{request.attribute} = {escape(str(value))}`"
+    return f"`{escape(request.attribute, LABEL_LIMIT)} = {escape(str(value), LABEL_LIMIT)}`"
 
 
-def summary_fields(request: AccessRequest, profile_label: str) -> dict[str, Any]:
-    """The request's facts as a two-column section."""
-    owner = f", owner {escape(request.device_owner)}" if request.device_owner else ""
-    os_ = f", {escape(request.device_os)}" if request.device_os else ""
-    fields = [
-        f"*Requester*\n{user(request.requester_id)}",
-        f"*Profile*\n{escape(profile_label)}",
-        f"*Device*\n{escape(request.device_name)}{os_}{owner}",
-        f"*Attribute*\n{attribute_text(request)}",
-        f"*Duration*\n{format_duration(request.duration)}",
-        f"*Reason*\n{escape(request.reason)}",
-    ]
-    return {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]}
+def summary_fields(request: AccessRequest, profile_label: str) -> Block:
+    """The request's facts as a two-column section (each field cut to Slack's 2,000 by ``fields``)."""
+    owner = f", owner {escape(request.device_owner, LABEL_LIMIT)}" if request.device_owner else ""
+    os_ = f", {escape(request.device_os, LABEL_LIMIT)}" if request.device_os else ""
+    return fields(
+        [
+            f"*Requester*\n{user(request.requester_id)}",
+            f"*Profile*\n{escape(profile_label)}",
+            f"*Device*\n{escape(request.device_name, LABEL_LIMIT)}{os_}{owner}",
+            f"*Attribute*\n{attribute_text(request)}",
+            f"*Duration*\n{format_duration(request.duration)}",
+            f"*Reason*\n{escape(request.reason)}",
+        ]
+    )
 
 
 def status_line(request: AccessRequest) -> str:
@@ -67,13 +87,13 @@ def status_line(request: AccessRequest) -> str:
             assert request.expires_at is not None
             return f":white_check_mark: Approved by {approvers}. Access granted until {when(request.expires_at)}."
         case RequestStatus.FAILED:
-            error = escape(request.last_error or "unknown error")
+            error = escape(request.last_error or "unknown error", ERROR_LIMIT)
             return (
                 f":warning: Approved by {approvers}, but writing the attribute failed: {error}. "
                 "Nothing was granted; an approver or admin can retry."
             )
         case RequestStatus.DENIED:
-            why = f": {escape(request.deny_reason)}" if request.deny_reason else "."
+            why = f": {escape(request.deny_reason, REASON_LIMIT)}" if request.deny_reason else "."
             return f":no_entry: Denied by {user(request.decided_by or '?')}{why}"
         case RequestStatus.EXPIRED:
             return ":zzz: Nobody reviewed this request in time, so it expired. Request again if you still need it."
@@ -82,7 +102,7 @@ def status_line(request: AccessRequest) -> str:
             at = f" {when(request.ended_at)}" if request.ended_at else ""
             return f":lock: Access revoked{by}{at}."
         case RequestStatus.ENDED:
-            note = f" ({escape(request.ended_note)})" if request.ended_note else ""
+            note = f" ({escape(request.ended_note, REASON_LIMIT)})" if request.ended_note else ""
             at = when(request.ended_at) if request.ended_at else "now"
             return f":checkered_flag: Access ended {at}{note}."
     return str(request.status)
@@ -92,24 +112,25 @@ def request_message(
     request: AccessRequest, *, audience: Audience, profile_label: str
 ) -> tuple[str, list[dict[str, Any]]]:
     """Fallback text and blocks of a message about ``request`` for ``audience``."""
+    label = escape(profile_label, LABEL_LIMIT)
     if audience is Audience.REQUESTER:
-        head = f"Your request #{request.id} for *{escape(profile_label)}* access"
+        head = f"Your request #{request.id} for *{label}* access"
     else:
-        head = f"{user(request.requester_id)} requests *{escape(profile_label)}* access (#{request.id})"
-    blocks: list[dict[str, Any]] = [
+        head = f"{user(request.requester_id)} requests *{label}* access (#{request.id})"
+    blocks: list[Block] = [
         section(head),
         summary_fields(request, profile_label),
         section(status_line(request)),
     ]
     buttons = _buttons(request, audience)
     if buttons:
-        blocks.append({"type": "actions", "block_id": f"{BlockId.REQUEST_ACTIONS}:{request.id}", "elements": buttons})
+        blocks.append(actions(*buttons, block_id=f"{BlockId.REQUEST_ACTIONS}:{request.id}"))
     blocks.append(context(f"Request #{request.id} · asked {when(request.created_at)} · via accessbot"))
-    text = f"Access request #{request.id} ({request.status}): {profile_label} on {request.device_name}"
-    return text, blocks
+    text = f"Access request #{request.id} ({request.status}): {label} on {escape(request.device_name, LABEL_LIMIT)}"
+    return text, message_blocks(blocks)
 
 
-def _buttons(request: AccessRequest, audience: Audience) -> list[dict[str, Any]]:
+def _buttons(request: AccessRequest, audience: Audience) -> list[Block]:
     value = str(request.id)
     if audience is Audience.APPROVER and request.status == RequestStatus.PENDING:
         return [
@@ -131,8 +152,8 @@ def notice(
 ) -> tuple[str, list[dict[str, Any]]] | None:
     """A new direct message to the requester for an outbox notification kind (``None``: no DM)."""
     extra = extra or {}
-    label = escape(profile_label)
-    device = escape(request.device_name)
+    label = escape(profile_label, LABEL_LIMIT)
+    device = escape(request.device_name, LABEL_LIMIT)
     match kind:
         case "granted":
             assert request.expires_at is not None
@@ -141,10 +162,11 @@ def notice(
         case "failed":
             text = (
                 f":warning: Your request #{request.id} was approved, but writing the attribute failed: "
-                f"{escape(request.last_error or 'unknown error')}. Nothing was granted yet; your approvers can retry."
+                f"{escape(request.last_error or 'unknown error', ERROR_LIMIT)}. Nothing was granted yet; "
+                "your approvers can retry."
             )
         case "denied":
-            why = f" Reason: {escape(request.deny_reason)}" if request.deny_reason else ""
+            why = f" Reason: {escape(request.deny_reason, REASON_LIMIT)}" if request.deny_reason else ""
             text = f":no_entry: {user(request.decided_by or '?')} denied your *{label}* request #{request.id}.{why}"
         case "revoked":
             if extra.get("by") == request.requester_id:
@@ -159,13 +181,7 @@ def notice(
         case "reminder":
             assert request.expires_at is not None
             text = f":alarm_clock: Your *{label}* access on *{device}* ends {when(request.expires_at)}."
-            blocks = [
-                section(text),
-                {
-                    "type": "actions",
-                    "elements": [button("Extend", ActionId.EXTEND, str(request.id), "primary")],
-                },
-            ]
+            blocks = [section(text), actions(button("Extend", ActionId.EXTEND, str(request.id), "primary"))]
             return _plain(text), blocks
         case _:
             return None
@@ -177,8 +193,9 @@ def channel_post(request: AccessRequest, profile_label: str) -> tuple[str, list[
     assert request.expires_at is not None
     approvers = ", ".join(user(a) for a in request.approvals)
     text = (
-        f":key: {user(request.requester_id)} was granted *{escape(profile_label)}* on *{escape(request.device_name)}* "
-        f"until {when(request.expires_at)} (approved by {approvers}). Reason: {escape(request.reason)}"
+        f":key: {user(request.requester_id)} was granted *{escape(profile_label, LABEL_LIMIT)}* on "
+        f"*{escape(request.device_name, LABEL_LIMIT)}* until {when(request.expires_at)} (approved by {approvers}). "
+        f"Reason: {escape(request.reason, REASON_LIMIT)}"
     )
     return _plain(text), [section(text)]
 

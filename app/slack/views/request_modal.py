@@ -9,12 +9,29 @@ from typing import Any
 
 from app.access.profiles import Profile
 from app.slack.ids import ActionId, BlockId, CallbackId
-from app.slack.views.common import context, cut, escape, option, plain, section
+from app.slack.views.blockkit import (
+    MORE_VALUE,
+    TEXT_INPUT_LENGTH_MAX,
+    Block,
+    context,
+    cut,
+    escape,
+    input_block,
+    modal,
+    option,
+    placeholder,
+    section,
+    static_select,
+)
 from app.slack.views.device_options import device_option
+from app.slack.views.request_message import LABEL_LIMIT
 from app.tailnet.models import Device
 from app.timefmt import format_duration
 
 TITLE = "Request access"  # ≤ 24 characters
+REASON_MAX_LENGTH = 200
+DENY_REASON_MAX_LENGTH = 500
+assert max(REASON_MAX_LENGTH, DENY_REASON_MAX_LENGTH) <= TEXT_INPUT_LENGTH_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +61,25 @@ def _value(values: dict[str, Any], block: str, action: str) -> dict[str, Any]:
     return (values.get(block) or {}).get(action) or {}
 
 
+def _chosen(value: Any) -> str | None:
+    """A selected value, or ``None`` for nothing or the "…and N more" option of a capped list."""
+    return None if value is None or value == MORE_VALUE else str(value)
+
+
 def read_form(state_values: dict[str, Any]) -> RequestForm:
     """Read the modal's ``view.state.values`` into a ``RequestForm``."""
-    profile = (_value(state_values, BlockId.PROFILE, ActionId.PROFILE_SELECT).get("selected_option") or {}).get("value")
-    device = (_value(state_values, BlockId.DEVICE, ActionId.DEVICE_SELECT).get("selected_option") or {}).get("value")
+    profile = _chosen(
+        (_value(state_values, BlockId.PROFILE, ActionId.PROFILE_SELECT).get("selected_option") or {}).get("value")
+    )
+    device = _chosen(
+        (_value(state_values, BlockId.DEVICE, ActionId.DEVICE_SELECT).get("selected_option") or {}).get("value")
+    )
     duration_raw = (_value(state_values, BlockId.DURATION, ActionId.DURATION_SELECT).get("selected_option") or {}).get(
         "value"
     )
     approver_state = _value(state_values, BlockId.APPROVER, ActionId.APPROVER_SELECT)
-    approvers = [o["value"] for o in approver_state.get("selected_options") or [] if o.get("value")]
-    single = (approver_state.get("selected_option") or {}).get("value")
+    approvers = [o["value"] for o in approver_state.get("selected_options") or [] if _chosen(o.get("value"))]
+    single = _chosen((approver_state.get("selected_option") or {}).get("value"))
     if single:
         approvers = [single]
     reason = _value(state_values, BlockId.REASON, ActionId.REASON_INPUT).get("value") or ""
@@ -84,144 +110,117 @@ def request_modal(
     approvers: list[tuple[str, str]],
     draft: RequestDraft | None = None,
 ) -> dict[str, Any]:
-    """The request modal. ``approvers`` are (user id, display name) of the selected profile's approvers."""
+    """The request modal. ``approvers`` are (user id, display name) of the selected profile's approvers.
+
+    Profiles, durations and approvers are each capped at Slack's 100 options (the selected ones always shown).
+    """
     draft = draft or RequestDraft()
-    blocks: list[dict[str, Any]] = []
+    blocks: list[Block] = []
     if not profiles:
         blocks.append(section("No access profiles are configured yet. Ask an accessbot admin to add one."))
         return _modal(blocks, draft, submit=False)
-    profile_select: dict[str, Any] = {
-        "type": "static_select",
-        "action_id": ActionId.PROFILE_SELECT,
-        "placeholder": plain("Choose what you need"),
-        "options": [option(f"{p.label()}", p.id) for p in profiles[:100]],
-    }
-    if selected is not None:
-        profile_select["initial_option"] = option(selected.label(), selected.id)
-    blocks.append(
-        {
-            "type": "input",
-            "block_id": BlockId.PROFILE,
-            "dispatch_action": True,
-            "label": plain("Access profile"),
-            "element": profile_select,
-        }
+    profile_select = static_select(
+        ActionId.PROFILE_SELECT,
+        [option(p.label(), p.id) for p in profiles],
+        initial=selected.id if selected is not None else None,
+        placeholder_text="Choose what you need",
     )
+    blocks.append(input_block(BlockId.PROFILE, "Access profile", profile_select, dispatch_action=True))
     if selected is None:
         blocks.append(context("Choose a profile to see its devices, durations and approvers."))
         return _modal(blocks, draft, submit=True)
     value = json.dumps(selected.value) if not isinstance(selected.value, str) else f"'{selected.value}'"
     blocks.append(
         context(
-            f"Sets `{selected.attribute} = {escape(value)}` on the device, for at most "
-            f"{format_duration(selected.max_duration)}."
+            f"Sets `{escape(selected.attribute, LABEL_LIMIT)} = {escape(value, LABEL_LIMIT)}` on the device, for at "
+            f"most {format_duration(selected.max_duration)}."
             + (f" Needs {selected.approvals_required} approvals." if selected.approvals_required > 1 else "")
         )
     )
     device_select: dict[str, Any] = {
         "type": "external_select",
         "action_id": ActionId.DEVICE_SELECT,
-        "placeholder": plain("Type a device name, IP or tag"),
+        "placeholder": placeholder("Type a device name, IP or tag"),
         "min_query_length": 0,
     }
     initial_device = device_option(draft.device) if draft.device is not None else None
     if initial_device is not None:
         device_select["initial_option"] = initial_device  # the same text as in the options list
-    blocks.append({"type": "input", "block_id": BlockId.DEVICE, "label": plain("Device"), "element": device_select})
+    blocks.append(input_block(BlockId.DEVICE, "Device", device_select))
     durations = list(selected.offered_durations)
-    initial_duration = draft.duration if draft.duration in durations else durations[0]
-    blocks.append(
-        {
-            "type": "input",
-            "block_id": BlockId.DURATION,
-            "label": plain("For how long"),
-            "element": {
-                "type": "static_select",
-                "action_id": ActionId.DURATION_SELECT,
-                "options": [option(format_duration(d), str(int(d.total_seconds()))) for d in durations],
-                "initial_option": option(format_duration(initial_duration), str(int(initial_duration.total_seconds()))),
-            },
-        }
-    )
+    if durations:
+        initial_duration = draft.duration if draft.duration in durations else durations[0]
+        duration_select = static_select(
+            ActionId.DURATION_SELECT,
+            [option(format_duration(d), str(int(d.total_seconds()))) for d in durations],
+            initial=str(int(initial_duration.total_seconds())),
+        )
+        blocks.append(input_block(BlockId.DURATION, "For how long", duration_select))
     blocks.append(_approver_block(selected, approvers, draft))
     reason: dict[str, Any] = {
         "type": "plain_text_input",
         "action_id": ActionId.REASON_INPUT,
         "multiline": True,
-        "max_length": 200,
-        "placeholder": plain("What do you need it for?"),
+        "max_length": REASON_MAX_LENGTH,
+        "placeholder": placeholder("What do you need it for?"),
     }
     if draft.reason:
-        reason["initial_value"] = cut(draft.reason, 200)
-    blocks.append({"type": "input", "block_id": BlockId.REASON, "label": plain("Reason"), "element": reason})
+        reason["initial_value"] = cut(draft.reason, REASON_MAX_LENGTH, markup=False)
+    blocks.append(input_block(BlockId.REASON, "Reason", reason))
     return _modal(blocks, draft, submit=True)
 
 
-def _approver_block(profile: Profile, approvers: list[tuple[str, str]], draft: RequestDraft) -> dict[str, Any]:
+def _approver_block(profile: Profile, approvers: list[tuple[str, str]], draft: RequestDraft) -> Block:
     if not approvers:
         return section(
-            f"*Approver*\nNo approver of {escape(profile.label())} could be found in this workspace. "
+            f"*Approver*\nNo approver of {escape(profile.label(), LABEL_LIMIT)} could be found in this workspace. "
             "Ask an accessbot admin to check the profile's approvers.",
             block_id=BlockId.APPROVER,
         )
-    options = [option(name, uid) for uid, name in approvers[:100]]
-    chosen = [o for o in options if o["value"] in draft.approver_ids]
     multi = profile.approvals_required > 1
-    element: dict[str, Any] = {
-        "type": "multi_static_select" if multi else "static_select",
-        "action_id": ActionId.APPROVER_SELECT,
-        "placeholder": plain("Who should approve?"),
-        "options": options,
-    }
-    if multi and chosen:
-        element["initial_options"] = chosen
-    elif chosen:
-        element["initial_option"] = chosen[0]
+    element = static_select(
+        ActionId.APPROVER_SELECT,
+        [option(name, uid) for uid, name in approvers],
+        initial=list(draft.approver_ids) if multi else (draft.approver_ids[:1] or None),
+        placeholder_text="Who should approve?",
+        multi=multi,
+    )
     label = f"Approvers ({profile.approvals_required} needed)" if multi else "Approver"
-    return {"type": "input", "block_id": BlockId.APPROVER, "label": plain(label), "element": element}
+    return input_block(BlockId.APPROVER, label, element)
 
 
-def _modal(blocks: list[dict[str, Any]], draft: RequestDraft, *, submit: bool) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "type": "modal",
-        "callback_id": CallbackId.REQUEST_MODAL,
-        "title": plain(TITLE, 24),
-        "close": plain("Cancel"),
-        "private_metadata": encode_metadata(draft.extends_request_id),
-        "blocks": blocks,
-    }
-    if submit:
-        view["submit"] = plain("Request")
-    return view
+def _modal(blocks: list[Block], draft: RequestDraft, *, submit: bool) -> dict[str, Any]:
+    return modal(
+        callback_id=CallbackId.REQUEST_MODAL,
+        title=TITLE,
+        close="Cancel",
+        submit="Request" if submit else None,
+        private_metadata=encode_metadata(draft.extends_request_id),
+        blocks=blocks,
+    )
 
 
 def deny_modal(request_id: int, summary: str) -> dict[str, Any]:
-    """The small modal asking an approver for an optional reason to deny."""
-    return {
-        "type": "modal",
-        "callback_id": CallbackId.DENY_MODAL,
-        "title": plain("Deny request", 24),
-        "submit": plain("Deny"),
-        "close": plain("Cancel"),
-        "private_metadata": json.dumps({"request_id": request_id}),
-        "blocks": [
-            section(summary),
-            {
-                "type": "input",
-                "block_id": BlockId.DENY_REASON,
-                "optional": True,
-                "label": plain("Reason (shown to the requester)"),
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": ActionId.DENY_REASON_INPUT,
-                    "multiline": True,
-                    "max_length": 500,
-                },
-            },
-        ],
+    """The small modal asking an approver for an optional reason to deny (``summary`` is mrkdwn, cut to fit)."""
+    reason = {
+        "type": "plain_text_input",
+        "action_id": ActionId.DENY_REASON_INPUT,
+        "multiline": True,
+        "max_length": DENY_REASON_MAX_LENGTH,
     }
+    return modal(
+        callback_id=CallbackId.DENY_MODAL,
+        title="Deny request",
+        submit="Deny",
+        close="Cancel",
+        private_metadata=json.dumps({"request_id": request_id}),
+        blocks=[
+            section(summary),
+            input_block(BlockId.DENY_REASON, "Reason (shown to the requester)", reason, optional=True),
+        ],
+    )
 
 
 def notice_modal(title: str, text: str) -> dict[str, Any]:
     """A modal that only tells something (used where an ephemeral message cannot be posted)."""
-    return {"type": "modal", "title": plain(title, 24), "close": plain("OK"), "blocks": [section(text)]}
+    return modal(title=title, close="OK", blocks=[section(text)])
