@@ -300,8 +300,12 @@ def parallel_starts(kind: str, rounds: int, env: dict[str, str]) -> str:
                 cmd = [sys.executable, "-c", NAIVE_UPGRADE, url]
             procs = [
                 subprocess.Popen(
-                    cmd, env={**env, "DATABASE_URL": url}, cwd=ROOT, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, text=True,
+                    cmd,
+                    env={**env, "DATABASE_URL": url},
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
                 )
                 for _ in range(10)
             ]

@@ -29,6 +29,7 @@ def _metrics_server(runtime: Runtime, ctx: object | None, scheduler: BackgroundS
     Socket Mode), with the same ``METRICS_TOKEN`` check as the HTTP apps."""
     from app.metrics import json_response, with_ops_endpoints
     from app.scheduler import process_health
+
     metrics = current()
     if ctx is not None:
         from app.slack.context import SlackContext

@@ -100,7 +100,7 @@ def register(app: App, ctx: SlackContext) -> None:
             tell(client, body, f"Request #{request.id} is {request.status}; there is nothing to deny.")
             return
         label = escape(ctx.profile_label(request.profile_id))
-        what = f"{escape(attribute_text(request))} on {escape(request.device_name)}"
+        what = f"{attribute_text(request)} on {escape(request.device_name)}"
         summary = (
             f"Deny <@{request.requester_id}>'s request #{request.id} for *{label}* "
             f"({what}, {format_duration(request.duration)})?"

@@ -114,7 +114,7 @@ def grants_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respon
         return
     now = ctx.clock()
     lines = [
-        f"• *{escape(ctx.profile_label(g.profile_id))}* on *{escape(g.device_name)}* ({escape(attribute_text(g))}) "
+        f"• *{escape(ctx.profile_label(g.profile_id))}* on *{escape(g.device_name)}* ({attribute_text(g)}) "
         f"until {when(g.expires_at)} — {time_left(g.expires_at, now)}"
         for g in grants
         if g.expires_at is not None

@@ -17,6 +17,7 @@ from app.settings import ConfigError
 from app.slack.context import SlackContext
 from app.slack.ids import CallbackId
 from app.slack.listeners.replies import Reply, tell
+from app.slack.views.common import escape
 from app.slack.views.delivery import channel_problem_blocks
 from app.slack.views.posture import connect_modal, read_connect_form, status_card, sync_result
 from app.slack.work import ACK_BUDGET
@@ -97,7 +98,10 @@ def status_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respon
     now = ctx.clock()
     statuses = [status_of(i, now) for i in ctx.sync.integrations.list()]
     blocks = status_card(statuses)
-    text = "; ".join(f"{s['label']}: {s['headline']}" for s in statuses) or "No EDR integration is connected."
+    text = (
+        "; ".join(f"{escape(s['label'])}: {escape(s['headline'])}" for s in statuses)
+        or "No EDR integration is connected."
+    )
     channel_problems = channel_problem_blocks(open_channel_problems(ctx.runtime.db), ctx.config())
     blocks += channel_problems
     text += " Some notify channels refuse accessbot's posts; see below." if channel_problems else ""
