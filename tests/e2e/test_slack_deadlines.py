@@ -28,6 +28,16 @@ def command(app: AppUnderTest, user: str, text: str) -> str:
     return response.text
 
 
+def pending_with_cold_directory(app: AppUnderTest) -> tuple[int, str, str]:
+    """Submit a request for ``prod``; (its id, BOB's DM channel and ts); then forget every Slack answer, so the
+    next click must ask Slack again for the approvers."""
+    view = open_modal(app)
+    submit(app, view, form_state(app))
+    channel, ts = dm_message(app, BOB)
+    app.ctx.directory.clear()
+    return only_request_id(app), channel, ts
+
+
 def test_every_interaction_is_acknowledged_in_time_with_a_slow_tailnet(app_server: AppUnderTest) -> None:
     app = app_server
     laptop = app.devices["laptop"]
@@ -78,11 +88,7 @@ def test_a_slow_submission_that_fails_its_check_shows_the_form_again(app_server:
 
 def test_an_approver_whose_lookup_hits_a_429_approves_on_the_first_click(app_server: AppUnderTest) -> None:
     app = app_server
-    view = open_modal(app)
-    submit(app, view, form_state(app))
-    request_id = only_request_id(app)
-    channel, ts = dm_message(app, BOB)
-    app.ctx.directory.clear()  # the approver list must be asked for again
+    request_id, channel, ts = pending_with_cold_directory(app)
     mark = app.fake.mark()
     app.fake.fail_next("users.lookupByEmail", status=429, retry_after=1)
     click(app, ActionId.APPROVE, request_id, BOB, channel, ts)
@@ -94,11 +100,7 @@ def test_an_approver_whose_lookup_hits_a_429_approves_on_the_first_click(app_ser
 
 def test_slack_busy_for_long_is_said_and_not_remembered(app_server: AppUnderTest) -> None:
     app = app_server
-    view = open_modal(app)
-    submit(app, view, form_state(app))
-    request_id = only_request_id(app)
-    channel, ts = dm_message(app, BOB)
-    app.ctx.directory.clear()
+    request_id, channel, ts = pending_with_cold_directory(app)
     app.fake.fail_next("users.lookupByEmail", status=429, retry_after=60)  # longer than a click may wait
     click(app, ActionId.APPROVE, request_id, BOB, channel, ts)
     told = app.fake.last("chat.postEphemeral").params["text"]
@@ -110,11 +112,7 @@ def test_slack_busy_for_long_is_said_and_not_remembered(app_server: AppUnderTest
 
 def test_deny_opens_its_modal_before_anything_slow(app_server: AppUnderTest) -> None:
     app = app_server
-    view = open_modal(app)
-    submit(app, view, form_state(app))
-    request_id = only_request_id(app)
-    channel, ts = dm_message(app, BOB)
-    app.ctx.directory.clear()
+    request_id, channel, ts = pending_with_cold_directory(app)
     mark = app.fake.mark()
     app.fake.fail_next("users.lookupByEmail", status=429, retry_after=2)
     click(app, ActionId.DENY, request_id, BOB, channel, ts)
@@ -126,12 +124,9 @@ def test_deny_opens_its_modal_before_anything_slow(app_server: AppUnderTest) -> 
 
 def test_a_refusal_after_slow_work_comes_by_message_not_by_an_expired_modal(app_server: AppUnderTest) -> None:
     app = app_server
-    view = open_modal(app)
-    submit(app, view, form_state(app))
-    request_id = only_request_id(app)
+    request_id, _, _ = pending_with_cold_directory(app)
     app.slack.post(app_home_opened(EVE))
     home = app.fake.home_view(EVE)
-    app.ctx.directory.clear()
     mark = app.fake.mark()
     app.fake.fail_next("users.lookupByEmail", status=429, retry_after=3)  # the refusal comes after > 3 s
     body = block_actions_in_view(ActionId.APPROVE, "decide", EVE, value=str(request_id), view=home)
