@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.clock import Clock, utcnow
+from app.config.settings import Settings, get_settings
+from app.core.clock import Clock, utcnow
 from app.db import Database
 from app.db.migrate import ensure_current
-from app.settings import Settings, get_settings
 from app.tailnet import Tailnet, make_tailnet
 
 

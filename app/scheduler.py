@@ -16,9 +16,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, BaseScheduler
 from sqlalchemy import Engine
 
-from app.metrics import database_state
+from app.core.metrics import database_state
+from app.core.timefmt import format_rfc3339
 from app.runtime import Runtime
-from app.timefmt import format_rfc3339
 
 log = logging.getLogger(__name__)
 

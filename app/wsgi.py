@@ -1,5 +1,5 @@
 """The HTTP app: ``POST /slack/events`` (events, interactivity, slash commands, options), ``GET /healthz`` and
-``GET /metrics`` (Prometheus), every request counted by ``app.metrics.instrument``.
+``GET /metrics`` (Prometheus), every request counted by ``app.core.metrics.instrument``.
 
 ``app.wsgi:application`` is the WSGI callable for gunicorn; it is built from the environment on first access.
 """
@@ -13,7 +13,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from slack_bolt import App
 
-from app.metrics import (
+from app.core.metrics import (
     HEALTH_PATH,
     METRICS_PATH,
     Metrics,
@@ -63,9 +63,9 @@ def make_wsgi(
 
 def build_from_environment() -> WSGIApplication:
     """Build the HTTP app from the environment (for gunicorn ``app.wsgi:application``)."""
-    from app.logs import configure_logging
+    from app.config.settings import get_settings
+    from app.core.logs import configure_logging
     from app.runtime import open_runtime
-    from app.settings import get_settings
     from app.slack.bolt_app import build_app
     from app.slack.context import build_context, warm_up
 

@@ -36,9 +36,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.slack.device_index import DeviceIndex, DeviceMatches
 from app.slack.views.device_options import device_option_groups
 from app.tailnet.devicejson import device_from_api, device_to_api
-from app.tailnet.index import DeviceIndex, DeviceMatches
 from app.tailnet.models import Device
 
 TAILNET = "tail4f2c9.ts.net"

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchdb import postgres_database, sqlite_database
 
-from app.crypto import Cipher
+from app.core.crypto import Cipher
 from app.db import Database
 from app.db.session import normalize_url
 from app.tailnet.builtin import BuiltinTailnet

@@ -10,7 +10,7 @@ from typer.testing import CliRunner, Result
 
 import app.cli.common
 from app.cli import cli
-from app.clock import FrozenClock
+from app.core.clock import FrozenClock
 
 Run = Callable[..., Result]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from app.clock import FrozenClock
+from app.core.clock import FrozenClock
 from app.db import Database, normalize_url
 from app.db.migrate import upgrade
 from app.tailnet.builtin import BuiltinTailnet

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from wsgiref.types import WSGIApplication
 
-from app.wsgiserver import make_server
+from app.web.server import make_server
 
 
 @contextmanager

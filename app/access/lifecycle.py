@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app import audit, metrics
-from app.access.models import AccessRequestRow, NotificationRow, RequestStatus, VoteRow
-from app.access.requests import AccessAudit, Notice
+from app.access.read_model import AccessAudit, Notice
 from app.access.service import grant_comment
-from app.clock import Clock, utcnow
-from app.db import Database
-from app.settings import Config
+from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus, VoteRow
+from app.config.settings import Config
+from app.core import metrics
+from app.core.clock import Clock, utcnow
+from app.db import Database, audit
 from app.tailnet import Tailnet
 from app.tailnet.models import Actor, AttributeWrite
 

@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.access.models import ChannelProblemRow, NotificationRow, PostedMessageRow
-from app.clock import Clock, utcnow
+from app.access.tables import ChannelProblemRow, NotificationRow, PostedMessageRow
+from app.core.clock import Clock, utcnow
 from app.db import Database
 
 LEASE = timedelta(minutes=2)

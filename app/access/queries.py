@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.access.models import AccessRequestRow, RequestStatus, VoteRow
-from app.access.requests import AccessRequest
+from app.access.read_model import AccessRequest
+from app.access.tables import AccessRequestRow, RequestStatus, VoteRow
 from app.db import Database
 
 

@@ -17,20 +17,20 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from app import audit, metrics
-from app.access.directory import Directory
 from app.access.errors import AlreadyDecided, DatabaseBusy, NotAllowed, RequestNotFound, SubmissionInvalid
-from app.access.models import AccessRequestRow, NotificationRow, RequestStatus, VoteRow
-from app.access.profiles import Profile
-from app.access.requests import AccessAudit, AccessRequest, Notice
-from app.clock import Clock, utcnow
-from app.db import Database
+from app.access.people import Directory
+from app.access.read_model import AccessAudit, AccessRequest, Notice
+from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus, VoteRow
+from app.config.profiles import Profile
+from app.config.settings import Config
+from app.core import metrics
+from app.core.clock import Clock, utcnow
+from app.core.timefmt import format_duration
+from app.db import Database, audit
 from app.db.session import is_locked
 from app.posture.gate import PostureGate
-from app.settings import Config
 from app.tailnet import Actor, Device, Tailnet
 from app.tailnet.errors import NotFound, TailnetError
-from app.timefmt import format_duration
 
 if TYPE_CHECKING:
     from app.posture.gate import PostureGate

@@ -9,8 +9,8 @@ from typer.core import TyperGroup
 
 from app.cli import attrs, audit, db, devices, integrations, posture, serve, sync, tailnet
 from app.cli.common import fail
+from app.config.settings import ConfigError
 from app.db.migrate import SchemaOutdated
-from app.settings import ConfigError
 from app.tailnet.errors import TailnetError
 
 

@@ -11,12 +11,12 @@ from rich.table import Table
 from rich.text import Text
 
 from app.cli.common import cli_actor, console, fail, opened_runtime, print_json, print_table
+from app.core.timefmt import format_duration, format_rfc3339, parse_when
 from app.tailnet import rules
 from app.tailnet.errors import RuleViolation
 from app.tailnet.models import AttributeSet, AttributeValue
 from app.tailnet.protocol import Tailnet
 from app.tailnet.service import resolve_device
-from app.timefmt import format_duration, format_rfc3339, parse_when
 
 group = typer.Typer(help="Posture attributes of a device: get, set, delete.", no_args_is_help=True)
 

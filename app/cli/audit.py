@@ -11,10 +11,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from app import audit as audit_log
 from app.cli.attrs import purge_expired
 from app.cli.common import console, fail, opened_runtime, print_table
-from app.timefmt import format_rfc3339, parse_duration, parse_rfc3339
+from app.core.timefmt import format_rfc3339, parse_duration, parse_rfc3339
+from app.db import audit as audit_log
 
 
 def parse_since(text: str, now: datetime) -> datetime:

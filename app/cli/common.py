@@ -16,11 +16,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.clock import Clock, utcnow
+from app.config.settings import Settings, os_user
+from app.core.clock import Clock, utcnow
 from app.runtime import Runtime, open_runtime
-from app.settings import Settings, os_user
 from app.tailnet.models import Actor
-from app.wsgiserver import HttpServer, ServerLimits, make_server
+from app.web.server import HttpServer, ServerLimits, make_server
 
 console = Console()
 err_console = Console(stderr=True)

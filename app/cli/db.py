@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from app.cli.common import console
+from app.config.settings import get_settings
 from app.db import Database
 from app.db.migrate import current_revision, head_revision, upgrade
-from app.settings import get_settings
 
 group = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 

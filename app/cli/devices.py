@@ -15,12 +15,12 @@ from rich.text import Text
 from sqlalchemy.exc import IntegrityError
 
 from app.cli.common import cli_actor, console, fail, opened_runtime, print_json, print_table
-from app.settings import get_settings
+from app.config.settings import get_settings
+from app.core.timefmt import format_rfc3339
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.devicejson import device_from_api, device_to_api
 from app.tailnet.errors import InvalidRequest
 from app.tailnet.models import Device
-from app.timefmt import format_rfc3339
 
 group = typer.Typer(help="Devices of the built-in tailnet: add, import, list.", no_args_is_help=True)
 

@@ -15,9 +15,9 @@ from rich.table import Table
 from rich.text import Text
 
 from app.cli.common import cli_actor, console, fail, opened_runtime, print_json, print_table
-from app.crypto import Cipher, CipherError
+from app.core.crypto import Cipher, CipherError
+from app.core.timefmt import format_rfc3339
 from app.runtime import Runtime
-from app.timefmt import format_rfc3339
 from app.vendors import registry
 from app.vendors.base import CredentialField, VendorSpec
 from app.vendors.integrations import Integration, IntegrationError, Integrations, vendor_spec

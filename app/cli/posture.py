@@ -10,12 +10,12 @@ from rich.text import Text
 
 from app.cli.attrs import purge_expired
 from app.cli.common import console, err_console, exit_with, fail, opened_runtime, print_json
+from app.config.settings import get_settings
 from app.posture.check import DeviceCheck, RuleCheck
 from app.posture.check import check_device as run_check
 from app.posture.expr import format_literal
 from app.posture.lint import has_errors, lint
 from app.posture.policy import Policy, PolicyError, load_policy, parse_policy, read_policy_text
-from app.settings import get_settings
 from app.tailnet.service import resolve_device
 
 group = typer.Typer(help="Postures of the tailnet policy file: check a device, lint the file.", no_args_is_help=True)

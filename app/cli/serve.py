@@ -11,11 +11,11 @@ import typer
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from app.cli.common import console, fail, listen, serve_until_stopped
-from app.logs import configure_logging
-from app.metrics import current
+from app.config.settings import ConfigError, get_settings
+from app.core.logs import configure_logging
+from app.core.metrics import current
 from app.runtime import Runtime, open_runtime
 from app.scheduler import add_access_jobs, add_sync_job, build_scheduler
-from app.settings import ConfigError, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def _logging() -> None:
 def _metrics_server(runtime: Runtime, ctx: object | None, scheduler: BackgroundScheduler | None, who: str) -> None:
     """Serve ``/metrics`` and ``/healthz`` on ``METRICS_PORT`` for a process without an HTTP app (the worker,
     Socket Mode), with the same ``METRICS_TOKEN`` check as the HTTP apps."""
-    from app.metrics import json_response, with_ops_endpoints
+    from app.core.metrics import json_response, with_ops_endpoints
     from app.scheduler import process_health
 
     metrics = current()

@@ -24,15 +24,15 @@ from app.cli.common import (
     runtime,
     serve_until_stopped,
 )
-from app.logs import configure_logging
-from app.metrics import HEALTH_PATH, METRICS_PATH, api_routes, instrument, with_ops_endpoints
+from app.config.settings import get_settings
+from app.core.logs import configure_logging
+from app.core.metrics import HEALTH_PATH, METRICS_PATH, api_routes, instrument, with_ops_endpoints
+from app.core.proxies import TrustedProxies, parse_proxies
+from app.core.timefmt import format_rfc3339, parse_duration
 from app.scheduler import build_scheduler, process_health
-from app.settings import get_settings
 from app.tailnet.api import make_api
 from app.tailnet.auth import DEFAULT_CLIENT_SCOPES, SCOPES, ApiKeyInfo, AuthStore, OAuthClientInfo
 from app.tailnet.builtin import BuiltinTailnet
-from app.tailnet.proxies import TrustedProxies, parse_proxies
-from app.timefmt import format_rfc3339, parse_duration
 
 group = typer.Typer(help="The built-in tailnet's Tailscale-compatible HTTP API.", no_args_is_help=True)
 keys = typer.Typer(help="API keys of the HTTP API.", no_args_is_help=True)

@@ -32,8 +32,8 @@ from app.posture.model import (
     Literal,
     Op,
 )
-from app.posture.versions import compare_versions
 from app.tailnet.models import AttributeValue
+from app.tailnet.versions import compare_versions
 
 EXPECTED_KEY = "an attribute key (namespace:name, e.g. custom:managed)"
 EXPECTED_OPERATOR = "an operator (==, !=, <, <=, >, >=, IN, NOT IN, IS SET, NOT SET)"

@@ -12,16 +12,16 @@ from slack_sdk import WebClient
 from app.access.lifecycle import Lifecycle
 from app.access.outbox import Outbox
 from app.access.service import AccessService
-from app.clock import Clock, utcnow
+from app.config.settings import ConfigSource
+from app.core.clock import Clock, utcnow
 from app.posture.gate import PolicySource, PostureGate
 from app.posture.policy import Policy
 from app.runtime import Runtime
-from app.settings import ConfigSource
 from app.slack.client import slack_client
+from app.slack.device_index import DeviceIndex
 from app.slack.directory import SlackDirectory
 from app.slack.notify import Notifier
 from app.slack.work import Pools
-from app.tailnet.index import DeviceIndex
 from app.vendors.sync import SyncRunner, make_runner
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from app.access.errors import DirectoryUnavailable
-from app.access.profiles import Profile
+from app.config.profiles import Profile
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.access.outbox import Delivery, FollowUp, Notification, Outbox
-from app.access.requests import AccessRequest, Notice
+from app.access.read_model import AccessRequest, Notice
 from app.access.service import AccessService
 from app.slack.views.delivery import admin_alert
 from app.slack.views.request_message import Audience, channel_post, notice, request_message

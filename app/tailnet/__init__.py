@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.clock import Clock, utcnow
+from app.core.clock import Clock, utcnow
 from app.tailnet.models import Actor, AttributeSet, AttributeValue, AttributeWrite, Device
 from app.tailnet.protocol import Tailnet
 
 if TYPE_CHECKING:
+    from app.config.settings import Settings
     from app.db import Database
-    from app.settings import Settings
 
 
 def make_tailnet(settings: Settings, db: Database, *, clock: Clock = utcnow) -> Tailnet:

@@ -24,7 +24,8 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 from sqlalchemy.exc import OperationalError
 
-from app.clock import Clock, utcnow
+from app.core.clock import Clock, utcnow
+from app.core.proxies import TrustedProxies
 from app.db import Database
 from app.db.session import is_locked
 from app.tailnet import rules
@@ -41,7 +42,6 @@ from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.devicejson import device_to_api
 from app.tailnet.errors import AuthenticationError, InvalidRequest, TailnetError, TailnetUnavailable
 from app.tailnet.models import AttributeChanges, AttributeWrite
-from app.tailnet.proxies import TrustedProxies
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app import audit
-from app.audit import AuditAction
-from app.clock import Clock, utcnow
-from app.db import Database
-from app.db.models import ApiKeyRow, OAuthClientRow, OAuthTokenRow
+from app.core.clock import Clock, utcnow
+from app.db import Database, audit
+from app.db.audit import AuditAction
+from app.db.tables import ApiKeyRow, OAuthClientRow, OAuthTokenRow
 from app.tailnet.errors import AuthenticationError, InvalidRequest, NotFound, PermissionDenied
 from app.tailnet.models import Actor
 

@@ -28,12 +28,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from app import audit
-from app.audit import AuditAction
-from app.clock import Clock, utcnow
-from app.db import Database
-from app.db.models import AttributeKeyRow, AttributeRow, DeviceRow
+from app.core.clock import Clock, utcnow
+from app.db import Database, audit
+from app.db.audit import AuditAction
 from app.db.session import is_locked
+from app.db.tables import AttributeKeyRow, AttributeRow, DeviceRow
 from app.tailnet import rules
 from app.tailnet.devicejson import device_from_api
 from app.tailnet.errors import DeviceNotFound, InvalidRequest, NotFound, TailnetUnavailable

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.core.timefmt import format_rfc3339, parse_rfc3339
 from app.tailnet.errors import InvalidRequest
 from app.tailnet.models import Device
-from app.timefmt import format_rfc3339, parse_rfc3339
 
 FIELDS_ALL_ONLY = ("enabledRoutes", "advertisedRoutes", "clientConnectivity", "postureIdentity")
 """Device fields the API returns only with ``fields=all``."""

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from app import metrics
-from app.clock import Clock, utcnow
+from app.core import metrics
+from app.core.clock import Clock, utcnow
 from app.tailnet.errors import (
     AuthenticationError,
     InvalidRequest,

@@ -62,7 +62,7 @@ class AttributeSet:
 
     def to_api(self) -> dict[str, Any]:
         """The Tailscale API shape ``{"attributes": ..., "expiries": ...}``; expiries omitted if none."""
-        from app.timefmt import format_rfc3339
+        from app.core.timefmt import format_rfc3339
 
         out: dict[str, Any] = {"attributes": dict(self.attributes)}
         if self.expiries:

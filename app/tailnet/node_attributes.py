@@ -8,8 +8,8 @@ device record has the data: ``os`` and ``clientVersion`` of the device, and ``os
 
 from __future__ import annotations
 
-from app.posture.versions import parse_ts_version, release_track
 from app.tailnet.models import AttributeValue, Device
+from app.tailnet.versions import parse_ts_version, release_track
 
 _OS_NAMES = {"macos": "macos", "macosx": "macos", "darwin": "macos", "ios": "ios", "ipados": "ios", "tvos": "ios"}
 

@@ -10,9 +10,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from app.core.timefmt import ZERO_TIME, format_rfc3339, parse_rfc3339
 from app.tailnet.errors import RuleViolation
 from app.tailnet.models import CUSTOM_NAMESPACE, AttributeValue
-from app.timefmt import ZERO_TIME, format_rfc3339, parse_rfc3339
 
 MAX_KEY_LENGTH = 50
 MAX_STRING_LENGTH = 50

@@ -22,12 +22,12 @@ from pydantic import SecretStr
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app import audit
-from app.audit import AuditAction
-from app.clock import Clock, utcnow
-from app.db import Database
-from app.db.models import AuditEventRow, RemoteExpiryRow
-from app.settings import ConfigError, Settings
+from app.config.settings import ConfigError, Settings
+from app.core.clock import Clock, utcnow
+from app.core.timefmt import format_rfc3339, parse_rfc3339
+from app.db import Database, audit
+from app.db.audit import AuditAction
+from app.db.tables import AuditEventRow, RemoteExpiryRow
 from app.tailnet import rules
 from app.tailnet.devicejson import device_from_api
 from app.tailnet.errors import DeviceNotFound, NotFound, TailnetError
@@ -49,7 +49,6 @@ from app.tailnet.models import (
     AttributeWrite,
     Device,
 )
-from app.timefmt import format_rfc3339, parse_rfc3339
 
 EXPIRY_ACTOR = "system:expiry"
 API_NAMESPACES = frozenset({CUSTOM_NAMESPACE})

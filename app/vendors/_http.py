@@ -24,8 +24,8 @@ from typing import Any, Self
 
 import httpx
 
-from app import metrics
-from app.clock import Clock, utcnow
+from app.core import metrics
+from app.core.clock import Clock, utcnow
 from app.vendors.base import Agent, Progress, VendorAuthError, VendorDataError, VendorError, VendorTransientError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Integrations as data: connect, change and remove EDR vendor accounts (no Slack, no CLI here).
 
 One integration per vendor. Its fields come from the vendor's ``VendorSpec.fields``: secret ones are stored
-encrypted (``app.crypto.Cipher``) in ``integrations.credentials``, the others in plain ``integrations.settings``.
+encrypted (``app.core.crypto.Cipher``) in ``integrations.credentials``, the others in plain ``integrations.settings``.
 The names of the secret fields that are set are kept in ``settings`` under ``ENCRYPTED_NAMES_KEY`` so they can be
 shown without the key; ``Integration.settings`` and ``Integrations.credentials`` leave that entry out.
 
@@ -22,15 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import audit
-from app.audit import AuditAction
-from app.clock import Clock, utcnow
-from app.crypto import Cipher, CipherError
-from app.db import Database
-from app.timefmt import format_rfc3339
+from app.core.clock import Clock, utcnow
+from app.core.crypto import Cipher, CipherError
+from app.core.timefmt import format_rfc3339
+from app.db import Database, audit
+from app.db.audit import AuditAction
 from app.vendors import registry
 from app.vendors.base import CredentialField, VendorClient, VendorSpec
-from app.vendors.models import IntegrationRow
+from app.vendors.tables import IntegrationRow
 
 ENCRYPTED_NAMES_KEY = "_secret_fields"
 """Entry of ``integrations.settings`` listing the names of the secret fields that are set."""

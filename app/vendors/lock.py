@@ -20,9 +20,9 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, text, update
 
-from app.clock import Clock
+from app.core.clock import Clock
 from app.db import Database
-from app.vendors.models import IntegrationRow
+from app.vendors.tables import IntegrationRow
 
 log = logging.getLogger(__name__)
 

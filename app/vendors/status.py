@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app.timefmt import format_rfc3339
+from app.core.timefmt import format_rfc3339
 from app.vendors.integrations import Integration
 
 

@@ -16,20 +16,20 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from app import metrics
-from app.clock import Clock, utcnow
-from app.crypto import CipherError
+from app.core import metrics
+from app.core.clock import Clock, utcnow
+from app.core.crypto import CipherError
+from app.core.timefmt import format_rfc3339
 from app.db import Database
 from app.tailnet.errors import TailnetError
 from app.tailnet.models import Actor, AttributeChanges, AttributeValue, AttributeWrite, Device
 from app.tailnet.protocol import Tailnet
-from app.timefmt import format_rfc3339
 from app.vendors.base import Agent, VendorAuthError, VendorError, VendorSpec
 from app.vendors.integrations import Integration, Integrations
 from app.vendors.lock import integration_lock
 from app.vendors.mapping import NamespaceMode, map_attributes, map_key
-from app.vendors.models import IntegrationRow, SyncStateRow
 from app.vendors.registry import vendor as vendor_spec
+from app.vendors.tables import IntegrationRow, SyncStateRow
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +395,7 @@ class SyncRunner:
 
 def make_runner(runtime: Any, config: Callable[[], Any] | None = None) -> SyncRunner:
     """A runner for ``runtime``: vendor namespaces on the built-in tailnet, ``custom:`` keys on a real one."""
-    from app.crypto import Cipher
+    from app.core.crypto import Cipher
 
     settings = runtime.settings
     mode = NamespaceMode.CUSTOM if settings.uses_tailscale else NamespaceMode.VENDOR

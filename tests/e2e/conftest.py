@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from app.clock import FrozenClock
+from app.core.clock import FrozenClock
 from app.db import Database
 from app.slack.client import slack_client
 from app.slack.context import SlackContext
@@ -176,12 +176,12 @@ def app_server(
     tmp_path: Path,
 ) -> Iterator[AppUnderTest]:
     """The accessbot Slack app served over HTTP, wired to ``fake_slack`` and the built-in tailnet."""
+    from app.config.settings import ConfigSource, Settings
     from app.runtime import Runtime
-    from app.settings import ConfigSource, Settings
     from app.slack.bolt_app import build_app
     from app.slack.context import build_context
+    from app.web.server import make_server
     from app.wsgi import make_wsgi
-    from app.wsgiserver import make_server
 
     config_path = tmp_path / "accessbot.yml"
     config_path.write_text(CONFIG_YAML)

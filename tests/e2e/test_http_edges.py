@@ -267,4 +267,4 @@ def test_no_listener_runs_on_wsgiref() -> None:
         if re.search(r"wsgiref\.simple_server|socketserver", path.read_text())
     ]
     assert offenders == []
-    assert os.path.exists(root / "wsgiserver.py")
+    assert os.path.exists(root / "web" / "server.py")

@@ -28,13 +28,13 @@ from typer.testing import CliRunner
 
 import app.cli.common
 from app.cli import cli
-from app.crypto import Cipher, CipherError, derive_key
+from app.core.crypto import Cipher, CipherError, derive_key
 from app.db import Database
 from app.tailnet.api import make_api
 from app.tailnet.auth import AuthStore
 from app.tailnet.models import Actor
 from app.tailnet.tailscale import TailscaleTailnet
-from app.wsgiserver import make_server
+from app.web.server import make_server
 from tests.conftest import written
 from tests.e2e.conftest import ADMIN, BOB, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, AppUnderTest
 from tests.e2e.test_access_flow import click, dm_message, form_state, only_request_id, open_modal, submit

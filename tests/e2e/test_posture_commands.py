@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app import audit
+from app.db import audit
 from app.slack.ids import CallbackId
 from tests.conftest import written
 from tests.e2e.conftest import ADMIN, EVE, AppUnderTest

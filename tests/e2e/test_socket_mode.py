@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.access.models import AccessRequestRow, RequestStatus
+from app.access.tables import AccessRequestRow, RequestStatus
 from app.db import Database
 from app.slack.ids import ActionId, CallbackId
 from app.tailnet.builtin import BuiltinTailnet

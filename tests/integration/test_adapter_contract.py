@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.clock import FrozenClock
+from app.core.clock import FrozenClock
 from app.db import Database
 from app.tailnet.api import make_api
 from app.tailnet.auth import AuthStore
@@ -23,7 +23,7 @@ from app.tailnet.models import Actor, AttributeWrite, Device
 from app.tailnet.protocol import Tailnet
 from app.tailnet.service import resolve_device
 from app.tailnet.tailscale import TailscaleTailnet
-from app.wsgiserver import make_server
+from app.web.server import make_server
 
 ADMIN = Actor("cli:setup")
 WRITER = Actor("UWRITER")

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.clock import FrozenClock
+from app.core.clock import FrozenClock
+from app.core.proxies import TrustedProxies, parse_proxies
 from app.db import Database
 from app.tailnet import auth
 from app.tailnet.api import TailnetApi, make_api
@@ -24,7 +25,6 @@ from app.tailnet.auth import AuthStore, FailedAuthLimiter, client_key
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import AuthenticationError
 from app.tailnet.models import Actor
-from app.tailnet.proxies import TrustedProxies, parse_proxies
 from tests.serving import serving
 
 ADMIN = Actor("cli:admin")

@@ -21,10 +21,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app import audit
-from app.clock import FrozenClock
-from app.db import Database
-from app.db.models import AuditEventRow
+from app.core.clock import FrozenClock
+from app.db import Database, audit
+from app.db.tables import AuditEventRow
 from app.tailnet.api import make_api
 from app.tailnet.auth import AuthStore
 from app.tailnet.builtin import BuiltinTailnet

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from app import audit
-from app.clock import FrozenClock
-from app.db import Database
+from app.core.clock import FrozenClock
+from app.core.timefmt import format_rfc3339, parse_rfc3339
+from app.db import Database, audit
 from app.tailnet.builtin import BuiltinTailnet
-from app.timefmt import format_rfc3339, parse_rfc3339
 from tests.clitools import Run, cli_environment, failed, invoker, ok
 
 REPO = Path(__file__).resolve().parents[2]

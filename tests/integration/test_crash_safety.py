@@ -35,17 +35,16 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import func, select, text, update
 
-from app import audit
-from app.access.models import AccessRequestRow, NotificationRow, RequestStatus
-from app.access.requests import AccessAudit, Notice
-from app.audit import AuditAction
-from app.clock import FrozenClock, utcnow
-from app.crypto import Cipher
-from app.db import Database
+from app.access.read_model import AccessAudit, Notice
+from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus
+from app.config.settings import ConfigSource, Settings
+from app.core.clock import FrozenClock, utcnow
+from app.core.crypto import Cipher
+from app.db import Database, audit
+from app.db.audit import AuditAction
 from app.db.migrate import upgrade
-from app.db.models import AuditEventRow
+from app.db.tables import AuditEventRow
 from app.runtime import Runtime, open_runtime
-from app.settings import ConfigSource, Settings
 from app.slack.context import SlackContext, build_context
 from app.slack.ids import ActionId
 from app.tailnet.api import make_api
@@ -55,9 +54,9 @@ from app.tailnet.models import Actor, Device
 from app.vendors.integrations import Integrations
 from app.vendors.lock import LEASE, integration_lock
 from app.vendors.mapping import NamespaceMode
-from app.vendors.models import IntegrationRow
 from app.vendors.sync import SyncRunner
-from app.wsgiserver import make_server
+from app.vendors.tables import IntegrationRow
+from app.web.server import make_server
 from tests.conftest import PG_URL, written
 from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlackAPI, Params
 from tests.fakes.slack_payloads import SlackEventsClient, block_actions_in_message

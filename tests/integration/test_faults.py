@@ -28,15 +28,14 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import event, func, select
 
-from app import audit
-from app.access.models import NotificationRow, RequestStatus, VoteRow
-from app.audit import AuditAction
-from app.clock import FrozenClock
-from app.crypto import Cipher
-from app.db import Database
+from app.access.tables import NotificationRow, RequestStatus, VoteRow
+from app.config.settings import ConfigSource, Settings
+from app.core.clock import FrozenClock
+from app.core.crypto import Cipher
+from app.db import Database, audit
+from app.db.audit import AuditAction
 from app.db.session import is_locked
 from app.runtime import Runtime
-from app.settings import ConfigSource, Settings
 from app.slack.bolt_app import build_app
 from app.slack.context import SlackContext, build_context
 from app.slack.ids import ActionId, CallbackId
@@ -52,8 +51,8 @@ from app.vendors._http import RetryPolicy as VendorRetryPolicy
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
 from app.vendors.sync import SyncRunner
+from app.web.server import HttpServer, make_server
 from app.wsgi import make_wsgi
-from app.wsgiserver import HttpServer, make_server
 from tests.conftest import PG_URL, written
 from tests.e2e.test_access_flow import request_state
 from tests.fakes.slack_api import FakeSlackAPI
@@ -578,7 +577,7 @@ def test_the_builtin_api_answers_503_not_500_while_the_database_is_locked(db_url
     """Authenticating records ``last_used_at``: a held write lock must give a retryable 503 with a message."""
     from app.tailnet.api import make_api
     from app.tailnet.auth import AuthStore
-    from app.wsgiserver import make_server
+    from app.web.server import make_server
 
     db = Database(db_url)
     shorten_busy_timeout(db)

@@ -14,20 +14,19 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from app import audit
-from app.audit import AuditAction
 from app.cli import cli
-from app.clock import FrozenClock
-from app.db import Database
+from app.config.settings import get_settings
+from app.core.clock import FrozenClock
+from app.core.timefmt import format_rfc3339
+from app.db import Database, audit
+from app.db.audit import AuditAction
 from app.runtime import Runtime
 from app.scheduler import EXPIRY_SWEEP_JOB, build_scheduler
-from app.settings import get_settings
 from app.tailnet.api import make_api, path_segments
 from app.tailnet.auth import AuthStore
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import InvalidRequest
 from app.tailnet.models import Actor, Device
-from app.timefmt import format_rfc3339
 from tests.serving import serving
 
 ADMIN = Actor("cli:admin")

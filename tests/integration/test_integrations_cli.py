@@ -17,16 +17,15 @@ from typer.testing import Result
 
 import app.cli.common
 import app.cli.integrations
-from app import audit
-from app.audit import AuditAction
-from app.clock import FrozenClock
-from app.crypto import Cipher, CipherError
-from app.db import Database
-from app.settings import Settings
+from app.config.settings import Settings
+from app.core.clock import FrozenClock
+from app.core.crypto import Cipher, CipherError
+from app.db import Database, audit
+from app.db.audit import AuditAction
 from app.vendors import registry
 from app.vendors.base import Agent, CredentialField, KnownAttribute, Progress, VendorSpec
 from app.vendors.integrations import Integration, IntegrationError, Integrations
-from app.vendors.models import IntegrationRow, SyncStateRow
+from app.vendors.tables import IntegrationRow, SyncStateRow
 from tests.clitools import Run, failed, invoker, ok
 from tests.conftest import PG_URL, START
 

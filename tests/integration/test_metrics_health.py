@@ -19,11 +19,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
-from app.access.models import RequestStatus
-from app.clock import FrozenClock, utcnow
-from app.crypto import Cipher
-from app.db import Database
-from app.metrics import (
+from app.access.tables import RequestStatus
+from app.core.clock import FrozenClock, utcnow
+from app.core.crypto import Cipher
+from app.core.metrics import (
     Metrics,
     access_event,
     api_routes,
@@ -33,6 +32,7 @@ from app.metrics import (
     instrument,
     with_ops_endpoints,
 )
+from app.db import Database
 from app.scheduler import EXPIRY_SWEEP_JOB, build_scheduler
 from app.slack.ids import ActionId
 from app.tailnet.api import TailnetApi

@@ -27,22 +27,21 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from app import audit
-from app.access import models as access_models
+from app.access import tables as access_models
 from app.access.lifecycle import Lifecycle
 from app.access.outbox import Outbox
-from app.access.requests import AccessAudit, Notice
-from app.crypto import Cipher
-from app.db import Database
+from app.access.read_model import AccessAudit, Notice
+from app.config.settings import Config
+from app.core.crypto import Cipher
+from app.db import Database, audit
 from app.db.migrate import alembic_config, current_revision, head_revision, upgrade
-from app.db.models import Base
 from app.db.session import make_engine
-from app.settings import Config
+from app.db.tables import Base
 from app.tailnet.auth import AuthStore, format_api_key, hash_secret
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import RuleViolation
 from app.tailnet.models import Actor
-from app.vendors import models as vendor_models
+from app.vendors import tables as vendor_models
 from app.vendors.integrations import Integrations
 from tests.conftest import PG_URL, written
 

@@ -19,18 +19,17 @@ from typing import Any
 import httpx
 import pytest
 
-from app import audit
-from app.audit import AuditAction
-from app.clock import FrozenClock
-from app.db import Database
+from app.core.clock import FrozenClock
+from app.core.timefmt import format_rfc3339
+from app.db import Database, audit
+from app.db.audit import AuditAction
 from app.tailnet.api import make_api
 from app.tailnet.auth import AuthStore
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import RuleViolation
 from app.tailnet.models import Actor, AttributeSet, AttributeWrite, Device
 from app.tailnet.node_attributes import node_os
-from app.timefmt import format_rfc3339
-from app.wsgiserver import make_server
+from app.web.server import make_server
 from tests.clitools import cli_environment, invoker
 
 ADMIN = Actor("cli:admin")

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 import app.db.migrate
-from app.clock import FrozenClock
+from app.core.clock import FrozenClock
 from app.db import Database, normalize_url
 from app.db.migrate import (
     MIGRATE_ADVISORY_KEY,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from app.clock import FrozenClock
+from app.core.clock import FrozenClock
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, Device
 from tests.clitools import Run, cli_environment, invoker

@@ -11,18 +11,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app import audit
-from app.clock import FrozenClock
-from app.crypto import Cipher
-from app.db import Database
+from app.core.clock import FrozenClock
+from app.core.crypto import Cipher
+from app.db import Database, audit
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, Device
 from app.vendors import huntress, registry, sentinelone
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
-from app.vendors.models import SyncStateRow
 from app.vendors.status import status_of
 from app.vendors.sync import SyncRunner
+from app.vendors.tables import SyncStateRow
 from tests.fakes.vendors import (
     HUNTRESS_KEY,
     HUNTRESS_SECRET,
@@ -297,7 +296,7 @@ def test_custom_mode_against_a_tailscale_api(
     from app.tailnet.api import make_api
     from app.tailnet.auth import AuthStore
     from app.tailnet.tailscale import TailscaleTailnet
-    from app.wsgiserver import make_server
+    from app.web.server import make_server
 
     server = make_server(make_api(builtin, db, clock=clock), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -30,23 +30,22 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import func, select, update
 
-from app import audit
-from app.access.models import AccessRequestRow, NotificationRow, RequestStatus
-from app.access.requests import AccessAudit, Notice
-from app.clock import utcnow
-from app.crypto import Cipher
-from app.db import Database
+from app.access.read_model import AccessAudit, Notice
+from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus
+from app.config.settings import ConfigSource
+from app.core.clock import utcnow
+from app.core.crypto import Cipher
+from app.db import Database, audit
 from app.db.migrate import upgrade
-from app.db.models import AuditEventRow
+from app.db.tables import AuditEventRow
 from app.runtime import open_runtime
-from app.settings import ConfigSource
 from app.slack.context import build_context
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, AttributeWrite
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
-from app.vendors.models import IntegrationRow
 from app.vendors.sync import SyncRunner
+from app.vendors.tables import IntegrationRow
 from tests.conftest import PG_URL
 from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlackAPI
 from tests.fakes.vendors import (

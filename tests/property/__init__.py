@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import func, select
 
 from app.db import Database
-from app.db.models import AttributeKeyRow, AttributeRow, AuditEventRow, DeviceRow
+from app.db.tables import AttributeKeyRow, AttributeRow, AuditEventRow, DeviceRow
 
 settings.register_profile("dev", print_blob=True)
 settings.register_profile(

@@ -19,14 +19,14 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 
-from app.clock import FrozenClock
+from app.core.clock import FrozenClock
+from app.core.timefmt import ZERO_TIME
 from app.db import Database
-from app.db.models import AttributeKeyRow, AttributeRow
+from app.db.tables import AttributeKeyRow, AttributeRow
 from app.tailnet import rules
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import RuleViolation
 from app.tailnet.models import Actor, AttributeChanges, AttributeWrite, Device
-from app.timefmt import ZERO_TIME
 from tests.conftest import START
 from tests.property import (
     MAX_SAFE_INTEGER,

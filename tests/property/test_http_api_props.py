@@ -24,15 +24,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 
-from app.clock import FrozenClock
+from app.core.clock import FrozenClock
+from app.core.timefmt import ZERO_TIME
 from app.db import Database
-from app.db.models import AttributeKeyRow, AttributeRow
+from app.db.tables import AttributeKeyRow, AttributeRow
 from app.tailnet.api import make_api
 from app.tailnet.auth import AuthStore, FailedAuthLimiter
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, Device
-from app.timefmt import ZERO_TIME
-from app.wsgiserver import make_server
+from app.web.server import make_server
 from tests.property import shown, store_problems, store_snapshot
 from tests.property.test_attribute_rules_props import (
     comments,

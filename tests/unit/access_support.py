@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.access.models import NotificationRow
 from app.access.service import AccessService
+from app.access.tables import NotificationRow
+from app.config.settings import Config
 from app.db import Database
-from app.settings import Config
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Device
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from app.access.directory import StaticDirectory
+from app.access.people import StaticDirectory
 from app.access.service import AccessService
-from app.clock import FrozenClock
+from app.config.settings import Config
+from app.core.clock import FrozenClock
 from app.db import Database
-from app.settings import Config
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, Device
 from tests.unit.access_support import CAROL, EMAILS, FlakyTailnet, make_config

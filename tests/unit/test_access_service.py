@@ -9,17 +9,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app import audit
-from app.access.directory import StaticDirectory
 from app.access.errors import AlreadyDecided, NotAllowed, SubmissionInvalid
 from app.access.lifecycle import Lifecycle
-from app.access.models import NotificationRow, RequestStatus
 from app.access.outbox import Outbox
-from app.access.profiles import Profile
+from app.access.people import StaticDirectory
 from app.access.service import AccessService, grant_comment
-from app.clock import FrozenClock
-from app.db import Database
-from app.settings import Config
+from app.access.tables import NotificationRow, RequestStatus
+from app.config.profiles import Profile
+from app.config.settings import Config
+from app.core.clock import FrozenClock
+from app.db import Database, audit
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import TailnetUnavailable
 from app.tailnet.models import Actor, Device
@@ -268,7 +267,7 @@ def test_recover_interrupted_grants(
 ) -> None:
     from sqlalchemy import update
 
-    from app.access.models import AccessRequestRow
+    from app.access.tables import AccessRequestRow
 
     life = Lifecycle(db, tailnet, lambda: config[0], clock=clock)  # type: ignore[arg-type]
     other = builtin.add_device(name="other", user="req@example.com", actor=Actor("cli:t"))

@@ -11,11 +11,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app import audit
-from app.audit import AuditAction
-from app.clock import FrozenClock
-from app.db import Database
-from app.db.models import ApiKeyRow, OAuthClientRow, OAuthTokenRow
+from app.core.clock import FrozenClock
+from app.db import Database, audit
+from app.db.audit import AuditAction
+from app.db.tables import ApiKeyRow, OAuthClientRow, OAuthTokenRow
 from app.tailnet import auth
 from app.tailnet.api import bearer_or_basic
 from app.tailnet.auth import AuthStore, Principal

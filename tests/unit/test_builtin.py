@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from app import audit
-from app.clock import FrozenClock
-from app.db import Database
-from app.db.models import AttributeKeyRow, AttributeRow
+from app.core.clock import FrozenClock
+from app.db import Database, audit
+from app.db.tables import AttributeKeyRow, AttributeRow
 from app.tailnet.builtin import EXPIRY_ACTOR, BuiltinTailnet
 from app.tailnet.errors import DeviceNotFound, NotFound, RuleViolation
 from app.tailnet.models import Actor, AttributeWrite, Device

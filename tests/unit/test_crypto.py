@@ -13,9 +13,9 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-import app.crypto
-from app.crypto import HKDF_INFO, KEY_FILE_NAME, Cipher, CipherError, derive_key, load_or_create_key_file
-from app.settings import ConfigError, Settings
+import app.core.crypto
+from app.config.settings import ConfigError, Settings
+from app.core.crypto import HKDF_INFO, KEY_FILE_NAME, Cipher, CipherError, derive_key, load_or_create_key_file
 
 PASSPHRASE = "correct horse battery staple 42"
 SECRETS = {"api_key": "hk_live_0123456789abcdef", "api_secret": "hs_topsecret_fedcba9876543210"}
@@ -217,7 +217,7 @@ def test_a_key_file_created_meanwhile_by_another_process_is_used(
         os.close(fd)
         real_link(src, dst)
 
-    monkeypatch.setattr(app.crypto.os, "link", racing_link)
+    monkeypatch.setattr(app.core.crypto.os, "link", racing_link)
     caplog.set_level(logging.DEBUG)
     assert load_or_create_key_file(key_file) == theirs
     assert sorted(p.name for p in tmp_path.iterdir()) == [KEY_FILE_NAME]

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from app.clock import FrozenClock
-from app.tailnet.index import DeviceIndex, DeviceMatches, device_tokens
+from app.core.clock import FrozenClock
+from app.slack.device_index import DeviceIndex, DeviceMatches, device_tokens
 from app.tailnet.models import Device
 
 ALICE = "alice@example.com"
@@ -363,7 +363,7 @@ def test_a_failing_refresh_keeps_the_old_snapshot(
     tailnet.error = RuntimeError("tailscale is down")
     clock.advance(seconds=120)
 
-    with caplog.at_level(logging.WARNING, logger="app.tailnet.index"):
+    with caplog.at_level(logging.WARNING, logger="app.slack.device_index"):
         assert not index.refresh()
 
     assert index.size == 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from app.slack.device_index import DeviceMatches
 from app.slack.views.device_options import (
     MAX_OPTIONS,
     OPTION_TEXT_LIMIT,
@@ -12,7 +13,6 @@ from app.slack.views.device_options import (
     device_option_text,
     truncate,
 )
-from app.tailnet.index import DeviceMatches
 from app.tailnet.models import Device
 
 

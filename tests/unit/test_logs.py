@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.logs import JsonFormatter, RedactingFilter, configure_logging, redact_secrets
-from app.settings import ConfigError, get_settings
+from app.config.settings import ConfigError, get_settings
+from app.core.logs import JsonFormatter, RedactingFilter, configure_logging, redact_secrets
 
 
 @pytest.fixture(autouse=True)

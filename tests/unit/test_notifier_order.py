@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.access.models import NotificationRow
 from app.access.outbox import Notification, Outbox
 from app.access.service import AccessService
-from app.clock import FrozenClock
+from app.access.tables import NotificationRow
+from app.core.clock import FrozenClock
 from app.db import Database
 from app.slack.notify import Notifier
 from app.tailnet.models import Device

@@ -16,12 +16,12 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from app.access.models import ChannelProblemRow, NotificationRow
 from app.access.outbox import MAX_ATTEMPTS, Delivery, Notification, Outbox, open_channel_problems
 from app.access.service import AccessService
-from app.clock import FrozenClock
+from app.access.tables import ChannelProblemRow, NotificationRow
+from app.config.settings import Config
+from app.core.clock import FrozenClock
 from app.db import Database
-from app.settings import Config
 from app.slack.notify import Notifier
 from app.slack.views.delivery import admin_alert, channel_problem_blocks
 from app.tailnet.builtin import BuiltinTailnet

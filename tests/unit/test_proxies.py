@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from app.tailnet.proxies import TrustedProxies, parse_proxies
+from app.core.proxies import TrustedProxies, parse_proxies
 
 PROXIES = TrustedProxies(parse_proxies("10.0.0.0/8, 127.0.0.1, fd00::/8"))
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import ConfigError, Settings, get_settings, load_config
+from app.config.settings import ConfigError, Settings, get_settings, load_config
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +94,7 @@ def test_config_source_reloads_changes_and_keeps_the_old_config_when_the_new_one
 ) -> None:
     import os
 
-    from app.settings import ConfigSource
+    from app.config.settings import ConfigSource
 
     path = tmp_path / "accessbot.yml"
     path.write_text(PROFILE_YAML)
@@ -113,7 +113,7 @@ def test_config_source_reloads_changes_and_keeps_the_old_config_when_the_new_one
 
 
 def test_config_source_refuses_an_invalid_file_at_start(tmp_path: Path) -> None:
-    from app.settings import ConfigSource
+    from app.config.settings import ConfigSource
 
     path = tmp_path / "accessbot.yml"
     path.write_text("profiles: [{id: x}]\n")

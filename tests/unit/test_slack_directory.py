@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.access.errors import DirectoryUnavailable
-from app.access.profiles import Profile
+from app.config.profiles import Profile
 from app.slack.client import slack_client
 from app.slack.directory import SlackDirectory
 from tests.fakes.slack_api import FakeSlackAPI

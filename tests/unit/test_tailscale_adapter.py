@@ -20,11 +20,10 @@ import pytest
 import respx
 from sqlalchemy import select
 
-from app import audit
-from app.clock import FrozenClock
-from app.db import Database
-from app.db.models import RemoteExpiryRow
-from app.settings import ConfigError, Settings
+from app.config.settings import ConfigError, Settings
+from app.core.clock import FrozenClock
+from app.db import Database, audit
+from app.db.tables import RemoteExpiryRow
 from app.tailnet import make_tailnet
 from app.tailnet.errors import (
     AuthenticationError,

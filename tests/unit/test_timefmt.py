@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.timefmt import format_duration, format_rfc3339, parse_duration, parse_rfc3339, parse_when
+from app.core.timefmt import format_duration, format_rfc3339, parse_duration, parse_rfc3339, parse_when
 from tests.conftest import START
 
 

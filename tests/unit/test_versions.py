@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.posture.versions import compare_versions, parse_ts_version, release_track
+from app.tailnet.versions import compare_versions, parse_ts_version, release_track
 
 
 @pytest.mark.parametrize(

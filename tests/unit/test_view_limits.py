@@ -18,14 +18,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.access.models import RequestStatus
 from app.access.outbox import ChannelProblem
-from app.access.profiles import Profile
-from app.access.requests import AccessRequest
+from app.access.read_model import AccessRequest
+from app.access.tables import RequestStatus
+from app.config.profiles import Profile
+from app.config.settings import Config
 from app.posture.check import DeviceCheck, RuleCheck
 from app.posture.model import Condition, ConditionResult, Op, PostureResult
 from app.posture.policy import Rule
-from app.settings import Config
+from app.slack.device_index import DeviceMatches
 from app.slack.ids import ActionId, BlockId
 from app.slack.views.blockkit import ELLIPSIS, MORE_VALUE, cut, escape, slack_length, user
 from app.slack.views.delivery import admin_alert, channel_problem_blocks
@@ -35,7 +36,6 @@ from app.slack.views.posture import STATUS_CARD_MAX, connect_modal, status_card,
 from app.slack.views.posture_check import attrs_blocks, check_blocks
 from app.slack.views.request_message import Audience, channel_post, notice, request_message
 from app.slack.views.request_modal import RequestDraft, deny_modal, notice_modal, read_form, request_modal
-from app.tailnet.index import DeviceMatches
 from app.tailnet.models import AttributeSet, Device
 from app.vendors.base import CredentialField
 from app.vendors.registry import vendors

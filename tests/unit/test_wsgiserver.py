@@ -1,4 +1,4 @@
-"""accessbot's additions to waitress (``app.wsgiserver``), in-process on 127.0.0.1: eviction at the connection
+"""accessbot's additions to waitress (``app.web.server``), in-process on 127.0.0.1: eviction at the connection
 limit, the request deadline, JSON refusals, the limits' validation and a graceful shutdown."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.wsgiserver import HttpServer, ServerLimits, make_server
+from app.web.server import HttpServer, ServerLimits, make_server
 
 
 def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:

@@ -13,8 +13,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.access.errors import AccessError
-from app.access.models import RequestStatus
-from app.access.requests import AccessRequest
+from app.access.read_model import AccessRequest
+from app.access.tables import RequestStatus
+from app.core.timefmt import format_duration
 from app.slack.context import SlackContext
 from app.slack.ids import ActionId
 from app.slack.listeners.home import publish_home
@@ -23,7 +24,6 @@ from app.slack.listeners.request_modal import open_request_modal, refresh_for_pr
 from app.slack.views.common import escape
 from app.slack.views.request_message import attribute_text
 from app.slack.views.request_modal import RequestDraft, deny_modal, notice_modal
-from app.timefmt import format_duration
 
 log = logging.getLogger(__name__)
 

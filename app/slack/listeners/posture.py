@@ -10,10 +10,10 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from app import audit
 from app.access.errors import AccessError
 from app.access.outbox import open_channel_problems
-from app.settings import ConfigError
+from app.config.settings import ConfigError
+from app.db import audit
 from app.slack.context import SlackContext
 from app.slack.ids import CallbackId
 from app.slack.listeners.replies import Reply, tell

@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.access.errors import AccessError
-from app.access.profiles import Profile
+from app.config.profiles import Profile
 from app.slack.context import SlackContext
 from app.slack.listeners.replies import tell
 from app.slack.views.request_modal import RequestDraft, read_form, request_modal

@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.access.errors import AccessError, SubmissionInvalid
-from app.access.requests import AccessRequest
+from app.access.read_model import AccessRequest
 from app.slack.context import SlackContext
 from app.slack.ids import ActionId, BlockId, CallbackId
 from app.slack.listeners.replies import tell

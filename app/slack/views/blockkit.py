@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.timefmt import format_rfc3339
+from app.core.timefmt import format_rfc3339
 
 Block = dict[str, Any]
 

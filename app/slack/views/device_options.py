@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.slack.device_index import DeviceMatches
 from app.slack.views.blockkit import (
     OPTION_TEXT_MAX,
     OPTION_VALUE_MAX,
@@ -17,7 +18,6 @@ from app.slack.views.blockkit import (
     option_group,
     slack_length,
 )
-from app.tailnet.index import DeviceMatches
 from app.tailnet.models import Device
 
 MAX_OPTIONS = OPTIONS_MAX

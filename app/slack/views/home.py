@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.access.models import RequestStatus
-from app.access.requests import AccessRequest
+from app.access.read_model import AccessRequest
+from app.access.tables import RequestStatus
+from app.core.timefmt import format_duration
 from app.slack.ids import ActionId
 from app.slack.views.blockkit import (
     Block,
@@ -23,7 +24,6 @@ from app.slack.views.blockkit import (
     when,
 )
 from app.slack.views.request_message import LABEL_LIMIT, REASON_LIMIT, attribute_text, status_line, time_left
-from app.timefmt import format_duration
 
 MAX_PER_LIST = 15
 """Items shown per list: with headers and "…and N more" lines the lists take 83 blocks at most, 90 with an

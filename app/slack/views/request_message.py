@@ -12,8 +12,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from app.access.models import RequestStatus
-from app.access.requests import AccessRequest
+from app.access.read_model import AccessRequest
+from app.access.tables import RequestStatus
+from app.core.timefmt import format_duration
 from app.slack.ids import ActionId, BlockId
 from app.slack.views.blockkit import (
     Block,
@@ -27,7 +28,6 @@ from app.slack.views.blockkit import (
     user,
     when,
 )
-from app.timefmt import format_duration
 
 LABEL_LIMIT = 200
 """Room for a profile label or device name inside a sentence (escaped): a 3,000-character description must

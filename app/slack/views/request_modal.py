@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from app.access.profiles import Profile
+from app.config.profiles import Profile
+from app.core.timefmt import format_duration
 from app.slack.ids import ActionId, BlockId, CallbackId
 from app.slack.views.blockkit import (
     MORE_VALUE,
@@ -26,7 +27,6 @@ from app.slack.views.blockkit import (
 from app.slack.views.device_options import device_option
 from app.slack.views.request_message import LABEL_LIMIT
 from app.tailnet.models import Device
-from app.timefmt import format_duration
 
 TITLE = "Request access"  # ≤ 24 characters
 REASON_MAX_LENGTH = 200

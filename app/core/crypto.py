@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.config.settings import ConfigError, Settings
 from app.db import normalize_url
-from app.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 

@@ -140,7 +140,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class LogSettings(Protocol):
-    """What ``configure_logging`` reads from ``app.settings.Settings``."""
+    """What ``configure_logging`` reads from ``app.config.settings.Settings``."""
 
     log_format: str
     log_level: str

@@ -17,10 +17,10 @@ from pydantic import (
     model_validator,
 )
 
+from app.core.timefmt import format_duration, parse_duration
 from app.tailnet import rules
 from app.tailnet.errors import RuleViolation
 from app.tailnet.models import AttributeValue
-from app.timefmt import format_duration, parse_duration
 
 DEFAULT_DURATIONS = ("30m", "1h", "2h", "4h", "8h")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from app.clock import Clock, utcnow
+from app.core.clock import Clock, utcnow
 from app.tailnet.models import Device
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.access.profiles import Profile, as_duration
-from app.logs import parse_log_format, parse_log_level
-from app.tailnet.proxies import parse_proxies
-from app.timefmt import parse_duration
+from app.config.profiles import Profile, as_duration
+from app.core.logs import parse_log_format, parse_log_level
+from app.core.proxies import parse_proxies
+from app.core.timefmt import parse_duration
 
 DEFAULT_CONFIG_FILE = "accessbot.yml"
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     """When set, ``GET /metrics`` needs ``Authorization: Bearer <token>`` (every server of the process)."""
     trusted_proxies: str = Field("", alias="TRUSTED_PROXIES")
     """Comma-separated IPs/networks of reverse proxies whose ``X-Forwarded-For`` the built-in API believes."""
-    # Limits of every HTTP listener (app.wsgiserver.ServerLimits; README "Operations")
+    # Limits of every HTTP listener (app.web.server.ServerLimits; README "Operations")
     http_threads: int = Field(8, alias="HTTP_THREADS", ge=1, le=256)
     http_connection_limit: int = Field(4096, alias="HTTP_CONNECTION_LIMIT", ge=16, le=1_000_000)
     http_backlog: int = Field(2048, alias="HTTP_BACKLOG", ge=16, le=65535)

@@ -44,7 +44,7 @@ METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
 OUTBOX_PENDING = "accessbot_outbox_pending"
 
-# audit action (app.access.requests.AccessAudit value) → grant outcome label
+# audit action (app.access.read_model.AccessAudit value) → grant outcome label
 ACCESS_OUTCOMES = {
     "Access granted": "granted",
     "Access grant failed": "failed",

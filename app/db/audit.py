@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from app.core.timefmt import format_rfc3339
 from app.db import Database
-from app.db.models import AuditEventRow
-from app.timefmt import format_rfc3339
+from app.db.tables import AuditEventRow
 
 
 class AuditAction(StrEnum):

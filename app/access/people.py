@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from app.access.profiles import Profile
+from app.config.profiles import Profile
 
 
 class Directory(Protocol):
