@@ -1,6 +1,7 @@
 """What every EDR vendor module provides: a client that fetches a complete snapshot of agents.
 
-Adding a vendor is one file in this package defining ``SPEC: VendorSpec`` (see ``registry.py``).
+Adding a vendor is one module in this package defining ``SPEC: VendorSpec``, plus one line in
+``registry.VENDORS``.
 """
 
 from __future__ import annotations
@@ -76,13 +77,19 @@ class CredentialField:
 
 @dataclass(frozen=True, slots=True)
 class KnownAttribute:
-    """A posture attribute an integration writes: its key, type and, where fixed, its allowed values."""
+    """A posture attribute an integration writes: its key, type and, where fixed, its allowed values.
+
+    ``hints`` maps common wrong values to the value meant, for the policy linter (matched ignoring case,
+    spaces, ``-`` and ``_``). String similarity alone misleads: Huntress never writes ``Healthy``, and the
+    closest allowed spelling, ``Unhealthy``, means the opposite of what a rule comparing to ``Healthy`` wants.
+    """
 
     key: str
     type: str  # "string" | "number" | "boolean"
     values: tuple[str, ...] = ()
     description: str = ""
     version: bool = False  # ordered comparisons allowed (version strings)
+    hints: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

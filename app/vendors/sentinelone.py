@@ -248,6 +248,7 @@ SPEC = VendorSpec(
             "string",
             OPERATIONAL_STATES,
             description="Agent operational state; na means neither disabled nor corrupted (healthy)",
+            hints=dict.fromkeys(("healthy", "enabled", "active", "ok", "normal", "none", "n/a"), "na"),
         ),
         KnownAttribute("sentinelOne:activeThreats", "number", description="Number of active (unresolved) threats"),
         KnownAttribute(
