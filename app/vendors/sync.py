@@ -211,6 +211,12 @@ class SyncRunner:
         """
         return [self.run(vendor_id, only_if_due=True) for vendor_id in self.due()]
 
+    def known_vendors(self) -> frozenset[str]:
+        """Vendor ids a sync can run for (metrics label only these: an unknown id is not a vendor)."""
+        from app.vendors.registry import vendors
+
+        return frozenset(vendors())
+
     # -- one sync ------------------------------------------------------------------------------------
 
     @metrics.observe_sync
