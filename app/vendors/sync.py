@@ -29,6 +29,7 @@ from app.vendors.integrations import Integration, Integrations
 from app.vendors.lock import integration_lock
 from app.vendors.mapping import NamespaceMode, map_attributes, map_key
 from app.vendors.registry import vendor as vendor_spec
+from app.vendors.registry import vendors
 from app.vendors.tables import IntegrationRow, SyncStateRow
 
 log = logging.getLogger(__name__)
@@ -213,8 +214,6 @@ class SyncRunner:
 
     def known_vendors(self) -> frozenset[str]:
         """Vendor ids a sync can run for (metrics label only these: an unknown id is not a vendor)."""
-        from app.vendors.registry import vendors
-
         return frozenset(vendors())
 
     # -- one sync ------------------------------------------------------------------------------------
