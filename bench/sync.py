@@ -33,8 +33,7 @@ import resource
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,11 +47,12 @@ from app.db import Database
 from app.db.session import normalize_url
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, AttributeChanges, AttributeValue, Device
-from app.vendors import huntress, registry, sentinelone
+from app.vendors import huntress, sentinelone
 from app.vendors._http import SlidingWindowLimiter
 from app.vendors.base import Agent, Progress, VendorClient, VendorSpec
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode, map_key
+from app.vendors.registry import VendorRegistry
 from app.vendors.sync import SyncReport, SyncRunner
 from tests.fakes.vendors import (
     HUNTRESS_KEY,
@@ -303,7 +303,7 @@ def changed_agents(
 # -- vendor specs with a generous client-side limiter --------------------------------------------------------------
 
 
-def bench_specs(watch: Stopwatch) -> dict[str, VendorSpec]:
+def bench_specs(watch: Stopwatch) -> VendorRegistry:
     """The real specs, with clients that may start 10**6 requests a minute (the fakes do not rate-limit)."""
 
     def build_huntress(values: Any) -> TimedClient:
@@ -319,20 +319,12 @@ def bench_specs(watch: Stopwatch) -> dict[str, VendorSpec]:
     def build_s1(values: Any) -> TimedClient:
         return TimedClient(sentinelone.SentinelOneClient(values["url"], values["api_token"]), watch)
 
-    return {
-        "huntress": dataclasses.replace(huntress.SPEC, build=build_huntress),
-        "sentinelone": dataclasses.replace(sentinelone.SPEC, build=build_s1),
-    }
-
-
-@contextmanager
-def registry_replaced(specs: dict[str, VendorSpec]) -> Iterator[None]:
-    original = registry.vendors
-    registry.vendors = lambda: specs  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        registry.vendors = original  # type: ignore[assignment]
+    return VendorRegistry(
+        (
+            dataclasses.replace(huntress.SPEC, build=build_huntress),
+            dataclasses.replace(sentinelone.SPEC, build=build_s1),
+        )
+    )
 
 
 # -- running -----------------------------------------------------------------------------------------------------
@@ -377,7 +369,9 @@ class Bench:
         self.watch = Stopwatch()
         self.builtin = BuiltinTailnet(db)
         self.tailnet = TimedTailnet(self.builtin, self.watch)
-        self.integrations = Integrations(db, Cipher.from_secret("accessbot benchmark passphrase"))
+        self.integrations = Integrations(
+            db, Cipher.from_secret("accessbot benchmark passphrase"), vendors=bench_specs(self.watch)
+        )
         self.runner = SyncRunner(db, self.tailnet, self.integrations, mode=NamespaceMode.VENDOR)  # type: ignore[arg-type]
         self.failures: list[str] = []
 
@@ -425,7 +419,7 @@ class Bench:
     def vendor(
         self, vendor: str, fake: FakeHuntress | FakeSentinelOne, values: dict[str, str], agents: list[dict[str, Any]]
     ) -> None:
-        spec = registry.vendor(vendor)
+        spec = self.integrations.vendors.vendor(vendor)
         print(f"\n{spec.label}: {len(fake.agents):,} agents served from {fake.url}")
         self.integrations.add(vendor, values, actor="cli:bench")
         print(HEADER)
@@ -460,9 +454,7 @@ def run(db: Database, label: str, args: argparse.Namespace) -> list[str]:
     print("  agents:  " + ", ".join(f"{kind} {n:,}" for kind, n in fleet.agent_mix.items()))
     bench = Bench(db, args)
     bench.import_devices(fleet.devices)
-    watch = bench.watch
     with (
-        registry_replaced(bench_specs(watch)),
         FakeHuntress(fleet.huntress, rate_limit_per_minute=None) as fake_h,
         FakeSentinelOne(fleet.sentinelone) as fake_s1,
     ):

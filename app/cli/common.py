@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import signal
 import sys
 import threading
@@ -16,10 +17,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.config.settings import Settings, os_user
+from app.config.settings import Settings
 from app.core.clock import Clock, utcnow
 from app.runtime import Runtime, open_runtime
 from app.tailnet.models import Actor
+from app.vendors.registry import REGISTRY, VendorRegistry
 from app.web.server import HttpServer, ServerLimits, make_server
 
 console = Console()
@@ -27,6 +29,9 @@ err_console = Console(stderr=True)
 
 CLOCK: Clock = utcnow
 """The clock commands run on; tests replace it (monkeypatch) to control time."""
+
+VENDORS: VendorRegistry = REGISTRY
+"""The vendors commands know; tests replace it (monkeypatch) to add a test-only vendor."""
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
@@ -112,3 +117,16 @@ def print_json(data: Any) -> None:
 def exit_with(code: int) -> NoReturn:
     """Exit with ``code`` (typer-friendly)."""
     raise typer.Exit(code)
+
+
+def os_user() -> str:
+    """The operating-system user name, for ``cli:<user>`` audit actors."""
+    for var in ("USER", "LOGNAME", "USERNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return "unknown"

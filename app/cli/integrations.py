@@ -14,11 +14,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from app.cli import common
 from app.cli.common import cli_actor, console, fail, opened_runtime, print_json, print_table
 from app.core.crypto import Cipher, CipherError
 from app.core.timefmt import format_rfc3339
 from app.runtime import Runtime
-from app.vendors import registry
 from app.vendors.base import CredentialField, VendorSpec
 from app.vendors.integrations import Integration, IntegrationError, Integrations, vendor_spec
 from app.vendors.status import status_of
@@ -94,7 +94,7 @@ def _errors() -> Iterator[None]:
 
 
 def _service(rt: Runtime) -> Integrations:
-    return Integrations(rt.db, Cipher.from_settings(rt.settings), clock=rt.clock)
+    return Integrations(rt.db, Cipher.from_settings(rt.settings), clock=rt.clock, vendors=common.VENDORS)
 
 
 def _flag(name: str) -> str:
@@ -189,7 +189,7 @@ def add_cmd(
 ) -> None:
     """Connect a vendor account and request an immediate sync."""
     with _errors():
-        spec = vendor_spec(vendor)
+        spec = vendor_spec(vendor, common.VENDORS)
         flags = _flags(
             api_key=api_key, api_secret=api_secret, org_id=org_id, base_url=base_url, url=url, api_token=api_token
         )
@@ -224,7 +224,7 @@ def update_cmd(
 ) -> None:
     """Change some fields of a connected vendor account and request an immediate sync."""
     with _errors():
-        spec = vendor_spec(vendor)
+        spec = vendor_spec(vendor, common.VENDORS)
         flags = _flags(
             api_key=api_key, api_secret=api_secret, org_id=org_id, base_url=base_url, url=url, api_token=api_token
         )
@@ -303,7 +303,7 @@ def list_cmd(
 def vendors_cmd() -> None:
     """The vendors accessbot can connect to and their fields."""
     table = Table("vendor", "label", "field", "flag", "secret", "required", "help")
-    for spec in registry.vendors().values():
+    for spec in common.VENDORS.values():
         for spec_field in spec.fields:
             table.add_row(
                 Text(spec.id),

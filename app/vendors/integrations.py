@@ -27,8 +27,8 @@ from app.core.crypto import Cipher, CipherError
 from app.core.timefmt import format_rfc3339
 from app.db import Database, audit
 from app.db.audit import AuditAction
-from app.vendors import registry
 from app.vendors.base import CredentialField, VendorClient, VendorSpec
+from app.vendors.registry import REGISTRY, VendorRegistry
 from app.vendors.tables import IntegrationRow
 
 ENCRYPTED_NAMES_KEY = "_secret_fields"
@@ -104,12 +104,12 @@ def target(vendor_id: str) -> str:
     return f"integration/{vendor_id}"
 
 
-def vendor_spec(vendor_id: str) -> VendorSpec:
+def vendor_spec(vendor_id: str, vendors: VendorRegistry = REGISTRY) -> VendorSpec:
     """The spec of ``vendor_id`` (any case); ``IntegrationError`` listing the known vendor ids otherwise."""
     try:
-        return registry.vendor(vendor_id)
+        return vendors.vendor(vendor_id)
     except KeyError:
-        known = ", ".join(registry.vendors()) or "none are installed"
+        known = ", ".join(vendors) or "none are installed"
         raise IntegrationError(f"unknown vendor {vendor_id.strip()!r}; known vendors: {known}") from None
 
 
@@ -174,12 +174,18 @@ def validate(spec: VendorSpec, values: Mapping[str, str], *, partial: bool) -> d
 
 
 class Integrations:
-    """Add, update, remove and read integrations; every change is audited in the same transaction."""
+    """Add, update, remove and read integrations; every change is audited in the same transaction.
 
-    def __init__(self, db: Database, cipher: Cipher, *, clock: Clock = utcnow) -> None:
+    ``vendors``: the vendors integrations can be made for (tests pass their own).
+    """
+
+    def __init__(
+        self, db: Database, cipher: Cipher, *, clock: Clock = utcnow, vendors: VendorRegistry = REGISTRY
+    ) -> None:
         self._db = db
         self._cipher = cipher
         self._clock = clock
+        self.vendors = vendors
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -321,9 +327,8 @@ class Integrations:
 
     # -- helpers ----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _spec(vendor_id: str) -> VendorSpec:
-        return vendor_spec(vendor_id)
+    def _spec(self, vendor_id: str) -> VendorSpec:
+        return vendor_spec(vendor_id, self.vendors)
 
     @staticmethod
     def _already(spec: VendorSpec) -> str:
@@ -337,9 +342,8 @@ class Integrations:
         spec = self._spec(vendor)  # an unknown vendor is reported as such
         raise IntegrationError(f"{spec.label} is not connected; add it first")
 
-    @staticmethod
-    def _integration(row: IntegrationRow) -> Integration:
-        spec = registry.vendors().get(row.vendor)
+    def _integration(self, row: IntegrationRow) -> Integration:
+        spec = self.vendors.get(row.vendor)
         return Integration(
             id=row.id,
             vendor=row.vendor,

@@ -1,16 +1,16 @@
 """The posture sync: vendor agents → matched tailnet devices → only the attribute changes, in batches.
 
 A sync takes a complete snapshot of agents (or writes nothing), matches agents to devices by serial number,
-computes each matched device's attributes, diffs them with what is there, writes the changes with
-``set_many`` and removes the vendor's attributes from devices that no longer match.
+computes each matched device's attributes, diffs them with what is there (``app.vendors.plan``), writes the
+changes with ``set_many`` and removes the vendor's attributes from devices that no longer match.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,114 +22,21 @@ from app.core.crypto import CipherError
 from app.core.timefmt import format_rfc3339
 from app.db import Database
 from app.tailnet.errors import TailnetError
-from app.tailnet.models import Actor, AttributeChanges, AttributeValue, AttributeWrite, Device
+from app.tailnet.models import Actor, AttributeChanges, AttributeValue
 from app.tailnet.protocol import Tailnet
-from app.vendors.base import Agent, VendorAuthError, VendorError, VendorSpec
+from app.vendors.base import VendorAuthError, VendorError, VendorSpec
 from app.vendors.integrations import Integration, Integrations
 from app.vendors.lock import integration_lock
-from app.vendors.mapping import NamespaceMode, map_attributes, map_key
-from app.vendors.registry import vendor as vendor_spec
-from app.vendors.registry import vendors
+from app.vendors.mapping import NamespaceMode, map_key
+from app.vendors.plan import plan_sync
 from app.vendors.tables import IntegrationRow, SyncStateRow
 
 log = logging.getLogger(__name__)
 
 AUTH_PAUSE = timedelta(hours=24)
-PLACEHOLDER_SERIALS = frozenset(
-    s.casefold()
-    for s in ("To Be Filled By O.E.M.", "System Serial Number", "Default string", "Not Specified", "0", "None", "")
-)
 
 SyncProgress = Callable[[str, int, int | None], None]
 """Called as (stage, done, total): stages "agents" and "writes"."""
-
-
-def normalize_serial(serial: str | None) -> str | None:
-    """Trimmed and case-folded; ``None`` for missing and firmware placeholder serials."""
-    if serial is None:
-        return None
-    folded = serial.strip().casefold()
-    return None if folded in PLACEHOLDER_SERIALS else folded
-
-
-def best_agent(agents: Iterable[Agent]) -> Agent:
-    """Of several agents for one serial (reinstalls): active, not decommissioned, most recently seen."""
-
-    def rank(agent: Agent) -> tuple[bool, bool, float]:
-        seen = agent.last_seen.timestamp() if agent.last_seen is not None else float("-inf")
-        return (agent.active and not agent.decommissioned, not agent.decommissioned, seen)
-
-    return max(agents, key=rank)
-
-
-def _same(a: AttributeValue | None, b: AttributeValue | None) -> bool:
-    return type(a) is type(b) and a == b
-
-
-@dataclass
-class SyncPlan:
-    """What a sync will change, and the counts an admin needs to trust it."""
-
-    changes: AttributeChanges = field(default_factory=dict)
-    agents: int = 0
-    agents_without_serial: int = 0
-    duplicate_serials_resolved: int = 0
-    devices: int = 0
-    devices_with_identity: int = 0
-    devices_without_identity: int = 0
-    matches: int = 0
-    sets: int = 0
-    deletes: int = 0
-
-
-def plan_sync(
-    spec: VendorSpec,
-    devices: list[Device],
-    agents: list[Agent],
-    current: Mapping[str, Mapping[str, AttributeValue]],
-    mode: NamespaceMode,
-) -> SyncPlan:
-    """Match agents to devices and diff the wanted attributes with ``current`` (device id → key → value)."""
-    plan = SyncPlan(agents=len(agents), devices=len(devices))
-    owned = {map_key(a.key, mode) for a in spec.attributes}
-    by_serial: dict[str, list[Agent]] = {}
-    for agent in agents:
-        serial = normalize_serial(agent.serial)
-        if serial is None:
-            plan.agents_without_serial += 1
-            continue
-        by_serial.setdefault(serial, []).append(agent)
-    chosen: dict[str, Agent] = {}
-    for serial, group in by_serial.items():
-        chosen[serial] = best_agent(group)
-        plan.duplicate_serials_resolved += len(group) - 1
-    existing_ids = set()
-    for device in devices:
-        existing_ids.add(device.id)
-        serials = [] if device.posture_identity_disabled else [normalize_serial(s) for s in device.serial_numbers]
-        serials = [s for s in serials if s]
-        wanted: dict[str, AttributeValue] = {}
-        if serials:
-            plan.devices_with_identity += 1
-            candidates = [chosen[s] for s in serials if s in chosen]
-            if candidates:
-                plan.matches += 1
-                agent = best_agent(candidates)
-                wanted = {k: v for k, v in map_attributes(agent.attributes, mode).items() if k in owned}
-        else:
-            plan.devices_without_identity += 1
-        have = {k: v for k, v in current.get(device.id, {}).items() if k in owned}
-        diff: dict[str, AttributeWrite | None] = {}
-        for key, value in sorted(wanted.items()):
-            if key not in have or not _same(have[key], value):
-                diff[key] = AttributeWrite(value)
-                plan.sets += 1
-        for key in sorted(set(have) - set(wanted)):
-            diff[key] = None
-            plan.deletes += 1
-        if diff:
-            plan.changes[device.id] = diff
-    return plan
 
 
 @dataclass
@@ -214,7 +121,7 @@ class SyncRunner:
 
     def known_vendors(self) -> frozenset[str]:
         """Vendor ids a sync can run for (metrics label only these: an unknown id is not a vendor)."""
-        return frozenset(vendors())
+        return frozenset(self.integrations.vendors)
 
     # -- one sync ------------------------------------------------------------------------------------
 
@@ -225,7 +132,7 @@ class SyncRunner:
         ``only_if_due``: skip it unless it is still due once the lock is held (the scheduler's runs).
         """
         integration = self.integrations.get(vendor_id)
-        spec = vendor_spec(integration.vendor)
+        spec = self.integrations.vendors.vendor(integration.vendor)
         started = self.clock()
         report = SyncReport(spec.id, spec.label, "skipped", format_rfc3339(started), namespace_mode=self.mode)
         with integration_lock(self.db, integration.id, self.clock) as held:
@@ -256,25 +163,7 @@ class SyncRunner:
                 log.exception("sync of %s failed", spec.id)
                 self._fail(integration, report, f"unexpected error: {exc.__class__.__name__}", pause=False)
             else:
-                now = self.clock()
-                report.result = "ok"
-                report.finished_at = format_rfc3339(now)
-                self._mark(
-                    integration.id,
-                    last_sync_finished_at=now,
-                    last_success_at=now,
-                    last_result="ok",
-                    last_error=None,
-                    last_report=report.to_json(),
-                )
-                log.info(
-                    "sync %s: %s; %d set, %d deleted in %d calls",
-                    spec.id,
-                    report.summary,
-                    report.sets,
-                    report.deletes,
-                    report.write_calls,
-                )
+                self._succeed(integration, report)
         return report
 
     def disconnect(self, vendor_id: str, *, actor: str) -> int:
@@ -288,7 +177,7 @@ class SyncRunner:
     def clear(self, vendor_id: str) -> int:
         """Delete every attribute the integration owns from every device (before disconnecting it)."""
         integration = self.integrations.get(vendor_id)
-        spec = vendor_spec(integration.vendor)
+        spec = self.integrations.vendors.vendor(integration.vendor)
         owned = {map_key(a.key, self.mode) for a in spec.attributes}
         current = self._current(integration, owned)
         changes: AttributeChanges = {
@@ -380,6 +269,27 @@ class SyncRunner:
                         session.add(
                             SyncStateRow(integration_id=integration_id, device_id=device_id, key=key, value=write.value)
                         )
+
+    def _succeed(self, integration: Integration, report: SyncReport) -> None:
+        now = self.clock()
+        report.result = "ok"
+        report.finished_at = format_rfc3339(now)
+        self._mark(
+            integration.id,
+            last_sync_finished_at=now,
+            last_success_at=now,
+            last_result="ok",
+            last_error=None,
+            last_report=report.to_json(),
+        )
+        log.info(
+            "sync %s: %s; %d set, %d deleted in %d calls",
+            report.vendor,
+            report.summary,
+            report.sets,
+            report.deletes,
+            report.write_calls,
+        )
 
     def _fail(self, integration: Integration, report: SyncReport, message: str, *, pause: bool) -> None:
         now = self.clock()

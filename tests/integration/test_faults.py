@@ -29,7 +29,8 @@ from slack_sdk import WebClient
 from sqlalchemy import event, func, select
 
 from app.access.tables import NotificationRow, RequestStatus, VoteRow
-from app.config.settings import ConfigSource, Settings
+from app.config.settings import Settings
+from app.config.source import ConfigSource
 from app.core.clock import FrozenClock
 from app.core.crypto import Cipher
 from app.db import Database, audit
@@ -46,10 +47,11 @@ from app.tailnet.errors import TailnetUnavailable
 from app.tailnet.http import RetryPolicy
 from app.tailnet.models import Actor, Device
 from app.tailnet.tailscale import TailscaleTailnet
-from app.vendors import huntress, registry
+from app.vendors import huntress
 from app.vendors._http import RetryPolicy as VendorRetryPolicy
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
+from app.vendors.registry import VendorRegistry
 from app.vendors.sync import SyncRunner
 from app.web.server import HttpServer, make_server
 from app.wsgi import make_wsgi
@@ -533,17 +535,19 @@ def test_a_vote_while_the_database_is_locked_is_refused_clearly_and_nothing_is_s
 
 
 def test_a_sync_against_a_stalling_vendor_fails_transiently_writes_nothing_and_the_next_run_succeeds(
-    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+    db: Database, clock: FrozenClock
 ) -> None:
     def build(values: Any) -> huntress.HuntressClient:  # production's client, with a short timeout and no waits
         return huntress.HuntressClient(
             values["api_key"], values["api_secret"], base_url=values["base_url"], timeout=0.3, sleep=lambda _s: None
         )
 
-    monkeypatch.setattr(registry, "vendors", lambda: {"huntress": dataclasses.replace(huntress.SPEC, build=build)})
     builtin = BuiltinTailnet(db, clock=clock)
     device = builtin.add_device(name="host0", user="u0@example.com", serial_numbers=["SER-0"], actor=Actor("cli:x"))
-    integrations = Integrations(db, Cipher.from_secret("a test passphrase of some length"), clock=clock)
+    vendors = VendorRegistry([dataclasses.replace(huntress.SPEC, build=build)])
+    integrations = Integrations(
+        db, Cipher.from_secret("a test passphrase of some length"), clock=clock, vendors=vendors
+    )
     runner = SyncRunner(db, builtin, integrations, mode=NamespaceMode.VENDOR, clock=clock)
     with FakeHuntress([huntress_agent(0, "SER-0")], rate_limit_per_minute=None) as fake:
         values = {"api_key": HUNTRESS_KEY, "api_secret": HUNTRESS_SECRET, "base_url": fake.url}

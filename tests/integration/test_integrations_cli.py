@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -22,9 +23,9 @@ from app.core.clock import FrozenClock
 from app.core.crypto import Cipher, CipherError
 from app.db import Database, audit
 from app.db.audit import AuditAction
-from app.vendors import registry
 from app.vendors.base import Agent, CredentialField, KnownAttribute, Progress, VendorSpec
 from app.vendors.integrations import Integration, IntegrationError, Integrations
+from app.vendors.registry import REGISTRY, VendorRegistry
 from app.vendors.tables import IntegrationRow, SyncStateRow
 from tests.clitools import Run, failed, invoker, ok
 from tests.conftest import PG_URL, START
@@ -76,15 +77,25 @@ ACME = VendorSpec(
 
 
 @pytest.fixture
-def acme(monkeypatch: pytest.MonkeyPatch) -> VendorSpec:
-    """Register only the Acme test vendor."""
-    monkeypatch.setattr(registry, "vendors", lambda: {"acme": ACME})
+def acme() -> VendorSpec:
+    """The Acme test vendor: a test that asks for it runs with Acme as the only vendor (see ``vendors``)."""
     return ACME
 
 
 @pytest.fixture
-def real_vendors() -> dict[str, VendorSpec]:
-    specs = registry.vendors()
+def vendors(request: pytest.FixtureRequest) -> VendorRegistry:
+    """The vendors the service and the CLI know: only Acme in a test that asks for ``acme``, else the real ones."""
+    return VendorRegistry([ACME]) if "acme" in request.fixturenames else REGISTRY
+
+
+def with_vendors(db: Database, cipher: Cipher, clock: FrozenClock, *specs: VendorSpec) -> Integrations:
+    """The integrations service over the same database, knowing only ``specs``."""
+    return Integrations(db, cipher, clock=clock, vendors=VendorRegistry(specs))
+
+
+@pytest.fixture
+def real_vendors() -> VendorRegistry:
+    specs = REGISTRY
     if not {"huntress", "sentinelone"} <= set(specs):
         pytest.skip("the huntress and sentinelone vendor modules are not installed")
     return specs
@@ -111,8 +122,9 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str) -> None:
 
 
 @pytest.fixture
-def run(env: None, monkeypatch: pytest.MonkeyPatch, clock: FrozenClock) -> Run:
-    """Run ``accessbot ARGS`` in-process on the frozen clock; standard input is not a terminal."""
+def run(env: None, monkeypatch: pytest.MonkeyPatch, clock: FrozenClock, vendors: VendorRegistry) -> Run:
+    """Run ``accessbot ARGS`` in-process on the frozen clock with ``vendors``; standard input is not a terminal."""
+    monkeypatch.setattr(app.cli.common, "VENDORS", vendors)
     return invoker(monkeypatch, clock)
 
 
@@ -123,8 +135,8 @@ def cipher(env: None, db_url: str) -> Cipher:
 
 
 @pytest.fixture
-def service(db: Database, cipher: Cipher, clock: FrozenClock) -> Integrations:
-    return Integrations(db, cipher, clock=clock)
+def service(db: Database, cipher: Cipher, clock: FrozenClock, vendors: VendorRegistry) -> Integrations:
+    return Integrations(db, cipher, clock=clock, vendors=vendors)
 
 
 def raw_integration(db: Database, vendor: str) -> dict[str, Any]:
@@ -153,7 +165,7 @@ def add_huntress(run: Run, *extra: str) -> str:
 
 
 def test_add_huntress_stores_settings_in_clear_and_secrets_encrypted(
-    run: Run, db: Database, cipher: Cipher, real_vendors: dict[str, VendorSpec]
+    run: Run, db: Database, cipher: Cipher, real_vendors: VendorRegistry
 ) -> None:
     out = add_huntress(run, "--org-id", " 42 ")
     assert "connected Huntress (huntress)" in out
@@ -606,7 +618,7 @@ def test_service_add_validates_against_the_spec(service: Integrations, acme: Ven
     assert service.list() == []
 
 
-def test_service_secret_url_fields_are_not_echoed(service: Integrations, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_secret_url_fields_are_not_echoed(db: Database, cipher: Cipher, clock: FrozenClock) -> None:
     spec = VendorSpec(
         id="hooked",
         label="Hooked",
@@ -615,7 +627,7 @@ def test_service_secret_url_fields_are_not_echoed(service: Integrations, monkeyp
         attributes=(),
         build=_build_acme,
     )
-    monkeypatch.setattr(registry, "vendors", lambda: {"hooked": spec})
+    service = with_vendors(db, cipher, clock, spec)
     with pytest.raises(IntegrationError) as info:
         service.add("hooked", {"webhook_url": "not-a-url-SECRET"}, actor="t")
     assert "SECRET" not in info.value.message
@@ -666,14 +678,10 @@ def test_service_add_and_update_request_a_sync(
 
 
 def test_service_client_of_unusable_values_is_an_integration_error(
-    service: Integrations, acme: VendorSpec, monkeypatch: pytest.MonkeyPatch
+    service: Integrations, acme: VendorSpec, db: Database, cipher: Cipher, clock: FrozenClock
 ) -> None:
     service.add("acme", acme_values(), actor="t")
-    monkeypatch.setattr(
-        registry,
-        "vendors",
-        lambda: {"acme": VendorSpec(**{**ACME.__dict__, "build": _refuse})},  # type: ignore[arg-type]
-    )
+    service = with_vendors(db, cipher, clock, dataclasses.replace(ACME, build=_refuse))
     with pytest.raises(IntegrationError, match="the stored Acme EDR settings cannot be used: nope"):
         service.client("acme")
 
@@ -691,10 +699,10 @@ def test_service_remove_returns_what_was_removed(service: Integrations, acme: Ve
 
 
 def test_service_lists_an_integration_whose_vendor_module_is_gone(
-    service: Integrations, acme: VendorSpec, monkeypatch: pytest.MonkeyPatch
+    service: Integrations, acme: VendorSpec, db: Database, cipher: Cipher, clock: FrozenClock
 ) -> None:
     service.add("acme", acme_values(), actor="t")
-    monkeypatch.setattr(registry, "vendors", dict)
+    service = with_vendors(db, cipher, clock)  # no vendor knows it any more
     assert [(i.vendor, i.label) for i in service.list()] == [("acme", "acme")]
     with pytest.raises(IntegrationError, match="unknown vendor 'acme'; known vendors: none"):
         service.client("acme")
@@ -720,7 +728,7 @@ def test_a_group_readable_key_file_is_one_error_line(run: Run, tmp_path: Path, r
 
 
 def test_done_when_add_both_vendors_sync_twice_and_status(
-    run: Run, real_vendors: dict[str, VendorSpec], db: Database, clock: FrozenClock
+    run: Run, real_vendors: VendorRegistry, db: Database, clock: FrozenClock
 ) -> None:
     """Issue 4's done-when: add both integrations, `accessbot sync` writes exactly the matched devices' attributes,
     a second sync writes nothing, and `integrations status --json` reports the counts."""

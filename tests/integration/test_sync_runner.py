@@ -16,9 +16,10 @@ from app.core.crypto import Cipher
 from app.db import Database, audit
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, Device
-from app.vendors import huntress, registry, sentinelone
+from app.vendors import huntress, sentinelone
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
+from app.vendors.registry import VendorRegistry
 from app.vendors.status import status_of
 from app.vendors.sync import SyncRunner
 from app.vendors.tables import SyncStateRow
@@ -39,8 +40,8 @@ def _noop(_seconds: float) -> None:
     return None
 
 
-@pytest.fixture(autouse=True)
-def fast_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def fast_vendors() -> VendorRegistry:
     """The real vendor specs, with clients that do not sleep between retries."""
 
     def build_huntress(values: Any) -> huntress.HuntressClient:
@@ -56,11 +57,12 @@ def fast_clients(monkeypatch: pytest.MonkeyPatch) -> None:
     def build_s1(values: Any) -> sentinelone.SentinelOneClient:
         return sentinelone.SentinelOneClient(values["url"], values["api_token"], sleep=_noop, page_size=2)
 
-    specs = {
-        "huntress": dataclasses.replace(huntress.SPEC, build=build_huntress),
-        "sentinelone": dataclasses.replace(sentinelone.SPEC, build=build_s1),
-    }
-    monkeypatch.setattr(registry, "vendors", lambda: specs)
+    return VendorRegistry(
+        (
+            dataclasses.replace(huntress.SPEC, build=build_huntress),
+            dataclasses.replace(sentinelone.SPEC, build=build_s1),
+        )
+    )
 
 
 @pytest.fixture
@@ -76,8 +78,8 @@ def fake_s1() -> Iterator[FakeSentinelOne]:
 
 
 @pytest.fixture
-def integrations(db: Database, clock: FrozenClock) -> Integrations:
-    return Integrations(db, Cipher.from_secret("a test passphrase of some length"), clock=clock)
+def integrations(db: Database, clock: FrozenClock, fast_vendors: VendorRegistry) -> Integrations:
+    return Integrations(db, Cipher.from_secret("a test passphrase of some length"), clock=clock, vendors=fast_vendors)
 
 
 @pytest.fixture

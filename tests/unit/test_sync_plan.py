@@ -10,7 +10,7 @@ import pytest
 from app.tailnet.models import AttributeWrite, Device
 from app.vendors.base import Agent, KnownAttribute, VendorSpec
 from app.vendors.mapping import NamespaceMode, custom_key, custom_value, map_attributes
-from app.vendors.sync import best_agent, normalize_serial, plan_sync
+from app.vendors.plan import best_agent, normalize_serial, plan_sync
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SPEC = VendorSpec(
