@@ -1,8 +1,9 @@
-"""The one table of posture attributes accessbot knows (FACTS §2 and §3), with value hints for lint.
+"""The one table of posture attributes accessbot knows, with value hints for lint.
 
-It holds Tailscale's built-in ``node:`` and ``ip:`` attributes, every vendor's ``SPEC.attributes`` from the
-registry, and the ``custom:<namespace>_<name>`` form each vendor attribute takes on a real tailnet (its
-allowed values mapped with ``app.vendors.mapping``, exactly as the sync writes them).
+Tailscale's own ``node:`` and ``ip:`` attributes are declared here. Every vendor's attributes, with their
+allowed values and hints, come from its ``SPEC`` in the vendor registry; each also appears in the
+``custom:<namespace>_<name>`` form it takes on a real tailnet (its allowed values and hints mapped with
+``app.vendors.mapping``, exactly as the sync writes them).
 """
 
 from __future__ import annotations
@@ -15,12 +16,23 @@ from functools import cache
 from app.tailnet.models import CUSTOM_NAMESPACE
 from app.vendors.base import KnownAttribute
 from app.vendors.mapping import custom_key, custom_value
-from app.vendors.registry import vendors
+from app.vendors.registry import REGISTRY
 
 OS_NAMES = ("macos", "windows", "linux", "ios", "android", "freebsd", "openbsd", "illumos", "js")
 
+_OS_HINTS = {
+    "darwin": "macos",
+    "mac": "macos",
+    "osx": "macos",
+    "macosx": "macos",
+    "win": "windows",
+    "win32": "windows",
+    "win64": "windows",
+    "ipados": "ios",
+}
+
 BUILTIN_ATTRIBUTES: tuple[KnownAttribute, ...] = (
-    KnownAttribute("node:os", "string", OS_NAMES, description="Operating system of the device"),
+    KnownAttribute("node:os", "string", OS_NAMES, description="Operating system of the device", hints=_OS_HINTS),
     KnownAttribute("node:osVersion", "string", description="Operating system version", version=True),
     KnownAttribute("node:tsVersion", "string", description="Tailscale client version", version=True),
     KnownAttribute("node:tsReleaseTrack", "string", ("stable", "unstable"), description="Tailscale release track"),
@@ -28,48 +40,16 @@ BUILTIN_ATTRIBUTES: tuple[KnownAttribute, ...] = (
     KnownAttribute("node:tsStateEncrypted", "boolean", description="Whether Tailscale's state is encrypted"),
     KnownAttribute("ip:country", "string", description="Country of the device's IP (ISO 3166-1 alpha-2)"),
 )
+"""Tailscale's built-in attributes (``hints``: common wrong values → the value meant, see ``KnownAttribute``)."""
 
 VALUE_FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
     "ip:country": (re.compile(r"[A-Z]{2}"), "an ISO 3166-1 alpha-2 code in capitals, e.g. 'CA'"),
 }
 """Attributes whose values follow a pattern rather than a fixed list: pattern and how to describe it."""
 
-VALUE_HINTS: dict[str, dict[str, str]] = {
-    "huntress:defenderStatus": {
-        "healthy": "Protected",
-        "enabled": "Protected",
-        "active": "Protected",
-        "ok": "Protected",
-        "good": "Protected",
-        "compliant": "Protected",
-    },
-    "huntress:defenderPolicyStatus": {"noncompliant": "Non Compliant", "gpoconflict": "Gpo Conflict"},
-    "huntress:firewallStatus": {"on": "Enabled", "active": "Enabled", "off": "Disabled", "inactive": "Disabled"},
-    "sentinelOne:operationalState": {
-        "healthy": "na",
-        "enabled": "na",
-        "active": "na",
-        "ok": "na",
-        "normal": "na",
-        "none": "na",
-        "n/a": "na",
-    },
-    "node:os": {
-        "darwin": "macos",
-        "mac": "macos",
-        "osx": "macos",
-        "macosx": "macos",
-        "win": "windows",
-        "win32": "windows",
-        "win64": "windows",
-        "ipados": "ios",
-    },
-}
-"""Common wrong values → the value meant, matched case-insensitively (ignoring spaces, ``-`` and ``_``).
 
-String similarity alone misleads: Huntress never writes ``Healthy``, and the closest allowed spelling,
-``Unhealthy``, means the opposite of what a rule author comparing to ``Healthy`` wants (``Protected``).
-"""
+def _vendor_attributes() -> list[KnownAttribute]:
+    return [attribute for spec in REGISTRY.values() for attribute in spec.attributes]
 
 
 def _fold(text: str) -> str:
@@ -79,34 +59,35 @@ def _fold(text: str) -> str:
 @cache
 def _table() -> dict[str, KnownAttribute]:
     table: dict[str, KnownAttribute] = {a.key: a for a in BUILTIN_ATTRIBUTES}
-    for spec in vendors().values():
-        for attribute in spec.attributes:
-            table[attribute.key] = attribute
-            mapped_values = tuple(dict.fromkeys(v for v in map(custom_value, attribute.values) if isinstance(v, str)))
-            table[custom_key(attribute.key)] = replace(attribute, key=custom_key(attribute.key), values=mapped_values)
+    for attribute in _vendor_attributes():
+        table[attribute.key] = attribute
+        mapped_values = tuple(dict.fromkeys(v for v in map(custom_value, attribute.values) if isinstance(v, str)))
+        table[custom_key(attribute.key)] = replace(attribute, key=custom_key(attribute.key), values=mapped_values)
     return table
 
 
 @cache
 def _hints() -> dict[str, dict[str, str]]:
+    """Key → folded wrong value → value meant: each attribute's own hints, and for a vendor attribute's
+    ``custom:`` form its hints and its verbatim values, mapped as the sync maps values."""
     hints: dict[str, dict[str, str]] = {}
-    for key, table in VALUE_HINTS.items():
-        hints[key] = {_fold(wrong): right for wrong, right in table.items()}
-    for spec in vendors().values():
-        for attribute in spec.attributes:
-            if attribute.type != "string":
-                continue
-            mapped: dict[str, str] = {}
-            for wrong, right in hints.get(attribute.key, {}).items():
-                value = custom_value(right)
-                if isinstance(value, str):
-                    mapped[wrong] = value
-            for original in attribute.values:  # the vendor's spelling used on a mapped key
-                value = custom_value(original)
-                if isinstance(value, str):
-                    mapped.setdefault(_fold(original), value)
-            if mapped:
-                hints[custom_key(attribute.key)] = mapped
+    for attribute in (*BUILTIN_ATTRIBUTES, *_vendor_attributes()):
+        if attribute.hints:
+            hints[attribute.key] = {_fold(wrong): right for wrong, right in attribute.hints.items()}
+    for attribute in _vendor_attributes():
+        if attribute.type != "string":
+            continue
+        mapped: dict[str, str] = {}
+        for wrong, right in hints.get(attribute.key, {}).items():
+            value = custom_value(right)
+            if isinstance(value, str):
+                mapped[wrong] = value
+        for original in attribute.values:  # the vendor's spelling used on a mapped key
+            value = custom_value(original)
+            if isinstance(value, str):
+                mapped.setdefault(_fold(original), value)
+        if mapped:
+            hints[custom_key(attribute.key)] = mapped
     return hints
 
 
@@ -122,12 +103,12 @@ def known_attribute(key: str) -> KnownAttribute | None:
 
 def known_namespaces() -> set[str]:
     """``node``, ``ip``, ``custom`` and every vendor's namespace."""
-    return {"node", "ip", CUSTOM_NAMESPACE} | {spec.namespace for spec in vendors().values()}
+    return {"node", "ip", CUSTOM_NAMESPACE} | {spec.namespace for spec in REGISTRY.values()}
 
 
 def vendor_custom_prefixes() -> set[str]:
     """``custom:huntress_`` etc.: the prefixes of mapped vendor keys on a real tailnet."""
-    return {f"{CUSTOM_NAMESPACE}:{spec.namespace}_" for spec in vendors().values()}
+    return {f"{CUSTOM_NAMESPACE}:{spec.namespace}_" for spec in REGISTRY.values()}
 
 
 def similar_keys(key: str, limit: int = 3) -> list[str]:
@@ -153,7 +134,7 @@ def similar_namespace(namespace: str) -> str | None:
 def value_hint(key: str, value: str) -> str | None:
     """The allowed value of ``key`` that ``value`` was probably meant to be (``None`` if no good guess).
 
-    The explicit ``VALUE_HINTS`` table wins; then a case/spacing-insensitive match; then ``difflib``.
+    The attribute's own ``hints`` win; then a case/spacing-insensitive match; then ``difflib``.
     """
     attribute = known_attribute(key)
     if attribute is None or not attribute.values or value in attribute.values:
