@@ -441,3 +441,20 @@ def make_api(
     whose ``X-Forwarded-For`` names that address (default: nobody's, the peer is the client).
     """
     return TailnetApi(tailnet, AuthStore(db, clock=clock), limiter, proxies)
+
+
+def route_labels(routes: Iterable[Route], *paths: str) -> Callable[[WSGIEnvironment], str]:
+    """Metrics labels of the API's requests: the matching route template (``/api/v2/device/{device}``), else one
+    of ``paths`` (``/healthz``, ``/metrics``) as is, else ``other`` — never a raw path (unbounded labels)."""
+    patterns = list(routes)
+    fixed = frozenset(paths)
+
+    def label(environ: WSGIEnvironment) -> str:
+        segments = path_segments(environ)
+        for candidate in patterns:
+            if candidate.match(segments) is not None:
+                return "/" + "/".join(candidate.pattern)
+        path = environ.get("PATH_INFO", "")
+        return path if path in fixed else "other"
+
+    return label
