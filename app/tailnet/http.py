@@ -1,9 +1,9 @@
-"""The Tailscale API over HTTP: bounded retries with backoff, typed errors, and credentials.
+"""The Tailscale API over HTTP: typed errors and credentials on top of the shared retrying client.
 
-``RetryingSender`` sends one request with retries on 429, 5xx, timeouts and connection errors and maps
-failures to the errors of ``app.tailnet.errors``. ``ApiKeyCredentials`` and ``OAuthCredentials`` supply the
-``Authorization`` header; ``TailscaleClient`` joins the two and refreshes an OAuth token once on a 401.
-Secrets stay ``SecretStr`` until a request is built and are never logged.
+``RetryingSender`` sends one request through ``app.core.http.RetryingClient`` (retries, ``Retry-After``,
+time budget) and maps failures to the errors of ``app.tailnet.errors``. ``ApiKeyCredentials`` and
+``OAuthCredentials`` supply the ``Authorization`` header; ``TailscaleClient`` joins the two and refreshes an
+OAuth token once on a 401. Secrets stay ``SecretStr`` until a request is built and are never logged.
 """
 
 from __future__ import annotations
@@ -12,17 +12,16 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 from pydantic import SecretStr
 
 from app.core import metrics
 from app.core.clock import Clock, utcnow
+from app.core.http import Monotonic, RetryingClient, RetryPolicy, Sleep, Unanswered, describe_error
 from app.tailnet.errors import (
     AuthenticationError,
     InvalidRequest,
@@ -35,48 +34,9 @@ from app.tailnet.errors import (
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], None]
-
 OAUTH_ENDPOINT = "/api/v2/oauth/token"
 TOKEN_REFRESH_MARGIN = timedelta(minutes=5)
 DEFAULT_TOKEN_LIFETIME = 3600
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how long to wait: exponential backoff with full jitter, capped ``Retry-After``.
-
-    ``budget`` bounds one call in all (attempts, their timeouts and the waits between them), so a down or
-    hanging API cannot hold the caller (an approval in ``granting``) for much longer: each attempt's timeouts
-    are cut to what is left, and a wait that would leave less than ``min_attempt`` seconds is not taken.
-    """
-
-    max_attempts: int = 5
-    base: float = 0.5
-    cap: float = 30.0
-    retry_after_cap: float = 30.0
-    budget: float = 45.0
-    min_attempt: float = 1.0
-
-    def backoff(self, retry: int, rng: random.Random) -> float:
-        """Delay before retry number ``retry`` (0-based): uniform in [0, min(cap, base * 2**retry)]."""
-        return rng.uniform(0.0, min(self.cap, self.base * 2**retry))
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait per a ``Retry-After`` header (delta seconds or an HTTP-date); ``None`` if unusable."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
 
 
 def error_message(response: httpx.Response) -> str:
@@ -109,16 +69,11 @@ def status_error(response: httpx.Response, not_found: type[TailnetError], note: 
     return InvalidRequest(message, status=status)
 
 
-def _retryable_status(status: int) -> bool:
-    return status == 429 or status >= 500
-
-
-def _cut(timeout: float | None, left: float) -> float:
-    return left if timeout is None else min(timeout, left)
-
-
 class RetryingSender:
-    """Send requests through an ``httpx.Client``, retrying transient failures within a ``RetryPolicy``."""
+    """Send Tailscale API requests through a ``RetryingClient``; failures become ``TailnetError`` subclasses.
+
+    The policy defaults to ``RetryPolicy()``: at most 45 s per call, since an approval waits on it.
+    """
 
     def __init__(
         self,
@@ -128,14 +83,11 @@ class RetryingSender:
         sleep: Sleep = time.sleep,
         rng: random.Random | None = None,
         clock: Clock = utcnow,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Monotonic = time.monotonic,
     ) -> None:
-        self.client = client
-        self.policy = policy or RetryPolicy()
-        self.sleep = sleep
-        self.rng = rng or random.SystemRandom()
-        self.clock = clock
-        self.monotonic = monotonic
+        self.http = RetryingClient(
+            client, policy, name="Tailscale", sleep=sleep, monotonic=monotonic, clock=clock, rng=rng
+        )
 
     @metrics.count_api_errors(TailnetError, api="tailscale")
     def send(
@@ -145,69 +97,24 @@ class RetryingSender:
         *,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
-        json: Any = None,
+        json: object = None,
         data: Mapping[str, str] | None = None,
         not_found: type[TailnetError] = NotFound,
     ) -> httpx.Response:
         """Return the 2xx/3xx response, or raise the typed error once retries or the time budget are exhausted."""
-        attempts = self.policy.max_attempts
-        deadline = self.monotonic() + self.policy.budget
-        for attempt in range(1, attempts + 1):
-            try:
-                response = self.client.request(
-                    method, url, headers=headers, params=params, json=json, data=data, timeout=self._timeout(deadline)
-                )
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-                delay = self.policy.backoff(attempt - 1, self.rng)
-                if attempt == attempts or not self._fits(deadline, delay):
-                    raise TailnetUnavailable(
-                        f"Tailscale API did not answer {method} {url} after {attempt} attempts ({reason})"
-                    ) from exc
-                self._wait(method, url, reason, delay, attempt)
-                continue
-            except httpx.HTTPError as exc:
-                raise TailnetUnavailable(f"Tailscale API request {method} {url} failed: {exc}") from exc
-            if response.is_success or response.is_redirect:
-                return response
-            if not _retryable_status(response.status_code):
-                raise status_error(response, not_found)
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self.clock())
-            if retry_after is None:
-                delay = self.policy.backoff(attempt - 1, self.rng)
-            else:
-                delay = min(retry_after, self.policy.retry_after_cap)
-            if attempt == attempts or not self._fits(deadline, delay):
-                raise status_error(response, not_found, f" (gave up after {attempt} attempts)")
-            self._wait(method, url, f"HTTP {response.status_code}", delay, attempt)
-        raise AssertionError("unreachable")
-
-    def _fits(self, deadline: float, delay: float) -> bool:
-        """Whether waiting ``delay`` still leaves ``min_attempt`` seconds of the budget for one more attempt."""
-        return self.monotonic() + delay + self.policy.min_attempt <= deadline
-
-    def _timeout(self, deadline: float) -> httpx.Timeout:
-        """The client's timeouts, each cut to the time left in the budget."""
-        left = max(deadline - self.monotonic(), self.policy.min_attempt)
-        configured = self.client.timeout
-        return httpx.Timeout(
-            connect=_cut(configured.connect, left),
-            read=_cut(configured.read, left),
-            write=_cut(configured.write, left),
-            pool=_cut(configured.pool, left),
-        )
-
-    def _wait(self, method: str, url: str, reason: str, delay: float, attempt: int) -> None:
-        log.warning(
-            "Tailscale API %s %s: %s; retrying in %.2fs (attempt %d of %d)",
-            method,
-            url,
-            reason,
-            delay,
-            attempt,
-            self.policy.max_attempts,
-        )
-        self.sleep(delay)
+        try:
+            sent = self.http.send(method, url, headers=headers, params=params, json=json, data=data)
+        except Unanswered as exc:
+            reason = describe_error(exc.error)
+            raise TailnetUnavailable(
+                f"Tailscale API did not answer {method} {url} after {exc.attempts} attempts ({reason})"
+            ) from exc.error
+        except httpx.HTTPError as exc:
+            raise TailnetUnavailable(f"Tailscale API request {method} {url} failed: {exc}") from exc
+        response = sent.response
+        if response.is_success or response.is_redirect:
+            return response
+        raise status_error(response, not_found, f" ({sent.note})" if sent.note else "")
 
 
 class Credentials(Protocol):
@@ -312,7 +219,7 @@ class TailscaleClient:
         path: str,
         *,
         params: Mapping[str, str] | None = None,
-        json: Any = None,
+        json: object = None,
         not_found: type[TailnetError] = NotFound,
     ) -> httpx.Response:
         """Send ``method path`` with credentials; return the successful response or raise a typed error."""

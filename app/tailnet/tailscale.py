@@ -1,4 +1,4 @@
-"""The Tailscale adapter: the ``Tailnet`` interface over Tailscale's API v2 (FACTS §1).
+"""The Tailscale adapter: the ``Tailnet`` interface over Tailscale's API v2.
 
 Every key, value, expiry and comment is checked locally with the shared rules before anything is sent;
 a real tailnet accepts only ``custom:`` keys through the API. Each successful write is audited in
@@ -19,27 +19,19 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from app.config.settings import ConfigError, Settings
+from app.core.http import Monotonic, RetryPolicy, Sleep
 from app.core.clock import Clock, utcnow
 from app.core.timefmt import format_rfc3339, parse_rfc3339
 from app.db import Database, audit
 from app.db.audit import AuditAction
-from app.db.tables import AuditEventRow, RemoteExpiryRow
-from app.tailnet import rules
+from app.db.tables import AuditEventRow
+from app.tailnet import remote_expiry, rules
 from app.tailnet.devicejson import device_from_api
 from app.tailnet.errors import DeviceNotFound, NotFound, TailnetError
-from app.tailnet.http import (
-    ApiKeyCredentials,
-    Credentials,
-    OAuthCredentials,
-    RetryingSender,
-    RetryPolicy,
-    Sleep,
-    TailscaleClient,
-)
+from app.tailnet.http import ApiKeyCredentials, Credentials, OAuthCredentials, RetryingSender, TailscaleClient
 from app.tailnet.models import (
     CUSTOM_NAMESPACE,
     Actor,
@@ -50,7 +42,6 @@ from app.tailnet.models import (
     Device,
 )
 
-EXPIRY_ACTOR = "system:expiry"
 API_NAMESPACES = frozenset({CUSTOM_NAMESPACE})
 """The only namespace a real tailnet lets API clients write, whatever the actor."""
 
@@ -98,7 +89,9 @@ class TailscaleTailnet:
         policy: RetryPolicy | None = None,
         timeout: float = 30.0,
         http_client: httpx.Client | None = None,
+        monotonic: Monotonic = time.monotonic,
     ) -> None:
+        """``policy`` defaults to ``RetryPolicy()`` (45 s per call); ``monotonic`` measures its time budget."""
         self.db = db
         self.clock = clock
         self.tailnet = tailnet.strip() or "-"
@@ -107,7 +100,7 @@ class TailscaleTailnet:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={"User-Agent": "accessbot", "Accept": "application/json"},
         )
-        sender = RetryingSender(self._http, policy=policy, sleep=sleep, rng=rng, clock=clock)
+        sender = RetryingSender(self._http, policy=policy, sleep=sleep, rng=rng, clock=clock, monotonic=monotonic)
         credentials: Credentials
         if oauth_client_id and oauth_client_secret:
             credentials = OAuthCredentials(sender, oauth_client_id, _secret(oauth_client_secret), clock=clock)
@@ -224,8 +217,8 @@ class TailscaleTailnet:
         except NotFound:
             with self.db.session() as session:  # gone remotely: audit a passed expiry, forget the rest
                 now = self.clock()
-                self._expire(session, now, device_id, key)
-                self._forget(session, device_id, key)
+                remote_expiry.expire(session, now, device_id, key)
+                remote_expiry.forget(session, device_id, key)
             raise
         self._record([change], actor, comment)
 
@@ -291,7 +284,7 @@ class TailscaleTailnet:
     def purge_expired(self) -> int:
         """Audit every expiry accessbot set that has now passed (at its expiry time); return how many."""
         with self.db.session() as session:
-            return self._expire(session, self.clock())
+            return remote_expiry.expire(session, self.clock())
 
     # -- internals -----------------------------------------------------------------------------------
 
@@ -324,7 +317,7 @@ class TailscaleTailnet:
         with self.db.session() as session:
             now = self.clock()
             for change in changes:
-                self._expire(session, now, change.device_id, change.key)  # an older expiry passed first
+                remote_expiry.expire(session, now, change.device_id, change.key)  # an older expiry passed first
                 write = change.write
                 audit.record(
                     session,
@@ -344,62 +337,9 @@ class TailscaleTailnet:
                     },
                 )
                 if write is not None and write.expiry is not None:
-                    self._remember(session, change.device_id, change.key, write.value, write.expiry)
+                    remote_expiry.remember(session, change.device_id, change.key, write.value, write.expiry)
                 else:
-                    self._forget(session, change.device_id, change.key)
-
-    @staticmethod
-    def _remember(session: Session, device_id: str, key: str, value: AttributeValue, expiry: datetime) -> None:
-        """Upsert the expiry accessbot set on ``device_id``/``key``."""
-        dialect = session.get_bind().dialect.name
-        values = {"device_id": device_id, "key": key, "value": value, "expires_at": expiry}
-        if dialect in ("postgresql", "sqlite"):
-            if dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert
-            stmt = insert(RemoteExpiryRow).values(**values)
-            session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["device_id", "key"],
-                    set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
-                )
-            )
-        else:
-            session.merge(RemoteExpiryRow(**values))
-
-    @staticmethod
-    def _forget(session: Session, device_id: str, key: str) -> None:
-        session.execute(
-            delete(RemoteExpiryRow).where(RemoteExpiryRow.device_id == device_id, RemoteExpiryRow.key == key)
-        )
-
-    @staticmethod
-    def _expire(session: Session, now: datetime, device_id: str | None = None, key: str | None = None) -> int:
-        """Delete passed expiries (optionally of one attribute), auditing each at its expiry time."""
-        stmt = delete(RemoteExpiryRow).where(RemoteExpiryRow.expires_at <= now)
-        if device_id is not None and key is not None:
-            stmt = stmt.where(RemoteExpiryRow.device_id == device_id, RemoteExpiryRow.key == key)
-        gone = session.execute(
-            stmt.returning(
-                RemoteExpiryRow.device_id,
-                RemoteExpiryRow.key,
-                RemoteExpiryRow.value,
-                RemoteExpiryRow.expires_at,
-            )
-        ).all()
-        for gone_device, gone_key, value, expires_at in sorted(gone, key=lambda g: (g[3], g[0], g[1])):
-            audit.record(
-                session,
-                at=expires_at,
-                actor=EXPIRY_ACTOR,
-                action=AuditAction.UPDATE_NODE_ATTRIBUTE,
-                target=audit.attribute_target(gone_device, gone_key),
-                old=value,
-                new=None,
-                details={"device_id": gone_device, "key": gone_key, "change": "expire"},
-            )
-        return len(gone)
+                    remote_expiry.forget(session, change.device_id, change.key)
 
 
 def _secret(value: SecretStr | str) -> SecretStr:

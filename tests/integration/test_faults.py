@@ -34,6 +34,7 @@ from app.config.source import ConfigSource
 from app.core.clock import FrozenClock
 from app.core.crypto import Cipher
 from app.db import Database, audit
+from app.core.http import RetryPolicy
 from app.db.audit import AuditAction
 from app.db.session import is_locked
 from app.runtime import Runtime
@@ -44,7 +45,6 @@ from app.tailnet.api import make_api
 from app.tailnet.auth import AuthStore
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import TailnetUnavailable
-from app.tailnet.http import RetryPolicy
 from app.tailnet.models import Actor, Device
 from app.tailnet.tailscale import TailscaleTailnet
 from app.vendors import huntress
@@ -426,12 +426,17 @@ def test_a_down_or_hanging_tailnet_api_is_given_up_within_the_retry_budget(
         elapsed[0] += seconds
 
     tailnet = TailscaleTailnet(
-        db, api_key="tskey-api-test", clock=clock, sleep=sleep, rng=random.Random(3), http_client=client
+        db,
+        api_key="tskey-api-test",
+        clock=clock,
+        sleep=sleep,
+        rng=random.Random(3),
+        http_client=client,
+        monotonic=lambda: elapsed[0],
     )
-    tailnet.api.sender.monotonic = lambda: elapsed[0]
     with pytest.raises(TailnetUnavailable, match=f"after {attempts} attempts"):
         tailnet.set_attribute("12345", ATTRIBUTE, True, actor=Actor(BOB), expiry=clock() + timedelta(hours=1))
-    budget = RetryPolicy().budget
+    budget = RetryPolicy().budget  # the Tailscale adapter's default policy
     assert len(timeouts) == attempts and elapsed[0] <= budget
     assert all(t <= 30.0 for t in timeouts) and (scenario != "hanging" or timeouts[1] < 30.0)  # cut to what was left
     with db.session() as session:

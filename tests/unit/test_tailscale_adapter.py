@@ -1,7 +1,7 @@
 """The Tailscale adapter against a mocked API (respx): requests, retries, errors, OAuth, audit, expiries.
 
 Nothing here touches the network or sleeps: ``sleep`` records the delays and ``TopRng`` makes the jitter
-deterministic (it always picks the upper bound of full jitter).
+deterministic (it always picks the upper bound of the jitter).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def attr_path(device_id: str, key: str) -> str:
 
 
 class TopRng(random.Random):
-    """Always the upper bound of ``uniform``: full jitter's ceiling, so expected delays are exact."""
+    """Always the upper bound of ``uniform``: the jitter's ceiling, so expected delays are exact."""
 
     def uniform(self, a: float, b: float) -> float:
         return b
@@ -428,10 +428,10 @@ def test_429_then_success_backs_off_exponentially_without_retry_after(
     [
         ("7", 7.0),
         (format_datetime(START + timedelta(seconds=12), usegmt=True), 12.0),
-        ("3600", 30.0),  # capped (RetryPolicy.retry_after_cap)
+        ("2.5", 2.5),  # fractional seconds
         ("soon", 0.5),  # unusable: own backoff
     ],
-    ids=["seconds", "http-date", "capped", "garbage"],
+    ids=["seconds", "http-date", "fractional", "garbage"],
 )
 def test_429_honours_retry_after(
     ts: TailscaleTailnet, mock: respx.MockRouter, delays: list[float], retry_after: str, expected: float
@@ -447,6 +447,23 @@ def test_429_honours_retry_after(
 
 def test_429_exhausting_retries_is_rate_limited(
     ts: TailscaleTailnet, mock: respx.MockRouter, delays: list[float]
+def test_retry_after_longer_than_allowed_is_not_shortened_but_given_up_at_once(
+    ts: TailscaleTailnet, mock: respx.MockRouter, delays: list[float]
+) -> None:
+    """app.core.http: a Retry-After over ``max_retry_after`` (30 s) ends the call (it used to be cut to 30 s)."""
+    route = mock.get(DEVICES).respond(429, headers={"Retry-After": "3600"}, json={"message": "slow down"})
+    with pytest.raises(RateLimited, match=r"slow down \(asked to retry after 3600s, longer than 30s\)"):
+        ts.list_devices()
+    assert route.call_count == 1 and delays == []
+
+
+def test_408_is_retried(ts: TailscaleTailnet, mock: respx.MockRouter, delays: list[float]) -> None:
+    route = mock.get(DEVICES)
+    route.side_effect = [httpx.Response(408), httpx.Response(200, json={"devices": []})]
+    assert ts.list_devices() == []
+    assert route.call_count == 2 and delays == [0.5]
+
+
 ) -> None:
     route = mock.get(DEVICES).respond(429, json={"message": "slow down"})
     with pytest.raises(RateLimited, match="slow down") as info:
@@ -479,7 +496,7 @@ def test_5xx_exhausting_retries_is_unavailable(
     assert events(db) == [] and remote_expiries(db) == []  # nothing audited when the call fails
 
 
-def test_backoff_is_capped_and_fully_jittered(
+def test_backoff_is_capped_and_jittered(
     make: Callable[..., TailscaleTailnet], mock: respx.MockRouter, delays: list[float]
 ) -> None:
     mock.get(DEVICES).respond(503)
@@ -491,7 +508,7 @@ def test_backoff_is_capped_and_fully_jittered(
         make(policy=RetryPolicy(max_attempts=9), rng=random.Random(7)).list_devices()
     ceilings = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
     assert len(delays) == 8
-    assert all(0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))  # equal jitter (app.core.http)
     assert delays != ceilings  # really jittered
 
 
