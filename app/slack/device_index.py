@@ -1,10 +1,12 @@
-"""An in-memory, background-refreshed index of the tailnet's devices for type-ahead search.
+"""An in-memory index of the tailnet's devices for type-ahead search, refreshed by a scheduler job.
 
 Slack's ``external_select`` asks for options on every keystroke and wants an answer within 3 seconds, so
-the device picker must never fetch the whole device list per keystroke. ``DeviceIndex`` fetches it once,
-builds immutable search structures (a snapshot) and swaps them in atomically; readers take the current
-snapshot with one attribute read and never lock. ``refresh_if_stale`` starts at most one background
-refresh at a time and keeps answering from the old snapshot meanwhile.
+the device picker must never fetch the whole device list per keystroke. ``DeviceIndex`` fetches it, builds
+immutable search structures (a snapshot) and swaps them in with one assignment; readers take the current
+snapshot with one attribute read and never lock. ``refresh_if_stale`` is the scheduler's device-index job
+(``app.scheduler.add_access_jobs``, every 30 s): it refetches once the snapshot is ``max_age`` old, so
+answers may be up to ``max_age`` (plus one job interval) old. A request that finds the index never loaded
+loads it synchronously (``ensure_loaded``); nothing here starts a thread.
 
 Search is a case-insensitive *prefix* search: every device contributes tokens (full MagicDNS name, its
 first label, hostname, nodeId, id, each address, each tag with and without ``tag:``) to one sorted array,
@@ -17,9 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 from app.core.clock import Clock, utcnow
@@ -37,6 +40,9 @@ _MEMO_RANKS = 256
 _MEMO_ENTRIES = 2048
 """Memo entries per snapshot at most (a few MB in the worst case)."""
 _MAX_CHAR = 0x10FFFF
+
+RangeHead = Callable[[int, int], tuple[tuple[int, ...], bool]]
+"""``(lo, hi)`` -> the ``_MEMO_RANKS`` smallest distinct ranks of ``ranks[lo:hi]``, and whether that is all."""
 
 
 class DeviceSource(Protocol):
@@ -86,9 +92,24 @@ def device_tokens(device: Device) -> tuple[str, ...]:
     return tuple(sorted(tokens))
 
 
+def _range_head(ranks: list[int]) -> RangeHead:
+    """A bounded memo of the smallest ranks of big prefix ranges, for one snapshot's ``ranks``.
+
+    ``lru_cache`` is documented as thread-safe (its structure stays coherent under concurrent calls), so
+    readers on many threads share it without a lock of ours; it closes over ``ranks`` only, not the snapshot.
+    """
+
+    @lru_cache(maxsize=_MEMO_ENTRIES)
+    def head(lo: int, hi: int) -> tuple[tuple[int, ...], bool]:
+        unique = sorted(set(ranks[lo:hi]))
+        return tuple(unique[:_MEMO_RANKS]), len(unique) <= _MEMO_RANKS
+
+    return head
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class _Snapshot:
-    """Immutable search structures over one device list; ``memo`` is only a cache of derived answers."""
+    """Immutable search structures over one device list; ``head`` is a thread-safe memo of derived answers."""
 
     source: tuple[Device, ...]
     devices: tuple[Device, ...]
@@ -97,11 +118,7 @@ class _Snapshot:
     ranks: list[int]
     by_id: dict[str, int]
     by_owner: dict[str, tuple[int, ...]]
-    memo: dict[tuple[int, int], tuple[tuple[int, ...], bool]] = field(default_factory=dict)
-
-    @classmethod
-    def empty(cls) -> _Snapshot:
-        return cls((), (), (), [], [], {}, {})
+    head: RangeHead = field(repr=False)
 
     @classmethod
     def build(cls, devices: Iterable[Device]) -> _Snapshot:
@@ -125,14 +142,16 @@ class _Snapshot:
             by_id.setdefault(device.node_id, rank)
         # A stable sort by token keeps each token's ranks ascending, i.e. in name order.
         order = sorted(range(len(flat_keys)), key=flat_keys.__getitem__)
+        ranks = [flat_ranks[i] for i in order]
         return cls(
             source=source,
             devices=ordered,
             tokens=tokens,
             keys=[flat_keys[i] for i in order],
-            ranks=[flat_ranks[i] for i in order],
+            ranks=ranks,
             by_id=by_id,
-            by_owner={owner: tuple(ranks) for owner, ranks in owners.items()},
+            by_owner={owner: tuple(owned) for owner, owned in owners.items()},
+            head=_range_head(ranks),
         )
 
     def prefix_range(self, prefix: str) -> tuple[int, int]:
@@ -152,13 +171,7 @@ class _Snapshot:
             return []
         if hi - lo <= _DIRECT_RANGE:
             return sorted(set(self.ranks[lo:hi]))[:count]
-        cached = self.memo.get((lo, hi))
-        if cached is None:
-            unique = sorted(set(self.ranks[lo:hi]))
-            if len(self.memo) < _MEMO_ENTRIES:
-                self.memo[(lo, hi)] = (tuple(unique[:_MEMO_RANKS]), len(unique) <= _MEMO_RANKS)
-            return unique[:count]
-        head, complete = cached
+        head, complete = self.head(lo, hi)
         if complete or count <= len(head):
             return list(head[:count])
         return sorted(set(self.ranks[lo:hi]))[:count]
@@ -175,9 +188,8 @@ def _contains(sorted_ranks: Sequence[int], rank: int) -> bool:
 class DeviceIndex:
     """Devices of a tailnet, held in memory for fast lookups and prefix search.
 
-    ``search``, ``get`` and ``owned_by`` never call the tailnet; call ``refresh_if_stale`` (cheap,
-    non-blocking) before answering a request to keep the data fresh, and ``ensure_loaded`` where the
-    very first load may be waited for.
+    ``search``, ``get`` and ``owned_by`` never call the tailnet. The scheduler keeps the data fresh
+    (``refresh_if_stale``); a request that may be the first after a start calls ``ensure_loaded``.
     """
 
     def __init__(
@@ -192,15 +204,13 @@ class DeviceIndex:
         self._max_age = max_age
         self._retry_after = retry_after
         self._clock = clock
-        self._snapshot = _Snapshot.empty()
+        self._snapshot = _Snapshot.build(())
         self._loaded_at: datetime | None = None
         self._failed_at: datetime | None = None
         self._last_error: Exception | None = None
+        # One lock, held for a whole fetch-and-build: refreshes run one at a time, and the four fields above
+        # are written only under it. Readers need none: each reads one field, and a snapshot never changes.
         self._lock = threading.Lock()
-        """Guards the fields above (writers only) and ``_inflight``."""
-        self._fetch_lock = threading.Lock()
-        """Held for a whole fetch-and-build: one refresh at a time."""
-        self._inflight: threading.Thread | None = None
 
     # -- state -----------------------------------------------------------------------------------------
 
@@ -208,6 +218,11 @@ class DeviceIndex:
     def size(self) -> int:
         """Number of devices in the current snapshot."""
         return len(self._snapshot.devices)
+
+    def health(self) -> dict[str, object]:
+        """For ``/healthz``: how many devices the index holds and when it was last loaded."""
+        loaded = self._loaded_at
+        return {"count": self.size, "loaded_at": loaded.isoformat() if loaded else None}
 
     @property
     def loaded_at(self) -> datetime | None:
@@ -227,8 +242,8 @@ class DeviceIndex:
 
     @property
     def refreshing(self) -> bool:
-        """Whether a background refresh is running."""
-        return self._inflight is not None
+        """Whether a refresh is running now (on the scheduler's thread or a first load)."""
+        return self._lock.locked()
 
     # -- refreshing --------------------------------------------------------------------------------------
 
@@ -237,84 +252,75 @@ class DeviceIndex:
 
         On failure the old snapshot stays, the error is logged and kept in ``last_error``. Concurrent
         calls run one after the other. An unchanged device list keeps the current snapshot (and its
-        warm caches) and only moves ``loaded_at``.
+        warm memo) and only moves ``loaded_at``.
         """
-        with self._fetch_lock:
-            started = self._clock()
-            try:
-                devices = self._tailnet.list_devices()
-                current = self._snapshot
-                snapshot = current if tuple(devices) == current.source else _Snapshot.build(devices)
-            except Exception as exc:
-                with self._lock:
-                    self._last_error = exc
-                    self._failed_at = self._clock()
-                log.warning(
-                    "device index refresh failed; keeping %d devices loaded at %s: %s",
-                    self.size,
-                    self._loaded_at.isoformat() if self._loaded_at else "never",
-                    exc,
-                    exc_info=exc,
-                )
-                return False
-            with self._lock:
-                self._snapshot = snapshot
-                self._loaded_at = started
-                self._last_error = None
-                self._failed_at = None
-            log.debug("device index refreshed: %d devices", len(snapshot.devices))
-            return True
+        with self._lock:
+            return self._fetch_locked()
 
     def refresh_if_stale(self) -> bool:
-        """Start one background refresh if the snapshot is stale; ``True`` if one was started.
+        """The scheduler's job: refresh now if the snapshot is stale; ``True`` if it fetched.
 
-        Never blocks: while a refresh runs, further calls do nothing (single flight) and readers keep
-        the old snapshot. After a failed refresh the next attempt waits ``retry_after``.
+        Does nothing while another refresh runs (single flight; readers keep the old snapshot), nor within
+        ``retry_after`` of a failed refresh.
         """
-        now = self._clock()
-        with self._lock:
-            if self._inflight is not None:
+        if not self._due() or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if not self._due():  # another refresh ended between the check and the lock
                 return False
-            if self._loaded_at is not None and now - self._loaded_at < self._max_age:
-                return False
-            if self._failed_at is not None and now - self._failed_at < self._retry_after:
-                return False
-            self._start_locked()
+            self._fetch_locked()
             return True
+        finally:
+            self._lock.release()
 
-    def ensure_loaded(self, timeout: float = 10.0) -> bool:
-        """Block (up to ``timeout`` seconds) only until the first load; ``True`` once devices are loaded.
+    def ensure_loaded(self, timeout: float | None = None) -> bool:
+        """Load the devices now if they never were; ``True`` once they are loaded.
 
-        Once loaded this returns at once (and does not refresh: use ``refresh_if_stale``). Before that
-        it starts a background refresh unless one runs or a failure is too recent, and waits for it.
+        Once loaded this returns at once (and does not refresh: that is the scheduler's job). Before that
+        it fetches in the caller's thread, unless a failure is too recent; if another first load is
+        running it waits for that one, at most ``timeout`` seconds (``None``: as long as it takes).
         """
         if self._loaded_at is not None:
             return True
-        self.refresh_if_stale()
-        thread = self._inflight
-        if thread is not None:
-            thread.join(timeout)
-        return self._loaded_at is not None
-
-    def wait_for_refresh(self, timeout: float | None = None) -> bool:
-        """Wait for a running background refresh to end; ``True`` if none is running any more."""
-        thread = self._inflight
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
-
-    def _start_locked(self) -> None:
-        thread = threading.Thread(target=self._background, name="device-index-refresh", daemon=True)
-        self._inflight = thread
-        thread.start()
-
-    def _background(self) -> None:
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
         try:
-            self.refresh()
+            if self._loaded_at is None and self._due():
+                self._fetch_locked()
+            return self._loaded_at is not None
         finally:
-            with self._lock:
-                self._inflight = None
+            self._lock.release()
+
+    def _due(self) -> bool:
+        """Stale, and not within ``retry_after`` of a failure."""
+        now = self._clock()
+        if self._loaded_at is not None and now - self._loaded_at < self._max_age:
+            return False
+        return self._failed_at is None or now - self._failed_at >= self._retry_after
+
+    def _fetch_locked(self) -> bool:
+        started = self._clock()
+        try:
+            devices = self._tailnet.list_devices()
+            current = self._snapshot
+            snapshot = current if tuple(devices) == current.source else _Snapshot.build(devices)
+        except Exception as exc:
+            self._last_error = exc
+            self._failed_at = self._clock()
+            log.warning(
+                "device index refresh failed; keeping %d devices loaded at %s: %s",
+                self.size,
+                self._loaded_at.isoformat() if self._loaded_at else "never",
+                exc,
+                exc_info=exc,
+            )
+            return False
+        self._snapshot = snapshot
+        self._loaded_at = started
+        self._last_error = None
+        self._failed_at = None
+        log.debug("device index refreshed: %d devices", len(snapshot.devices))
+        return True
 
     # -- reading -----------------------------------------------------------------------------------------
 

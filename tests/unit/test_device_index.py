@@ -10,7 +10,7 @@ import logging
 import random
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
@@ -389,14 +389,22 @@ def test_refresh_if_stale_does_nothing_while_fresh(
     assert tailnet.calls == 1
 
 
-def test_stale_index_refreshes_once_in_the_background_and_keeps_answering(
+def run_in_thread(call: Callable[[], bool]) -> tuple[threading.Thread, list[bool]]:
+    """Run ``call`` on its own thread, as the scheduler runs the refresh job; its result lands in the list."""
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(call()))
+    thread.start()
+    return thread, result
+
+
+def test_a_stale_index_is_refreshed_once_by_the_job_and_keeps_answering_meanwhile(
     index: DeviceIndex, tailnet: FakeTailnet, clock: FrozenClock, gated: threading.Event
 ) -> None:
     tailnet.devices = [LAPTOP, PHONE, DB]  # BUILD goes away
     clock.advance(seconds=60)
     assert index.is_stale
 
-    assert index.refresh_if_stale()
+    job, result = run_in_thread(index.refresh_if_stale)
     assert tailnet.entered.wait(5)
     for _ in range(20):  # every keystroke while the fetch hangs: no second fetch, old answers
         assert not index.refresh_if_stale()
@@ -406,7 +414,8 @@ def test_stale_index_refreshes_once_in_the_background_and_keeps_answering(
     assert tailnet.calls == 2
 
     gated.set()
-    assert index.wait_for_refresh(timeout=5)
+    job.join(5)
+    assert result == [True]
     assert not index.refreshing
     assert found(index, "build") == []
     assert index.loaded_at == clock()
@@ -419,31 +428,35 @@ def test_single_flight_under_concurrent_callers(
 ) -> None:
     clock.advance(minutes=5)
     started: list[bool] = []
+    returned = threading.Condition()
     barrier = threading.Barrier(16)
 
     def keystroke() -> None:
         barrier.wait()
-        started.append(index.refresh_if_stale())
+        fetched = index.refresh_if_stale()
         index.search("alice", owner_email=ALICE)
+        with returned:
+            started.append(fetched)
+            returned.notify_all()
 
     threads = [threading.Thread(target=keystroke) for _ in range(16)]
     for thread in threads:
         thread.start()
+    with returned:  # fifteen callers return at once; the one that fetches hangs on the gate
+        assert returned.wait_for(lambda: len(started) == 15, 5)
+    assert started == [False] * 15
+    assert tailnet.calls == 2
+    gated.set()
     for thread in threads:
         thread.join(5)
     assert started.count(True) == 1
-    gated.set()
-    assert index.wait_for_refresh(timeout=5)
     assert tailnet.calls == 2
 
 
-def test_a_failed_background_refresh_waits_before_retrying(
-    index: DeviceIndex, tailnet: FakeTailnet, clock: FrozenClock
-) -> None:
+def test_a_failed_refresh_waits_before_retrying(index: DeviceIndex, tailnet: FakeTailnet, clock: FrozenClock) -> None:
     tailnet.error = RuntimeError("429 rate limited")
     clock.advance(seconds=61)
     assert index.refresh_if_stale()
-    assert index.wait_for_refresh(timeout=5)
     assert isinstance(index.last_error, RuntimeError)
     assert index.size == 4
 
@@ -452,12 +465,11 @@ def test_a_failed_background_refresh_waits_before_retrying(
     clock.advance(seconds=1)
     tailnet.error = None
     assert index.refresh_if_stale()
-    assert index.wait_for_refresh(timeout=5)
     assert index.last_error is None
     assert tailnet.calls == 3
 
 
-def test_ensure_loaded_blocks_only_for_the_first_load(tailnet: FakeTailnet, clock: FrozenClock) -> None:
+def test_ensure_loaded_loads_synchronously_only_for_the_first_load(tailnet: FakeTailnet, clock: FrozenClock) -> None:
     index = DeviceIndex(tailnet, clock=clock)
     assert index.ensure_loaded(timeout=5)
     assert index.size == 4
@@ -467,15 +479,18 @@ def test_ensure_loaded_blocks_only_for_the_first_load(tailnet: FakeTailnet, cloc
     assert tailnet.calls == 1
 
 
-def test_ensure_loaded_gives_up_after_its_timeout_and_the_fetch_still_lands(
+def test_ensure_loaded_waits_at_most_its_timeout_for_a_running_first_load_which_still_lands(
     tailnet: FakeTailnet, clock: FrozenClock, gated: threading.Event
 ) -> None:
     index = DeviceIndex(tailnet, clock=clock)
+    first, result = run_in_thread(index.ensure_loaded)
+    assert tailnet.entered.wait(5)
+    assert not index.ensure_loaded(timeout=0)  # waits for the same fetch rather than starting another
     assert not index.ensure_loaded(timeout=0.01)
-    assert not index.ensure_loaded(timeout=0)  # joins the same fetch rather than starting another
     assert tailnet.calls == 1
     gated.set()
-    assert index.wait_for_refresh(timeout=5)
+    first.join(5)
+    assert result == [True]
     assert index.ensure_loaded(timeout=0)
     assert index.size == 4
 

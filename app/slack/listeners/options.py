@@ -12,7 +12,8 @@ from app.slack.listeners.request_modal import learn_email
 from app.slack.views.device_options import device_option_groups
 
 FIRST_LOAD_WAIT = 1.5
-"""Seconds the first options load after a start may wait for the device index (Slack allows 3 s)."""
+"""Seconds the first options load after a start may wait for the device index (Slack allows 3 s); later loads
+read what the scheduler's refresh job keeps fresh."""
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -21,9 +22,8 @@ def register(app: App, ctx: SlackContext) -> None:
     @app.options(ActionId.DEVICE_SELECT)
     def device_options(ack: Ack, body: dict[str, Any]) -> None:
         """Answered from memory only: the device index and the requester's email learned at shortcut time."""
-        ctx.devices.refresh_if_stale()
-        if ctx.devices.loaded_at is None:
-            ctx.devices.ensure_loaded(timeout=FIRST_LOAD_WAIT)  # the very first keystroke after a start
+        if ctx.devices.loaded_at is None:  # the very first keystroke after a start: load, within a budget
+            ctx.pools.within(FIRST_LOAD_WAIT, ctx.devices.ensure_loaded)  # a slower load lands for the next
         user_id = body["user"]["id"]
         email = ctx.directory.known_email(user_id)
         if email is None:  # not learned yet (a restart since the form opened): learn it for the next keystroke

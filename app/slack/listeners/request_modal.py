@@ -40,7 +40,8 @@ def open_request_modal(
     learning the requester's email, which the device picker's options loads then read from memory) runs on
     the work pool.
     """
-    ctx.devices.refresh_if_stale()
+    if ctx.devices.loaded_at is None:  # never loaded yet: load it before the picker's first keystroke needs it
+        ctx.pools.later(ctx.devices.ensure_loaded)
     config = ctx.config()
     profiles = list(config.profiles)
     draft = draft or RequestDraft()
