@@ -1,17 +1,17 @@
-"""HTTP plumbing shared by the EDR vendor clients: retries, a client-side rate limiter, error mapping.
+"""HTTP plumbing shared by the EDR vendor clients: error mapping, a client-side rate limiter, paging.
 
-``VendorHttp.get_json`` sends one GET with bounded retries on 429, 5xx, timeouts and connection errors
-(honouring ``Retry-After``) and maps failures to ``app.vendors.base`` errors: 401/403 → ``VendorAuthError``,
-retries exhausted → ``VendorTransientError``, a 2xx body that is not JSON → ``VendorDataError``, any other
-refusal (400, 404, a redirect) → ``VendorError``. Messages name the vendor and the URL *path* only and pass
-through ``redact`` so a secret the server echoes back never reaches an admin or a log.
+``VendorHttp.get_json`` sends one GET through the shared ``app.core.http.RetryingClient`` (retries on 408,
+429, 500/502/503/504, timeouts and connection errors, honouring ``Retry-After``, within ``VENDOR_RETRY``'s
+time budget) and maps failures to ``app.vendors.base`` errors: 401/403 → ``VendorAuthError``, retries
+exhausted or another 5xx → ``VendorTransientError``, a 2xx body that is not JSON → ``VendorDataError``, any
+other refusal (400, 404, a redirect) → ``VendorError``. Messages name the vendor and the URL *path* only and
+pass through ``redact`` so a secret the server echoes back never reaches an admin or a log.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import random
 import threading
 import time
@@ -19,46 +19,38 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Self
 
 import httpx
 
 from app.core import metrics
 from app.core.clock import Clock, utcnow
+from app.core.http import (
+    Monotonic,
+    RetryingClient,
+    RetryPolicy,
+    Sent,
+    Sleep,
+    StopReason,
+    Unanswered,
+    describe_error,
+    status_line,
+)
 from app.vendors.base import Agent, Progress, VendorAuthError, VendorDataError, VendorError, VendorTransientError
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], None]
-Monotonic = Callable[[], float]
 DescribeError = Callable[[httpx.Response], str]
 
 REDACTED = "***"
 _EPSILON = 1e-6  # float slack so a sleep of exactly the computed delay always frees a slot
 MAX_DETAIL = 300
-_RETRYABLE_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often to try and how long to wait between tries (exponential backoff with "equal" jitter).
-
-    ``rate_limited_base`` replaces ``base`` after a 429 without ``Retry-After``; a ``Retry-After`` longer
-    than ``max_retry_after`` is not waited out: the request fails at once as transient (next run retries).
-    """
-
-    max_attempts: int = 5
-    base: float = 1.0
-    cap: float = 30.0
-    rate_limited_base: float = 2.0
-    max_retry_after: float = 120.0
-
-    def backoff(self, retry: int, rng: random.Random, *, rate_limited: bool = False) -> float:
-        """Delay before retry number ``retry`` (0-based): uniform in [d/2, d], d = min(cap, base * 2**retry)."""
-        base = self.rate_limited_base if rate_limited else self.base
-        ceiling = min(self.cap, base * 2**retry)
-        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+VENDOR_RETRY = RetryPolicy(
+    max_attempts=5, budget=300.0, base=1.0, cap=30.0, rate_limited_base=2.0, max_retry_after=120.0
+)
+"""A sync runs in the background: five minutes per request, and a ``Retry-After`` of up to two minutes is
+waited out; a longer one fails the request as transient at once (the next scheduled run tries again)."""
 
 
 class SlidingWindowLimiter:
@@ -115,26 +107,6 @@ def shared_limiter(scope: str, secret: str, max_requests: int, window: float) ->
         if limiter is None:
             limiter = _shared_limiters[digest] = SlidingWindowLimiter(max_requests, window)
         return limiter
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait per ``Retry-After`` (delta seconds, also fractional, or an HTTP-date); ``None`` if unusable."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -202,7 +174,11 @@ def parse_timestamp(value: Any, field: str, where: str) -> datetime | None:
 
 
 class VendorHttp:
-    """GET JSON from one vendor's API with retries, an optional rate limiter and typed, redacted errors."""
+    """GET JSON from one vendor's API with retries, an optional rate limiter and typed, redacted errors.
+
+    ``policy`` defaults to ``VENDOR_RETRY``; ``monotonic`` measures its time budget, ``wall_clock`` reads
+    ``Retry-After`` dates. The limiter is asked before every attempt, retries included.
+    """
 
     def __init__(
         self,
@@ -216,66 +192,62 @@ class VendorHttp:
         describe_error: DescribeError = json_error_detail,
         secrets: Iterable[str] = (),
         wall_clock: Clock = utcnow,
+        monotonic: Monotonic = time.monotonic,
     ) -> None:
         self.client = client
         self.label = label
-        self.policy = policy or RetryPolicy()
-        self.sleep = sleep
-        self.rng = rng or random.SystemRandom()
         self.limiter = limiter
         self.describe_error = describe_error
         self._secrets = tuple(s for s in secrets if s)
-        self.wall_clock = wall_clock
+        self.http = RetryingClient(
+            client,
+            policy or VENDOR_RETRY,
+            name=label,
+            sleep=sleep,
+            monotonic=monotonic,
+            clock=wall_clock,
+            rng=rng,
+            before_attempt=self._wait_for_limiter,
+            describe=self._status_text,
+            redact=self._redact,
+        )
 
     @metrics.count_api_errors(VendorError, api=lambda http: http.label)
     def get_json(self, url: str, *, params: Mapping[str, str], headers: Mapping[str, str]) -> Any:
         """The decoded JSON body of a successful ``GET url``; raises a ``VendorError`` subclass otherwise."""
         path = httpx.URL(url).path
-        attempts = max(1, self.policy.max_attempts)
-        for attempt in range(1, attempts + 1):
-            if self.limiter is not None:
-                waited = self.limiter.acquire()
-                if waited:
-                    log.info("%s API: client-side rate limit, waited %.2fs", self.label, waited)
-            try:
-                response = self.client.get(url, params=params, headers=headers)
-            except _RETRYABLE_EXCEPTIONS as exc:
-                reason = self._redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
-                if attempt == attempts:
-                    raise VendorTransientError(
-                        f"{self.label} API GET {path} did not answer after {attempts} attempts ({reason})"
-                    ) from None
-                self._wait(path, reason, self.policy.backoff(attempt - 1, self.rng), attempt)
-                continue
-            except httpx.HTTPError as exc:
-                reason = self._redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
-                raise VendorError(f"{self.label} API GET {path} failed: {reason}") from None
-            status = response.status_code
-            if response.is_success:
-                return self._decode(response, path)
-            if status in (401, 403):
-                raise VendorAuthError(
-                    f"{self.label} refused the credentials ({self._status_text(response)}); check them"
-                )
-            if status != 429 and status != 408 and status < 500:
-                raise VendorError(f"{self.label} API GET {path} failed: {self._status_text(response)}")
-            failure = self._status_text(response)
-            if attempt == attempts:
-                raise VendorTransientError(
-                    f"{self.label} API GET {path}: {failure} (gave up after {attempts} attempts)"
-                )
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self.wall_clock())
-            if retry_after is None:
-                delay = self.policy.backoff(attempt - 1, self.rng, rate_limited=status == 429)
-            elif retry_after > self.policy.max_retry_after:
-                raise VendorTransientError(
-                    f"{self.label} API GET {path}: {failure}; asked to retry after {retry_after:.0f}s, "
-                    f"longer than {self.policy.max_retry_after:.0f}s"
-                )
-            else:
-                delay = retry_after
-            self._wait(path, failure, delay, attempt)
-        raise AssertionError("unreachable")
+        try:
+            sent = self.http.send("GET", url, params=params, headers=headers)
+        except Unanswered as exc:
+            reason = self._redact(describe_error(exc.error))
+            raise VendorTransientError(
+                f"{self.label} API GET {path} did not answer after {exc.attempts} attempts ({reason})"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise VendorError(f"{self.label} API GET {path} failed: {self._redact(describe_error(exc))}") from None
+        if sent.response.is_success:
+            return self._decode(sent.response, path)
+        raise self._failure(sent, path)
+
+    def _failure(self, sent: Sent, path: str) -> VendorError:
+        """The error for an answer that is not a success (after any retries)."""
+        response = sent.response
+        if response.status_code in (401, 403):
+            return VendorAuthError(f"{self.label} refused the credentials ({self._status_text(response)}); check them")
+        failure = self._status_text(response)
+        if sent.stopped is StopReason.RETRY_AFTER:
+            return VendorTransientError(f"{self.label} API GET {path}: {failure}; {sent.note}")
+        if sent.stopped is not None:
+            return VendorTransientError(f"{self.label} API GET {path}: {failure} ({sent.note})")
+        if response.status_code >= 500:
+            return VendorTransientError(f"{self.label} API GET {path}: {failure}")
+        return VendorError(f"{self.label} API GET {path} failed: {failure}")
+
+    def _wait_for_limiter(self) -> None:
+        if self.limiter is not None:
+            waited = self.limiter.acquire()
+            if waited:
+                log.info("%s API: client-side rate limit, waited %.2fs", self.label, waited)
 
     def _decode(self, response: httpx.Response, path: str) -> Any:
         try:
@@ -286,7 +258,7 @@ class VendorHttp:
             ) from None
 
     def _status_text(self, response: httpx.Response) -> str:
-        text = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+        text = status_line(response)
         detail = self.describe_error(response)
         if response.is_redirect and response.headers.get("Location"):
             target = httpx.URL(response.headers["Location"])
@@ -296,18 +268,6 @@ class VendorHttp:
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
-
-    def _wait(self, path: str, reason: str, delay: float, attempt: int) -> None:
-        log.warning(
-            "%s API GET %s: %s; retrying in %.2fs (attempt %d of %d)",
-            self.label,
-            path,
-            reason,
-            delay,
-            attempt,
-            self.policy.max_attempts,
-        )
-        self.sleep(delay)
 
 
 @dataclass(frozen=True, slots=True)

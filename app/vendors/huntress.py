@@ -14,12 +14,14 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from app.tailnet.models import AttributeValue
 from app.vendors._http import (
+    VENDOR_RETRY,
     Monotonic,
     OwnedClient,
     Page,
@@ -44,7 +46,7 @@ RATE_LIMIT = 60
 RATE_WINDOW = 60.5
 MAX_PAGES = 10_000
 # Huntress answers 429 with no documented Retry-After; start backoff high enough to matter for a 60 s window.
-RETRY_POLICY = RetryPolicy(max_attempts=5, base=1.0, cap=30.0, rate_limited_base=5.0, max_retry_after=120.0)
+RETRY_POLICY = replace(VENDOR_RETRY, rate_limited_base=5.0)
 
 # attribute key → agent field, in the order they are documented
 ATTRIBUTE_FIELDS: tuple[tuple[str, str], ...] = (
@@ -178,6 +180,7 @@ class HuntressClient(OwnedClient):
             rng=rng,
             limiter=self.limiter,
             secrets=(api_key, api_secret, basic),
+            monotonic=clock,
         )
 
     def __repr__(self) -> str:

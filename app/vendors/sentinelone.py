@@ -23,6 +23,7 @@ import httpx
 
 from app.tailnet.models import AttributeValue
 from app.vendors._http import (
+    VENDOR_RETRY,
     Monotonic,
     OwnedClient,
     Page,
@@ -42,7 +43,7 @@ AGENTS_PATH = "/web/api/v2.1/agents"
 PAGE_SIZE = 1000
 MAX_PAGES = 10_000
 MAX_NUMBER = 2**53 - 1
-RETRY_POLICY = RetryPolicy(max_attempts=5, base=1.0, cap=30.0, rate_limited_base=2.0, max_retry_after=120.0)
+RETRY_POLICY = VENDOR_RETRY
 OPERATIONAL_STATES = (
     "na",
     "partially_disabled",
@@ -185,7 +186,7 @@ class SentinelOneClient(OwnedClient):
         retry: RetryPolicy | None = None,
         page_size: int = PAGE_SIZE,
     ) -> None:
-        """``url`` is the console URL; ``clock`` (monotonic seconds) only times the fetch for the log."""
+        """``url`` is the console URL; ``clock`` (monotonic seconds) times the fetch and the retry budget."""
         if not api_token:
             raise ValueError("SentinelOne needs an API token")
         if not 1 <= page_size <= PAGE_SIZE:
@@ -197,7 +198,13 @@ class SentinelOneClient(OwnedClient):
         self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
         self._headers = {"Authorization": f"ApiToken {api_token}", "Accept": "application/json"}
         self._http = VendorHttp(
-            self._client, label=LABEL, policy=retry or RETRY_POLICY, sleep=sleep, rng=rng, secrets=(api_token,)
+            self._client,
+            label=LABEL,
+            policy=retry or RETRY_POLICY,
+            sleep=sleep,
+            rng=rng,
+            secrets=(api_token,),
+            monotonic=clock,
         )
 
     def __repr__(self) -> str:

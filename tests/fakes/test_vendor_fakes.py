@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.vendors._http import RetryPolicy, SlidingWindowLimiter
+from app.core.http import RetryPolicy
+from app.vendors._http import SlidingWindowLimiter
 from app.vendors.base import VendorAuthError, VendorDataError, VendorTransientError
 from app.vendors.huntress import RATE_WINDOW, HuntressClient
 from app.vendors.sentinelone import SentinelOneClient

@@ -48,7 +48,7 @@ from app.tailnet.errors import TailnetUnavailable
 from app.tailnet.models import Actor, Device
 from app.tailnet.tailscale import TailscaleTailnet
 from app.vendors import huntress
-from app.vendors._http import RetryPolicy as VendorRetryPolicy
+from app.vendors._http import VENDOR_RETRY
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
 from app.vendors.registry import VendorRegistry
@@ -563,7 +563,7 @@ def test_a_sync_against_a_stalling_vendor_fails_transiently_writes_nothing_and_t
 
         fake.set_agents([huntress_agent(0, "SER-0", firewall_status="Disabled")])
         fake.reset()
-        attempts = VendorRetryPolicy().max_attempts
+        attempts = VENDOR_RETRY.max_attempts
         fake.stall_next(5.0, times=attempts)  # every attempt outlasts the client's timeout
         report = runner.run("huntress")
         assert report.result == "error"

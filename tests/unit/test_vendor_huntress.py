@@ -13,7 +13,8 @@ import httpx
 import pytest
 import respx
 
-from app.vendors._http import RetryPolicy, SlidingWindowLimiter, VendorHttp, parse_retry_after, redact
+from app.core.http import RetryPolicy
+from app.vendors._http import SlidingWindowLimiter, VendorHttp, redact
 from app.vendors.base import VendorAuthError, VendorDataError, VendorError, VendorTransientError
 from app.vendors.huntress import (
     DEFAULT_BASE_URL,
@@ -472,17 +473,6 @@ def test_limiter_rejects_nonsense() -> None:
 
 
 # -- helpers, spec, registry -----------------------------------------------------------------------------------
-
-
-def test_parse_retry_after_forms() -> None:
-    now = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
-    assert parse_retry_after("5", now) == 5.0
-    assert parse_retry_after("1.5", now) == 1.5
-    assert parse_retry_after("Sat, 21 Nov 2026 12:00:30 GMT", now) == 30.0
-    assert parse_retry_after("Sat, 21 Nov 2026 11:00:00 GMT", now) == 0.0
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after("", now) is None
-    assert parse_retry_after(None, now) is None
 
 
 def test_redact_hides_every_secret() -> None:
