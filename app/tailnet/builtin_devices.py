@@ -1,0 +1,178 @@
+"""Devices of the built-in tailnet: rows of the device table to and from ``Device``, look-ups and imports.
+
+Kept apart from the attribute code because devices change rarely (an admin adds or imports them) while
+attributes are written all day; the attribute writers only look devices up and lock them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from app.db.tables import DeviceRow
+from app.tailnet.builtin_transactions import chunks
+from app.tailnet.errors import DeviceNotFound, InvalidRequest
+from app.tailnet.models import Device
+
+DEVICE_COLUMNS = [column for column in DeviceRow.__table__.c if column.key != "created"]
+"""What a ``Device`` is made of: every column of the device table but its creation time."""
+
+_API_FIELDS = (
+    "id",
+    "nodeId",
+    "name",
+    "hostname",
+    "user",
+    "os",
+    "tags",
+    "addresses",
+    "lastSeen",
+    "postureIdentity",
+    "clientVersion",
+)
+"""Device JSON fields stored in their own columns; any other field of an imported device is kept in ``extra``."""
+
+_NODE_ID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+
+
+def to_device(row: Any) -> Device:
+    """A ``Device`` from a ``DeviceRow`` or a result row of ``DEVICE_COLUMNS`` (same attribute names)."""
+    return Device(
+        id=row.id,
+        node_id=row.node_id,
+        name=row.name,
+        hostname=row.hostname,
+        user=row.user,
+        os=row.os,
+        tags=tuple(row.tags or ()),
+        addresses=tuple(row.addresses or ()),
+        last_seen=row.last_seen,
+        serial_numbers=tuple(row.serial_numbers or ()),
+        posture_identity_disabled=row.posture_identity_disabled,
+        client_version=row.client_version,
+        raw=dict(row.extra or {}),
+    )
+
+
+def new_device_ids() -> tuple[str, str]:
+    """A fresh legacy numeric id and a nodeId in Tailscale's style (``n…CNTRL``)."""
+    legacy = str(secrets.randbelow(9 * 10**15) + 10**15)
+    node = "n" + "".join(secrets.choice(_NODE_ID_ALPHABET) for _ in range(10)) + "CNTRL"
+    return legacy, node
+
+
+def new_device(
+    *,
+    name: str,
+    user: str,
+    hostname: str | None,
+    os: str,
+    tags: Iterable[str],
+    serial_numbers: Iterable[str],
+    addresses: Iterable[str],
+    client_version: str,
+) -> Device:
+    """A device to add, with generated ids; ``InvalidRequest`` for an empty name or a malformed tag."""
+    if not name.strip():
+        raise InvalidRequest("device name must not be empty")
+    bad_tags = [t for t in tags if not t.startswith("tag:") or len(t) < 5]
+    if bad_tags:
+        raise InvalidRequest(f"tags must look like tag:name, got {', '.join(bad_tags)}")
+    legacy, node = new_device_ids()
+    return Device(
+        id=legacy,
+        node_id=node,
+        name=name.strip(),
+        hostname=(hostname or name.split(".", 1)[0]).strip(),
+        user=user.strip(),
+        os=os,
+        tags=tuple(tags),
+        addresses=tuple(addresses),
+        serial_numbers=tuple(serial_numbers),
+        client_version=client_version,
+    )
+
+
+def device_row(session: Session, device_id: str) -> DeviceRow:
+    """One device's row by id or nodeId; ``DeviceNotFound`` if neither matches."""
+    row = session.get(DeviceRow, device_id)
+    if row is None:
+        row = session.scalar(select(DeviceRow).where(DeviceRow.node_id == device_id))
+    if row is None:
+        raise DeviceNotFound(f"device {device_id!r} not found")
+    return row
+
+
+def device_rows(session: Session, refs: list[str]) -> dict[str, DeviceRow]:
+    """Devices by id or nodeId, loaded in chunks; ``DeviceNotFound`` for the first missing one."""
+    found: dict[str, DeviceRow] = {}
+    for chunk in chunks(refs, 500):
+        for row in session.scalars(select(DeviceRow).where(or_(DeviceRow.id.in_(chunk), DeviceRow.node_id.in_(chunk)))):
+            found[row.id] = row
+            found[row.node_id] = row
+    for ref in refs:
+        if ref not in found:
+            raise DeviceNotFound(f"device {ref!r} not found")
+    return {ref: found[ref] for ref in refs}
+
+
+def new_row(device: Device, now: datetime) -> DeviceRow:
+    """A row for a device not stored yet, created ``now``."""
+    row = DeviceRow(id=device.id, node_id=device.node_id, created=now)
+    fill_row(row, device)
+    return row
+
+
+def fill_row(row: DeviceRow, device: Device) -> None:
+    """Copy ``device`` onto ``row``; device JSON fields without a column of their own go to ``extra``."""
+    row.node_id = device.node_id
+    row.name = device.name
+    row.hostname = device.hostname
+    row.user = device.user
+    row.os = device.os
+    row.client_version = device.client_version
+    row.tags = list(device.tags)
+    row.addresses = list(device.addresses)
+    row.serial_numbers = list(device.serial_numbers)
+    row.posture_identity_disabled = device.posture_identity_disabled
+    row.last_seen = device.last_seen
+    row.extra = {k: v for k, v in device.raw.items() if k not in _API_FIELDS}
+
+
+def upsert_devices(session: Session, devices: list[Device], now: datetime) -> tuple[int, int]:
+    """Create or update ``devices`` (matched by id, else nodeId); returns (created, updated)."""
+    created = updated = 0
+    by_id, by_node = _existing_rows(session, devices)
+    for device in devices:
+        row = by_id.get(device.id) or (by_node.get(device.node_id) if device.node_id else None)
+        if row is None:
+            row = new_row(device, now)
+            session.add(row)
+            created += 1
+        else:
+            fill_row(row, device)
+            updated += 1
+        by_id[row.id] = row  # a device listed twice is updated, not created twice
+        if row.node_id:
+            by_node[row.node_id] = row
+    return created, updated
+
+
+def _existing_rows(session: Session, devices: list[Device]) -> tuple[dict[str, DeviceRow], dict[str, DeviceRow]]:
+    """The stored rows of ``devices`` by id and by nodeId, read in a few chunked queries."""
+    by_id: dict[str, DeviceRow] = {}
+    by_node: dict[str, DeviceRow] = {}
+    ids = sorted({device.id for device in devices})
+    node_ids = sorted({device.node_id for device in devices if device.node_id})
+    for column, values in ((DeviceRow.id, ids), (DeviceRow.node_id, node_ids)):
+        for chunk in chunks(values, 500):
+            for row in session.scalars(select(DeviceRow).where(column.in_(chunk))):
+                by_id[row.id] = row
+                if row.node_id:
+                    by_node[row.node_id] = row
+    return by_id, by_node
