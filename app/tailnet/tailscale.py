@@ -22,8 +22,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from app.config.settings import ConfigError, Settings
-from app.core.http import Monotonic, RetryPolicy, Sleep
 from app.core.clock import Clock, utcnow
+from app.core.http import Monotonic, RetryPolicy, Sleep
 from app.core.timefmt import format_rfc3339, parse_rfc3339
 from app.db import Database, audit
 from app.db.audit import AuditAction

@@ -25,16 +25,16 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 import httpx
 import pytest
+from app.config.source import ConfigSource
 from slack_sdk import WebClient
 from sqlalchemy import event, func, select
 
 from app.access.tables import NotificationRow, RequestStatus, VoteRow
 from app.config.settings import Settings
-from app.config.source import ConfigSource
 from app.core.clock import FrozenClock
 from app.core.crypto import Cipher
-from app.db import Database, audit
 from app.core.http import RetryPolicy
+from app.db import Database, audit
 from app.db.audit import AuditAction
 from app.db.session import is_locked
 from app.runtime import Runtime

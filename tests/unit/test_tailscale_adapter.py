@@ -445,8 +445,6 @@ def test_429_honours_retry_after(
     assert delays == [expected]
 
 
-def test_429_exhausting_retries_is_rate_limited(
-    ts: TailscaleTailnet, mock: respx.MockRouter, delays: list[float]
 def test_retry_after_longer_than_allowed_is_not_shortened_but_given_up_at_once(
     ts: TailscaleTailnet, mock: respx.MockRouter, delays: list[float]
 ) -> None:
@@ -464,6 +462,8 @@ def test_408_is_retried(ts: TailscaleTailnet, mock: respx.MockRouter, delays: li
     assert route.call_count == 2 and delays == [0.5]
 
 
+def test_429_exhausting_retries_is_rate_limited(
+    ts: TailscaleTailnet, mock: respx.MockRouter, delays: list[float]
 ) -> None:
     route = mock.get(DEVICES).respond(429, json={"message": "slow down"})
     with pytest.raises(RateLimited, match="slow down") as info:
