@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, BaseScheduler
-from sqlalchemy import Engine
 
-from app.core.metrics import database_state
 from app.core.timefmt import format_rfc3339
-from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +53,13 @@ def scheduler_status(scheduler: BaseScheduler | None) -> dict[str, Any] | None:
     return {"running": scheduler.state == STATE_RUNNING, "jobs": jobs}
 
 
-def build_scheduler(runtime: Runtime) -> BackgroundScheduler:
-    """A (not yet started) scheduler with the jobs this runtime needs.
+def build_scheduler(tailnet: object, *, sweep_every: timedelta) -> BackgroundScheduler:
+    """A (not yet started) scheduler with the expiry sweep when ``tailnet`` needs one (the built-in store).
 
-    The expiry sweep runs at start and then every ``tailnet.expiry_sweep_interval``; a run that falls
-    behind is coalesced, never run twice at once.
+    The sweep runs at start and then every ``sweep_every`` (the config's ``tailnet.expiry_sweep_interval``,
+    read at start); a run that falls behind is coalesced, never run twice at once.
     """
     scheduler = BackgroundScheduler(timezone=UTC, daemon=True)
-    tailnet = runtime.tailnet
     if isinstance(tailnet, ExpiringTailnet):
         scheduler.add_job(
             sweep_expired,
@@ -71,7 +67,7 @@ def build_scheduler(runtime: Runtime) -> BackgroundScheduler:
             args=[tailnet],
             id=EXPIRY_SWEEP_JOB,
             name="expiry sweep",
-            seconds=runtime.settings.config.tailnet.expiry_sweep_interval.total_seconds(),
+            seconds=sweep_every.total_seconds(),
             next_run_time=datetime.now(UTC),
             max_instances=1,
             coalesce=True,
@@ -157,9 +153,3 @@ def add_sync_job(scheduler: BackgroundScheduler, run_due: Callable[[], object], 
         max_instances=1,
         coalesce=True,
     )
-
-
-def process_health(engine: Engine, scheduler: BaseScheduler | None) -> tuple[bool, dict[str, Any]]:
-    """``/healthz`` of a process: ok while its database answers (else 503), and its scheduler's jobs."""
-    database = database_state(engine)
-    return database == "ok", {"ok": database == "ok", "database": database, "scheduler": scheduler_status(scheduler)}

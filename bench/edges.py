@@ -61,12 +61,12 @@ def serve_naive(app_name: str) -> None:
     import socketserver
     from wsgiref.simple_server import WSGIServer, make_server
 
-    from app.runtime import open_runtime
+    from app import bootstrap
 
     class Threaded(socketserver.ThreadingMixIn, WSGIServer):
         daemon_threads = True
 
-    runtime = open_runtime()
+    runtime = bootstrap.build()
     if app_name == "tailnet":
         from app.tailnet.api import make_api
 
@@ -74,11 +74,7 @@ def serve_naive(app_name: str) -> None:
     else:
         from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-        from app.slack.bolt_app import build_app
-        from app.slack.context import build_context
-
-        ctx = build_context(runtime)
-        bolt = SlackRequestHandler(build_app(ctx, signing_secret=SECRET))
+        bolt = SlackRequestHandler(runtime.bolt_app())
 
         def app(environ: dict[str, Any], start_response: Any) -> Any:
             if environ.get("PATH_INFO") == "/healthz":

@@ -8,20 +8,22 @@ from collections.abc import Callable
 import pytest
 from typer.testing import CliRunner, Result
 
-import app.cli.common
 from app.cli import cli
+from app.cli.common import CliDeps
 from app.core.clock import FrozenClock
+from app.vendors.registry import REGISTRY, VendorRegistry
 
 Run = Callable[..., Result]
 
 
-def invoker(monkeypatch: pytest.MonkeyPatch, clock: FrozenClock) -> Run:
-    """``run("attrs", "get", ...)``: the real CLI on the frozen clock; a traceback or a stray exception fails."""
-    monkeypatch.setattr(app.cli.common, "CLOCK", clock)
+def invoker(monkeypatch: pytest.MonkeyPatch, clock: FrozenClock, vendors: VendorRegistry = REGISTRY) -> Run:
+    """``run("attrs", "get", ...)``: the real CLI on the frozen clock (and ``vendors``), injected as the CLI's
+    ``CliDeps``; a traceback or a stray exception fails."""
     runner = CliRunner()
+    deps = CliDeps(clock=clock, vendors=vendors)
 
     def invoke(*args: str, input: str | None = None) -> Result:
-        result = runner.invoke(cli, list(args), input=input)
+        result = runner.invoke(cli, list(args), input=input, obj=deps)
         assert "Traceback" not in result.output, result.output
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception

@@ -8,8 +8,8 @@ import typer
 from typer.core import TyperGroup
 
 from app.cli import attrs, audit, db, devices, integrations, posture, serve, sync, tailnet
-from app.cli.common import fail
-from app.config.settings import ConfigError
+from app.cli.common import fail, injected
+from app.core.errors import ConfigError
 from app.db.migrate import SchemaOutdated
 from app.tailnet.errors import TailnetError
 
@@ -19,7 +19,8 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with injected(ctx.obj):
+                return super().invoke(ctx)
         except (ConfigError, SchemaOutdated) as exc:
             fail(str(exc), code=2)
         except TailnetError as exc:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from app.cli.common import cli_actor, console, fail, opened_runtime, print_json, print_table
+from app.cli.common import cli_actor, console, fail, opened_services, print_json, print_table
 from app.core.timefmt import format_duration, format_rfc3339, parse_when
 from app.tailnet import rules
 from app.tailnet.errors import RuleViolation
@@ -80,7 +80,7 @@ def get_cmd(
     ] = False,
 ) -> None:
     """Show a device's live attributes and their expiries."""
-    with opened_runtime() as rt:
+    with opened_services() as rt:
         purge_expired(rt.tailnet)
         device = resolve_device(rt.tailnet, device_ref)
         attributes = rt.tailnet.get_attributes(device.id)
@@ -111,7 +111,7 @@ def set_cmd(
 ) -> None:
     """Set one attribute on a device (put -- before a negative number: KEY -- -5)."""
     parsed = parse_value(value, force_string=force_string)
-    with opened_runtime() as rt:
+    with opened_services() as rt:
         now = rt.clock()
         expires: datetime | None = None
         if expiry is not None:
@@ -140,7 +140,7 @@ def delete_cmd(
     comment: Annotated[str | None, typer.Option("--comment", help="Recorded in the audit log")] = None,
 ) -> None:
     """Delete one attribute from a device."""
-    with opened_runtime() as rt:
+    with opened_services() as rt:
         purge_expired(rt.tailnet)
         device = resolve_device(rt.tailnet, device_ref)
         rt.tailnet.delete_attribute(device.id, key, actor=cli_actor(), comment=comment)

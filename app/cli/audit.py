@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from app.cli.attrs import purge_expired
-from app.cli.common import console, fail, opened_runtime, print_table
+from app.cli.common import console, fail, opened_services, print_table
 from app.core.timefmt import format_rfc3339, parse_duration, parse_rfc3339
 from app.db import audit as audit_log
 
@@ -62,7 +62,7 @@ def audit_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one event per line")] = False,
 ) -> None:
     """Show the audit log in time order; expired attributes are purged (and audited) first."""
-    with opened_runtime() as rt:
+    with opened_services() as rt:
         start: datetime | None = None
         if since is not None:
             try:

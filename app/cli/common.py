@@ -10,6 +10,8 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import typer
@@ -17,9 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.config.settings import Settings
+from app import bootstrap
+from app.bootstrap import Services
 from app.core.clock import Clock, utcnow
-from app.runtime import Runtime, open_runtime
 from app.tailnet.models import Actor
 from app.vendors.registry import REGISTRY, VendorRegistry
 from app.web.server import HttpServer, ServerLimits, make_server
@@ -27,11 +29,29 @@ from app.web.server import HttpServer, ServerLimits, make_server
 console = Console()
 err_console = Console(stderr=True)
 
-CLOCK: Clock = utcnow
-"""The clock commands run on; tests replace it (monkeypatch) to control time."""
+@dataclass(frozen=True)
+class CliDeps:
+    """What a caller may inject into commands (``CliRunner().invoke(cli, args, obj=CliDeps(clock=...))``)."""
 
-VENDORS: VendorRegistry = REGISTRY
-"""The vendors commands know; tests replace it (monkeypatch) to add a test-only vendor."""
+    clock: Clock = utcnow
+    vendors: VendorRegistry = field(default_factory=lambda: REGISTRY)
+
+
+_DEPS: ContextVar[CliDeps] = ContextVar("accessbot_cli_deps")
+
+
+@contextmanager
+def injected(obj: object) -> Iterator[None]:
+    """Run one CLI invocation with ``obj`` (the ``obj=`` of ``invoke``) as its ``CliDeps`` if it is one."""
+    token = _DEPS.set(obj if isinstance(obj, CliDeps) else CliDeps())
+    try:
+        yield
+    finally:
+        _DEPS.reset(token)
+
+
+def _deps() -> CliDeps:
+    return _DEPS.get(None) or CliDeps()
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
@@ -45,37 +65,31 @@ def cli_actor() -> Actor:
     return Actor(f"cli:{os_user()}")
 
 
-def runtime() -> Runtime:
-    """Open settings, database and tailnet for a command, on the clock ``CLOCK``."""
-    return open_runtime(clock=CLOCK)
+def services() -> Services:
+    """This process's services (settings from the environment) on the injected clock."""
+    deps = _deps()
+    return bootstrap.build(clock=deps.clock, vendors=deps.vendors)
+
+
+def vendors() -> VendorRegistry:
+    """The vendors commands know (a test may inject its own through ``CliDeps``)."""
+    return _deps().vendors
 
 
 @contextmanager
-def opened_runtime() -> Iterator[Runtime]:
-    """``runtime()`` for the length of a ``with`` block; closes the database connections after."""
-    rt = runtime()
+def opened_services() -> Iterator[Services]:
+    """``services()`` for the length of a ``with`` block; closes the database connections after."""
+    built = services()
     try:
-        yield rt
+        yield built
     finally:
-        rt.db.dispose()
+        built.close()
 
 
-def server_limits(settings: Settings) -> ServerLimits:
-    """The limits of every HTTP listener, from the ``HTTP_*`` settings."""
-    return ServerLimits(
-        threads=settings.http_threads,
-        connection_limit=settings.http_connection_limit,
-        backlog=settings.http_backlog,
-        idle_timeout=settings.http_idle_timeout,
-        read_timeout=settings.http_read_timeout,
-        max_body_bytes=settings.http_max_body_bytes,
-    )
-
-
-def listen(app: Any, host: str, port: int, settings: Settings) -> HttpServer:
+def listen(app: Any, host: str, port: int, limits: ServerLimits) -> HttpServer:
     """Bind an HTTP server for ``app``; a port in use or an address we cannot bind is one line, exit 2."""
     try:
-        return make_server(app, host, port, server_limits(settings))
+        return make_server(app, host, port, limits)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         in_use = exc.errno == errno.EADDRINUSE

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from app import bootstrap
 from app.cli.common import console
-from app.config.settings import get_settings
-from app.db import Database
 from app.db.migrate import current_revision, head_revision, upgrade
 
 group = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -15,7 +14,7 @@ group = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 @group.command("upgrade")
 def upgrade_cmd(revision: str = typer.Argument("head", help="Target revision")) -> None:
     """Upgrade the database schema (DATABASE_URL) to the newest revision."""
-    db = Database(get_settings().database_url)
+    db = bootstrap.database()
     before = upgrade(db.engine, revision)  # under the migration lock: one `db upgrade` at a time
     after = current_revision(db.engine)
     console.print(f"database at revision {after} (was {before or 'empty'})", highlight=False)
@@ -24,7 +23,7 @@ def upgrade_cmd(revision: str = typer.Argument("head", help="Target revision")) 
 @group.command("current")
 def current_cmd() -> None:
     """Show the database's revision and the newest one this accessbot knows."""
-    db = Database(get_settings().database_url)
+    db = bootstrap.database()
     console.print(f"current: {current_revision(db.engine) or '(empty)'}  head: {head_revision()}", highlight=False)
 
 

@@ -14,8 +14,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import IntegrityError
 
-from app.cli.common import cli_actor, console, fail, opened_runtime, print_json, print_table
-from app.config.settings import get_settings
+from app.cli.common import cli_actor, console, fail, opened_services, print_json, print_table
 from app.core.timefmt import format_rfc3339
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.devicejson import device_from_api, device_to_api
@@ -28,13 +27,13 @@ group = typer.Typer(help="Devices of the built-in tailnet: add, import, list.", 
 @contextmanager
 def _builtin(command: str) -> Iterator[BuiltinTailnet]:
     """The built-in tailnet; with the Tailscale adapter configured, explain and exit non-zero."""
-    if get_settings().uses_tailscale:
-        fail(
-            f"`devices {command}` works only with the built-in tailnet: Tailscale credentials are "
-            "configured, so devices come from the real tailnet (manage them in Tailscale); "
-            "`devices list` shows them"
-        )
-    with opened_runtime() as rt:
+    with opened_services() as rt:
+        if rt.uses_tailscale:
+            fail(
+                f"`devices {command}` works only with the built-in tailnet: Tailscale credentials are "
+                "configured, so devices come from the real tailnet (manage them in Tailscale); "
+                "`devices list` shows them"
+            )
         if not isinstance(rt.tailnet, BuiltinTailnet):
             fail(f"`devices {command}` works only with the built-in tailnet")
         yield rt.tailnet
@@ -148,7 +147,7 @@ def list_cmd(
     ] = False,
 ) -> None:
     """List the devices of the tailnet (built-in or Tailscale)."""
-    with opened_runtime() as rt:
+    with opened_services() as rt:
         devices = rt.tailnet.list_devices()
     if as_json:
         print_json({"devices": [device_to_api(d, fields_all=True) for d in devices]})

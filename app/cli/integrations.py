@@ -14,15 +14,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from app.bootstrap import Services
 from app.cli import common
-from app.cli.common import cli_actor, console, fail, opened_runtime, print_json, print_table
-from app.core.crypto import Cipher, CipherError
+from app.cli.common import cli_actor, console, fail, opened_services, print_json, print_table
+from app.core.crypto import CipherError
 from app.core.timefmt import format_rfc3339
-from app.runtime import Runtime
 from app.vendors.base import CredentialField, VendorSpec
 from app.vendors.integrations import Integration, IntegrationError, Integrations, vendor_spec
 from app.vendors.status import status_of
-from app.vendors.sync import make_runner
 
 group = typer.Typer(
     help="EDR posture integrations (Huntress, SentinelOne): connect, change, remove, list.", no_args_is_help=True
@@ -93,8 +92,8 @@ def _errors() -> Iterator[None]:
         fail(exc.message)
 
 
-def _service(rt: Runtime) -> Integrations:
-    return Integrations(rt.db, Cipher.from_settings(rt.settings), clock=rt.clock, vendors=common.VENDORS)
+def _service(rt: Services) -> Integrations:
+    return rt.integrations
 
 
 def _flag(name: str) -> str:
@@ -189,11 +188,11 @@ def add_cmd(
 ) -> None:
     """Connect a vendor account and request an immediate sync."""
     with _errors():
-        spec = vendor_spec(vendor, common.VENDORS)
+        spec = vendor_spec(vendor, common.vendors())
         flags = _flags(
             api_key=api_key, api_secret=api_secret, org_id=org_id, base_url=base_url, url=url, api_token=api_token
         )
-        with opened_runtime() as rt:
+        with opened_services() as rt:
             service = _service(rt)
             if any(i.vendor == spec.id for i in service.list()):
                 fail(f"{spec.label} is already connected; change it with: accessbot integrations update {spec.id}")
@@ -224,11 +223,11 @@ def update_cmd(
 ) -> None:
     """Change some fields of a connected vendor account and request an immediate sync."""
     with _errors():
-        spec = vendor_spec(vendor, common.VENDORS)
+        spec = vendor_spec(vendor, common.vendors())
         flags = _flags(
             api_key=api_key, api_secret=api_secret, org_id=org_id, base_url=base_url, url=url, api_token=api_token
         )
-        with opened_runtime() as rt:
+        with opened_services() as rt:
             service = _service(rt)
             before = service.get(spec.id)
             values = _collect(spec, flags, sets)
@@ -248,7 +247,7 @@ def remove_cmd(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Disconnect a vendor account: its attributes are removed from devices, then its settings and credentials."""
-    with _errors(), opened_runtime() as rt:
+    with _errors(), opened_services() as rt:
         service = _service(rt)
         integration = service.get(vendor)
         if not yes:
@@ -258,7 +257,7 @@ def remove_cmd(
                 fail("not removed: pass --yes to remove without a terminal to confirm in")
             if not confirmed:
                 fail("not removed")
-        removed = make_runner(rt).disconnect(integration.vendor, actor=cli_actor().id)
+        removed = rt.sync.disconnect(integration.vendor, actor=cli_actor().id)
     _say(
         f"removed the {integration.label} integration ({integration.vendor}); {removed} attributes removed from devices"
     )
@@ -277,7 +276,7 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON: every integration's settings and state")] = False,
 ) -> None:
     """List connected vendor accounts (never their secrets)."""
-    with _errors(), opened_runtime() as rt:
+    with _errors(), opened_services() as rt:
         integrations = _service(rt).list()
         now = rt.clock()
     if as_json:
@@ -303,7 +302,7 @@ def list_cmd(
 def vendors_cmd() -> None:
     """The vendors accessbot can connect to and their fields."""
     table = Table("vendor", "label", "field", "flag", "secret", "required", "help")
-    for spec in common.VENDORS.values():
+    for spec in common.vendors().values():
         for spec_field in spec.fields:
             table.add_row(
                 Text(spec.id),
@@ -322,7 +321,7 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON: one status object per integration")] = False,
 ) -> None:
     """Last sync, matches, agents without serial, devices without identity, duplicates, errors, pauses."""
-    with _errors(), opened_runtime() as rt:
+    with _errors(), opened_services() as rt:
         now = rt.clock()
         statuses = [status_of(i, now) for i in _service(rt).list()]
     if as_json:

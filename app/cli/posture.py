@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from app import bootstrap
 from app.cli.attrs import purge_expired
-from app.cli.common import console, err_console, exit_with, fail, opened_runtime, print_json
-from app.config.settings import get_settings
+from app.cli.common import console, err_console, exit_with, fail, opened_services, print_json
 from app.posture.check import DeviceCheck, RuleCheck
 from app.posture.check import check_device as run_check
 from app.posture.expr import format_literal
@@ -26,9 +26,7 @@ NO_POLICY = "no policy file: pass one (--policy FILE / FILE) or set policy_file 
 
 def configured_policy_path() -> Path | None:
     """The config's ``policy_file``, relative paths taken from the config file's folder."""
-    settings = get_settings()
-    config_path = settings.config_path
-    return settings.config.policy_path(config_path.parent if config_path is not None else None)
+    return bootstrap.configured_policy_path()
 
 
 def _policy_path(given: Path | None) -> Path:
@@ -115,7 +113,7 @@ def check_cmd(
         policy = load_policy(path)
     except PolicyError as exc:
         fail(str(exc), code=2)
-    with opened_runtime() as rt:
+    with opened_services() as rt:
         purge_expired(rt.tailnet)
         device = resolve_device(rt.tailnet, device_ref)
         attributes = rt.tailnet.get_attributes(device.id).attributes

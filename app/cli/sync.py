@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.cli.common import console, fail, opened_runtime
+from app.cli.common import console, fail, opened_services
 from app.vendors.integrations import IntegrationError
-from app.vendors.sync import SyncReport, make_runner
+from app.vendors.sync import SyncReport
 
 
 def _print_report(report: SyncReport) -> None:
@@ -41,8 +41,8 @@ def sync(
     as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON")] = False,
 ) -> None:
     """Fetch the vendors' agents, match them to devices by serial number and write posture attributes now."""
-    with opened_runtime() as runtime:
-        runner = make_runner(runtime)
+    with opened_services() as runtime:
+        runner = runtime.sync
         try:
             targets = (
                 [runner.integrations.get(vendor).vendor] if vendor else [i.vendor for i in runner.integrations.list()]

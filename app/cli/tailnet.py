@@ -12,27 +12,23 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from app.cli import common
 from app.cli.common import (
     cli_actor,
     console,
     err_console,
     fail,
     listen,
-    opened_runtime,
+    opened_services,
     print_json,
     print_table,
-    runtime,
     serve_until_stopped,
 )
-from app.config.settings import get_settings
-from app.core.logs import configure_logging
-from app.core.metrics import HEALTH_PATH, METRICS_PATH, api_routes, instrument, with_ops_endpoints
-from app.core.proxies import TrustedProxies, parse_proxies
 from app.core.timefmt import format_rfc3339, parse_duration
-from app.scheduler import build_scheduler, process_health
-from app.tailnet.api import make_api
+from app.tailnet.api import make_api, route_labels
 from app.tailnet.auth import DEFAULT_CLIENT_SCOPES, SCOPES, ApiKeyInfo, AuthStore, OAuthClientInfo
 from app.tailnet.builtin import BuiltinTailnet
+from app.web.ops import HEALTH_PATH, METRICS_PATH
 
 group = typer.Typer(help="The built-in tailnet's Tailscale-compatible HTTP API.", no_args_is_help=True)
 keys = typer.Typer(help="API keys of the HTTP API.", no_args_is_help=True)
@@ -43,7 +39,7 @@ group.add_typer(clients, name="oauth-clients")
 
 @contextmanager
 def _store() -> Iterator[AuthStore]:
-    with opened_runtime() as rt:
+    with opened_services() as rt:
         yield AuthStore(rt.db, clock=rt.clock)
 
 
@@ -60,34 +56,31 @@ def serve_cmd(
     port: int = typer.Option(8088, help="Port to listen on (0 picks a free one)"),
 ) -> None:
     """Serve the Tailscale-compatible API over the built-in tailnet, sweeping expired attributes."""
-    if get_settings().uses_tailscale:
+    services = common.services()
+    if services.uses_tailscale or not isinstance(services.tailnet, BuiltinTailnet):
         fail(
             "the HTTP API serves the built-in tailnet only, but Tailscale credentials are configured; "
             "unset TAILSCALE_API_KEY / TAILSCALE_OAUTH_CLIENT_* to serve the built-in store",
             code=2,
         )
-    rt = runtime()
-    assert isinstance(rt.tailnet, BuiltinTailnet)
-    configure_logging(rt.settings)
+    tailnet = services.tailnet
+    services.configure_logging()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per sweep
-    scheduler = build_scheduler(rt)
-    proxies = TrustedProxies(parse_proxies(rt.settings.trusted_proxies))
-    api = make_api(rt.tailnet, rt.db, clock=rt.clock, proxies=proxies)
-    ops = with_ops_endpoints(
-        api, health=lambda: process_health(rt.db.engine, scheduler), token=rt.settings.scrape_token
-    )
-    routes = api_routes(api.routes, HEALTH_PATH, METRICS_PATH)
-    server = listen(instrument(ops, name="tailnet", route=routes), host, port, rt.settings)
+    scheduler = services.scheduler(access=False, sync=False)
+    api = make_api(tailnet, services.db, clock=services.clock, proxies=services.trusted_proxies())
+    routes = route_labels(api.routes, HEALTH_PATH, METRICS_PATH)
+    app = services.ops(api, name="tailnet", health=services.health(scheduler), route=routes)
+    server = listen(app, host, port, services.listener.limits)
     scheduler.start()
     console.print(
-        f"serving tailnet {rt.tailnet.name!r} on http://{host}:{server.server_port}/api/v2/ (Ctrl-C stops)",
+        f"serving tailnet {tailnet.name!r} on http://{host}:{server.server_port}/api/v2/ (Ctrl-C stops)",
         highlight=False,
     )
     try:
         serve_until_stopped(server)
     finally:
         scheduler.shutdown(wait=False)
-        rt.db.dispose()
+        services.close()
 
 
 # -- keys ---------------------------------------------------------------------------------------------

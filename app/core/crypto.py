@@ -1,6 +1,6 @@
 """Integration credentials encrypted at rest (Fernet: AES-128-CBC with HMAC-SHA256).
 
-Where the key comes from (``Cipher.from_settings``):
+Where the key comes from (``app.bootstrap.cipher_for``):
 
 - ``ACCESSBOT_SECRET_KEY`` — either a Fernet key (``Fernet.generate_key()``: 32 url-safe base64 bytes), or any
   passphrase of at least 16 characters, turned into a key with HKDF-SHA256 (no salt, info ``HKDF_INFO``). A
@@ -26,11 +26,8 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
-from app.config.settings import ConfigError, Settings
-from app.db import normalize_url
+from app.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +84,6 @@ class Cipher:
             )
         return cls(derive_key(secret))
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Cipher:
-        """The cipher of ``ACCESSBOT_SECRET_KEY``, else of the key file beside an SQLite database."""
-        secret = settings.accessbot_secret_key.get_secret_value().strip() if settings.accessbot_secret_key else ""
-        if secret:
-            return cls.from_secret(secret)
-        database = sqlite_database_path(settings.database_url)
-        if database is None:
-            raise ConfigError(
-                "ACCESSBOT_SECRET_KEY must be set to encrypt integration credentials when DATABASE_URL is not "
-                "SQLite (a Fernet key, or a passphrase of at least 16 characters)"
-            )
-        return cls(load_or_create_key_file(database.parent / KEY_FILE_NAME))
-
     def encrypt(self, data: dict[str, str]) -> str:
         """A Fernet token (ASCII) of ``data`` as JSON."""
         return self._fernet.encrypt(json.dumps(data, sort_keys=True).encode("utf-8")).decode("ascii")
@@ -121,19 +104,6 @@ class Cipher:
         if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
             raise CipherError("the stored integration credentials are not a JSON object of strings")
         return data
-
-
-def sqlite_database_path(database_url: str) -> Path | None:
-    """The absolute path of an SQLite database file; ``None`` for any other database."""
-    try:
-        url = make_url(normalize_url(database_url))
-    except ArgumentError as exc:
-        raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
-    if url.get_backend_name() != "sqlite":
-        return None
-    if url.database in (None, "", ":memory:"):
-        raise ConfigError("DATABASE_URL: in-memory SQLite is not supported; use a file path")
-    return Path(url.database).absolute()
 
 
 def load_or_create_key_file(path: Path) -> bytes:

@@ -1,9 +1,11 @@
-"""Prometheus metrics (``accessbot_*``) and the operational endpoints ``GET /metrics`` and ``GET /healthz``.
+"""Prometheus metrics (``accessbot_*``): the registry and the hooks domain code reports through.
 
 Each process has one ``Metrics`` with a ``CollectorRegistry`` of its own (never prometheus_client's global
 default), created on first use by ``current()``; tests ``install`` a fresh one. Domain code reports through the
-hooks below (``access_event``, ``observe_sync``, ``count_api_errors``), which only count and never raise into
-the code they observe. ``instrument`` is a WSGI middleware counting and timing the requests of an app.
+hooks below (``after_commit``, ``access_requested``, ``access_outcome``, ``observe_sync``, ``count_api_errors``),
+which only count and never raise into the code they observe. The hooks know no domain words: the access flow's
+transition table says which outcome label each change counts under, and the composition root declares those
+labels (``declare_outcomes``). The HTTP side (``/metrics``, ``/healthz``, request timing) is ``app.web.ops``.
 
 Under gunicorn with several workers, set ``PROMETHEUS_MULTIPROC_DIR`` (an empty directory, wiped at each start):
 every worker then writes its values there and ``/metrics`` answers with the sum over all of them.
@@ -12,24 +14,19 @@ every worker then writes its values there and ``/metrics`` answers with the sum 
 from __future__ import annotations
 
 import functools
-import hmac
-import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
-from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from wsgiref.types import WSGIApplication
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, event, text
+from sqlalchemy import event
 from sqlalchemy.orm import Session
-
-if TYPE_CHECKING:
-    from app.tailnet.api import Route
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +36,7 @@ S = TypeVar("S")
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SYNC_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-METRICS_PATH = "/metrics"
-HEALTH_PATH = "/healthz"
 OUTBOX_PENDING = "accessbot_outbox_pending"
-
-# audit action (app.access.read_model.AccessAudit value) → grant outcome label
-ACCESS_OUTCOMES = {
-    "Access granted": "granted",
-    "Access grant failed": "failed",
-    "Access denied": "denied",
-    "Access revoked": "revoked",
-    "Access expired": "expired",
-    "Access request expired": "request_expired",
-}
-ACCESS_REQUESTED = "Access requested"
 
 
 class _OutboxCollector(Collector):
@@ -84,7 +67,7 @@ class _OutboxCollector(Collector):
 class Metrics:
     """Every accessbot metric, registered on ``registry`` (a new ``CollectorRegistry`` by default)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, outcomes: Iterable[str] = ()) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
@@ -103,12 +86,11 @@ class Metrics:
         self.access_requests = Counter("accessbot_access_requests", "Access requests created", registry=r)
         self.access_grants = Counter(
             "accessbot_access_grants",
-            "Access requests by outcome: granted, failed, denied, revoked, expired, request_expired",
+            "Access requests by outcome (the labels the access flow declares)",
             ("outcome",),
             registry=r,
         )
-        for outcome in ACCESS_OUTCOMES.values():
-            self.access_grants.labels(outcome)  # export zeros from the start, so rates work
+        self.declare_outcomes(outcomes)
         self.sync_runs = Counter(
             "accessbot_sync_runs",
             "EDR posture sync runs, by vendor and result (ok, error, skipped)",
@@ -140,12 +122,18 @@ class Metrics:
         self.http_requests.labels(app, route, method, status).inc()
         self.http_duration.labels(app, route, method).observe(seconds)
 
-    def access_event(self, action: str) -> None:
-        """Count one audited access event (a creation or an outcome; votes are not counted)."""
-        if action == ACCESS_REQUESTED:
-            self.access_requests.inc()
-        elif action in ACCESS_OUTCOMES:
-            self.access_grants.labels(ACCESS_OUTCOMES[action]).inc()
+    def declare_outcomes(self, outcomes: Iterable[str]) -> None:
+        """Export a zero for each access outcome label from the start, so rates work before the first one."""
+        for outcome in outcomes:
+            self.access_grants.labels(outcome)
+
+    def access_requested(self) -> None:
+        """Count one access request created."""
+        self.access_requests.inc()
+
+    def access_outcome(self, outcome: str) -> None:
+        """Count one access request reaching ``outcome``."""
+        self.access_grants.labels(outcome).inc()
 
     def sync_finished(self, vendor: str, result: str, seconds: float) -> None:
         """Count one sync run (and time it unless it was skipped)."""
@@ -199,28 +187,43 @@ def install(metrics: Metrics | None) -> Metrics | None:
 # -- hooks for the domain ---------------------------------------------------------------------------------
 
 
-def access_event(session: Session, action: str) -> None:
-    """Count an access event once ``session`` commits (a rolled-back transaction counts nothing)."""
+def after_commit(session: Session, count: Callable[[Metrics], None]) -> None:
+    """Call ``count(metrics)`` once ``session`` commits: a rolled-back transaction counts nothing."""
     metrics = current()
-    event.listen(session, "after_commit", lambda _session: metrics.access_event(str(action)), once=True)
+    event.listen(session, "after_commit", lambda _session: count(metrics), once=True)
 
 
-def observe_sync(run: Callable[Concatenate[S, str, P], R]) -> Callable[Concatenate[S, str, P], R]:
+def access_requested(session: Session) -> None:
+    """Count an access request created in ``session``'s transaction, once it commits."""
+    after_commit(session, Metrics.access_requested)
+
+
+def access_outcome(session: Session, outcome: str) -> None:
+    """Count an access outcome (a label the access flow declared) reached in ``session``, once it commits."""
+    after_commit(session, lambda metrics: metrics.access_outcome(outcome))
+
+
+class _SyncRunner(Protocol):
+    def known_vendors(self) -> Collection[str]: ...
+
+
+SR = TypeVar("SR", bound=_SyncRunner)
+
+
+def observe_sync(run: Callable[Concatenate[SR, str, P], R]) -> Callable[Concatenate[SR, str, P], R]:
     """Decorate ``SyncRunner.run``: count the run by vendor and report result, time it.
 
     A run that raises instead of returning a report is counted as ``error`` when the vendor id is known.
     """
 
     @functools.wraps(run)
-    def wrapper(self: S, vendor_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(self: SR, vendor_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
         started = time.perf_counter()
         try:
             report = run(self, vendor_id, *args, **kwargs)
         except Exception:
-            from app.vendors.registry import vendors
-
             vendor = vendor_id.strip().lower()
-            if vendor in vendors():
+            if vendor in self.known_vendors():  # label known ids only: an unknown one is not a vendor
                 current().sync_finished(vendor, "error", time.perf_counter() - started)
             raise
         vendor, result = getattr(report, "vendor", vendor_id), getattr(report, "result", "ok")
@@ -247,152 +250,3 @@ def count_api_errors(
         return wrapper
 
     return decorate
-
-
-# -- WSGI -------------------------------------------------------------------------------------------------
-
-RouteOf = Callable[[WSGIEnvironment], str]
-
-
-class _Observed:
-    """A response iterable that reports when the server closes it (the body has then been sent)."""
-
-    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
-        self._body = body
-        self._done: Callable[[], None] | None = done
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
-
-    def close(self) -> None:
-        """Close the wrapped body, then report once."""
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            done, self._done = self._done, None
-            if done is not None:
-                done()
-
-
-def instrument(app: WSGIApplication, *, name: str, route: RouteOf, metrics: Metrics | None = None) -> WSGIApplication:
-    """Wrap ``app`` so each request counts in ``accessbot_http_requests_total`` and is timed.
-
-    ``route(environ)`` must give a route *template* (few distinct values), never a raw path.
-    """
-    observed = metrics if metrics is not None else current()
-
-    def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
-        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        method = method if method in HTTP_METHODS else "OTHER"
-        try:
-            label = route(environ)
-        except Exception:
-            label = "other"
-        status = ["500"]
-
-        def capture(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            status[0] = status_line.split(" ", 1)[0]
-            return start_response(status_line, headers, exc_info)
-
-        def done() -> None:
-            observed.observe_http(name, label, method, status[0], time.perf_counter() - started)
-
-        try:
-            body = app(environ, capture)  # type: ignore[arg-type]
-        except BaseException:
-            done()
-            raise
-        if isinstance(body, list):  # already complete: report now, hand the list on untouched
-            done()
-            return body
-        return _Observed(body, done)
-
-    return application
-
-
-def fixed_routes(*paths: str) -> RouteOf:
-    """Route labels for an app with fixed paths: the path itself if listed, else ``other``."""
-    known = frozenset(paths)
-
-    def route(environ: WSGIEnvironment) -> str:
-        path = environ.get("PATH_INFO", "")
-        return path if path in known else "other"
-
-    return route
-
-
-def api_routes(routes: Iterable[Route], *paths: str) -> RouteOf:
-    """Route labels for the built-in tailnet API: the matching pattern (``/api/v2/device/{device}``),
-    else one of ``paths`` (``/healthz``, ``/metrics``), else ``other``."""
-    from app.tailnet.api import path_segments
-
-    patterns = list(routes)
-    fixed = fixed_routes(*paths)
-
-    def route(environ: WSGIEnvironment) -> str:
-        segments = path_segments(environ)
-        for candidate in patterns:
-            if candidate.match(segments) is not None:
-                return "/" + "/".join(candidate.pattern)
-        return fixed(environ)
-
-    return route
-
-
-def json_response(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
-    """A JSON body with its length."""
-    data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return [data]
-
-
-Health = Callable[[], tuple[bool, dict[str, Any]]]
-
-
-def _unauthorized(start_response: StartResponse) -> list[bytes]:
-    data = json.dumps({"message": "scraping needs the bearer token set in METRICS_TOKEN"}).encode()
-    start_response(
-        "401 Unauthorized",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("WWW-Authenticate", "Bearer")],
-    )
-    return [data]
-
-
-def with_ops_endpoints(
-    app: WSGIApplication, *, health: Health, metrics: Metrics | None = None, token: str | None = None
-) -> WSGIApplication:
-    """Serve ``/healthz`` (200, or 503 when ``health()`` says not ok) and ``/metrics`` in front of ``app``.
-
-    With ``token`` (``METRICS_TOKEN``) a scrape must send ``Authorization: Bearer <token>``; anything else gets
-    401 ``{"message": ...}``. The comparison takes the same time wherever a wrong token differs.
-    """
-    exporter = (metrics if metrics is not None else current()).wsgi_app()
-    expected = f"Bearer {token}".encode() if token else None
-
-    def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == METRICS_PATH:
-            if expected is not None:
-                sent = str(environ.get("HTTP_AUTHORIZATION", "")).encode("utf-8", "replace")
-                if not hmac.compare_digest(sent, expected):
-                    return _unauthorized(start_response)
-            return exporter(environ, start_response)
-        if path == HEALTH_PATH:
-            ok, body = health()
-            return json_response(start_response, "200 OK" if ok else "503 Service Unavailable", body)
-        return app(environ, start_response)
-
-    return application
-
-
-def database_state(engine: Engine) -> str:
-    """``ok`` when the database answers ``SELECT 1``, else ``error: <exception class>`` (no details: no secrets)."""
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        return f"error: {exc.__class__.__name__}"
-    return "ok"

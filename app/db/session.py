@@ -10,7 +10,10 @@ from typing import Any
 from filelock import FileLock
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.errors import ConfigError
 
 
 def normalize_url(url: str) -> str:
@@ -95,3 +98,16 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def sqlite_database_path(database_url: str) -> Path | None:
+    """The absolute path of an SQLite database file; ``None`` for any other database."""
+    try:
+        url = make_url(normalize_url(database_url))
+    except ArgumentError as exc:
+        raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
+    if url.get_backend_name() != "sqlite":
+        return None
+    if url.database in (None, "", ":memory:"):
+        raise ConfigError("DATABASE_URL: in-memory SQLite is not supported; use a file path")
+    return Path(url.database).absolute()

@@ -306,21 +306,3 @@ class SyncRunner:
     def _mark(self, integration_id: int, **values: Any) -> None:
         with self.db.session() as session:
             session.execute(update(IntegrationRow).where(IntegrationRow.id == integration_id).values(**values))
-
-
-def make_runner(runtime: Any, config: Callable[[], Any] | None = None) -> SyncRunner:
-    """A runner for ``runtime``: vendor namespaces on the built-in tailnet, ``custom:`` keys on a real one."""
-    from app.core.crypto import Cipher
-
-    settings = runtime.settings
-    mode = NamespaceMode.CUSTOM if settings.uses_tailscale else NamespaceMode.VENDOR
-    get_config = config or (lambda: settings.config)
-    integrations = Integrations(runtime.db, Cipher.from_settings(settings), clock=runtime.clock)
-    return SyncRunner(
-        runtime.db,
-        runtime.tailnet,
-        integrations,
-        mode=mode,
-        interval=lambda: get_config().sync_interval,
-        clock=runtime.clock,
-    )

@@ -29,6 +29,7 @@ from app.slack.client import slack_client
 from app.slack.context import SlackContext
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, Device
+from app.web.health import HealthCheck
 from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlackAPI
 from tests.fakes.slack_payloads import SlackEventsClient
 
@@ -163,6 +164,7 @@ class AppUnderTest:
     clock: FrozenClock
     devices: dict[str, Device]
     config_path: Path
+    health: HealthCheck
 
 
 @pytest.fixture
@@ -176,12 +178,10 @@ def app_server(
     tmp_path: Path,
 ) -> Iterator[AppUnderTest]:
     """The accessbot Slack app served over HTTP, wired to ``fake_slack`` and the built-in tailnet."""
-    from app.config.settings import ConfigSource, Settings
-    from app.runtime import Runtime
-    from app.slack.bolt_app import build_app
-    from app.slack.context import build_context
+    from app import bootstrap
+    from app.config.settings import Settings
+    from app.config.source import ConfigSource
     from app.web.server import make_server
-    from app.wsgi import make_wsgi
 
     config_path = tmp_path / "accessbot.yml"
     config_path.write_text(CONFIG_YAML)
@@ -216,18 +216,25 @@ def app_server(
         "bobs": builtin.add_device(name="bob-desktop.tail1.ts.net", user="bob@example.com", os="windows", actor=owner),
     }
     tailnet = RecordingTailnet(builtin)
-    runtime = Runtime(settings=settings, db=db, tailnet=tailnet, clock=clock)  # type: ignore[arg-type]
-    client = slack_client(slack_bot_token, fake_slack.base_url)
-    ctx = build_context(runtime, client=client, config=ConfigSource(config_path, min_interval=0), clock=clock)
+    services = bootstrap.build(
+        settings,
+        db=db,
+        tailnet=tailnet,
+        clock=clock,
+        config=ConfigSource(config_path, min_interval=0),
+        slack_client=slack_client(slack_bot_token, fake_slack.base_url),
+    )
+    ctx = services.slack
     ctx.devices.refresh()
-    bolt_app = build_app(ctx, signing_secret=slack_signing_secret)  # acknowledges first, as in production
-    server = make_server(make_wsgi(ctx, bolt_app, signing_secret=slack_signing_secret), "127.0.0.1", 0)
+    bolt_app = services.bolt_app()  # acknowledges first, as in production
+    health = services.health(devices=True)
+    server = make_server(services.slack_wsgi(bolt_app, health), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"
     fake_slack.reset()
     with SlackEventsClient(url, slack_signing_secret, settle=lambda: settle(ctx)) as slack:
-        yield AppUnderTest(url, slack, fake_slack, ctx, tailnet, builtin, clock, devices, config_path)
+        yield AppUnderTest(url, slack, fake_slack, ctx, tailnet, builtin, clock, devices, config_path, health)
     settle(ctx)
     server.shutdown()
     server.server_close()

@@ -96,7 +96,7 @@ def only_request_id(app: AppUnderTest) -> int:
 
     from app.access.tables import AccessRequestRow
 
-    with app.ctx.runtime.db.session() as session:
+    with app.ctx.db.session() as session:
         ids = list(session.scalars(select(AccessRequestRow.id)))
     assert len(ids) == 1
     return ids[0]
@@ -389,7 +389,7 @@ def test_reminder_extend_opens_a_prefilled_request(app_server: AppUnderTest) -> 
     assert response.status_code == 200 and response.text == ""
     from app.access import queries
 
-    [extension] = queries.my_open_requests(app.ctx.runtime.db, REQUESTER)
+    [extension] = queries.my_open_requests(app.ctx.db, REQUESTER)
     assert extension.extends_request_id == request_id
 
 

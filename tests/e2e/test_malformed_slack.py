@@ -53,7 +53,7 @@ def tamper(body: str, change: Callable[[dict[str, Any]], None]) -> str:
 
 def written_rows(app: AppUnderTest) -> dict[str, int]:
     """How many rows each table that a Slack request could write holds."""
-    with app.ctx.runtime.db.session() as session:
+    with app.ctx.db.session() as session:
         return {
             table.__tablename__: int(session.scalar(select(func.count()).select_from(table)) or 0)
             for table in (AccessRequestRow, VoteRow, NotificationRow, PostedMessageRow, AttributeRow, AuditEventRow)
@@ -423,7 +423,7 @@ def test_submission_for_a_deleted_request(app_server: AppUnderTest, caplog: pyte
     deny_click = block_actions_in_message(ActionId.DENY, str(request_id), BOB, channel, ts)
     assert app.slack.post(deny_click).status_code == 200
     deny_modal = app.fake.view(app.fake.last("views.open").response["view"]["id"])
-    with app.ctx.runtime.db.session() as session:
+    with app.ctx.db.session() as session:
         session.execute(delete(AccessRequestRow).where(AccessRequestRow.id == request_id))
     state = {BlockId.DENY_REASON: {ActionId.DENY_REASON_INPUT: text_input_state("no")}}
     answer = post_and_check(app, caplog, view_submission(CallbackId.DENY_MODAL, BOB, state, view=deny_modal))

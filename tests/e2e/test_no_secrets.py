@@ -26,8 +26,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
-import app.cli.common
 from app.cli import cli
+from app.cli.common import CliDeps
 from app.core.crypto import Cipher, CipherError, derive_key
 from app.db import Database
 from app.tailnet.api import make_api
@@ -133,14 +133,13 @@ def cli_env(app_server: AppUnderTest, db_url: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("USER", "ops")
     for var in ("TAILSCALE_API_KEY", "TAILSCALE_OAUTH_CLIENT_ID", "TAILSCALE_OAUTH_CLIENT_SECRET"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(app.cli.common, "CLOCK", app_server.clock)
     return CliRunner()
 
 
 @pytest.fixture
 def api_url(app_server: AppUnderTest) -> Iterator[str]:
     """The built-in tailnet's HTTP API over the app's database."""
-    api = make_api(app_server.builtin, app_server.ctx.runtime.db, clock=app_server.clock)
+    api = make_api(app_server.builtin, app_server.ctx.db, clock=app_server.clock)
     server = make_server(api, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -172,7 +171,7 @@ def test_a_full_run_leaks_no_secret(
     fake_sentinelone: FakeSentinelOne,
 ) -> None:
     app = app_server
-    db = app.ctx.runtime.db
+    db = app.ctx.db
     caplog = all_logs
     answers: list[str] = []
     cli_output: list[str] = []
@@ -207,7 +206,7 @@ def test_a_full_run_leaks_no_secret(
         ["sync", "huntress", "--json"],
         ["integrations", "status", "--json"],
     ):  # fmt: skip
-        result = cli_env.invoke(cli, args)
+        result = cli_env.invoke(cli, args, obj=CliDeps(clock=app.clock))
         assert result.exit_code == 0, result.output
         cli_output.append(result.output)
     assert fake_huntress.requests >= 1
@@ -297,7 +296,7 @@ def test_vendor_credentials_at_rest_need_the_key(app_server: AppUnderTest, fake_
     app.ctx.sync.integrations.add(
         "sentinelone", {"url": fake_sentinelone.url, "api_token": SENTINELONE_TOKEN}, actor=ADMIN
     )
-    with app.ctx.runtime.db.engine.connect() as conn:
+    with app.ctx.db.engine.connect() as conn:
         row = dict(conn.execute(text("SELECT * FROM integrations WHERE vendor = 'sentinelone'")).mappings().one())
     assert SENTINELONE_TOKEN not in json.dumps(row, default=str)
     token = row["credentials"]

@@ -48,7 +48,7 @@ def test_non_admins_are_refused_and_the_attempt_is_audited(app_server: AppUnderT
     for text in ("sync", "sync huntress", "status", "connect huntress", "disconnect huntress"):
         answer = command(app, EVE, text)
         assert "Only accessbot admins" in str(answer["text"])
-    with app.ctx.runtime.db.session() as session:
+    with app.ctx.db.session() as session:
         refused = audit.query(session, action="Refused posture command")
     assert [e.actor for e in refused] == [EVE] * 5
     assert app.fake.calls("views.open") == []
@@ -69,7 +69,7 @@ def test_connect_syncs_at_once_then_status_sync_and_disconnect(
     assert (
         told and "1 match between 1 Tailscale devices with identifiers and 2 Huntress agents" in told[-1].params["text"]
     )
-    with app.ctx.runtime.db.session() as session:
+    with app.ctx.db.session() as session:
         created = audit.query(session, action="Create posture integration")
     assert [e.actor for e in created] == [ADMIN]
     assert HUNTRESS_SECRET not in json.dumps([e.to_json() for e in created])

@@ -35,17 +35,19 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import func, select, text, update
 
+from app import bootstrap
 from app.access.read_model import AccessAudit, Notice
 from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus
-from app.config.settings import ConfigSource, Settings
+from app.bootstrap import Services
+from app.config.settings import Settings
+from app.config.source import ConfigSource
 from app.core.clock import FrozenClock, utcnow
 from app.core.crypto import Cipher
 from app.db import Database, audit
 from app.db.audit import AuditAction
 from app.db.migrate import upgrade
 from app.db.tables import AuditEventRow
-from app.runtime import Runtime, open_runtime
-from app.slack.context import SlackContext, build_context
+from app.slack.context import SlackContext
 from app.slack.ids import ActionId
 from app.tailnet.api import make_api
 from app.tailnet.auth import AuthStore
@@ -313,9 +315,11 @@ def settings_for(env: dict[str, str]) -> Settings:
     return Settings(**{name: env[name] for name in names if name in env})  # type: ignore[arg-type]
 
 
-def context(runtime: Runtime, fake: FakeSlackAPI, config: Path, clock: Callable[[], datetime] = utcnow) -> SlackContext:
+def context(
+    services: Services, fake: FakeSlackAPI, config: Path, clock: Callable[[], datetime] = utcnow
+) -> SlackContext:
     client = WebClient(token=TOKEN, base_url=fake.base_url)
-    return build_context(runtime, client=client, config=ConfigSource(config), clock=clock)
+    return services.rewired(slack_client=client, config=ConfigSource(config), clock=clock).slack
 
 
 def request_actions(db: Database, request_id: int) -> list[str]:
@@ -402,7 +406,7 @@ def test_sigkill_during_the_attribute_write_of_an_approval(held_write: str, db_u
         TAILSCALE_API_KEY=api_key,
         ACCESSBOT_SECRET_KEY=PASSPHRASE,
     )
-    runtime = open_runtime(settings_for(env))
+    runtime = bootstrap.build(settings_for(env))
     db = runtime.db
     try:
         ctx = context(runtime, fake, config)
@@ -716,7 +720,7 @@ def test_reminder_and_expiry_notices_claimed_by_a_killed_worker_are_delivered_on
         SLACK_API_URL=fake.base_url,
         ACCESSBOT_SECRET_KEY=PASSPHRASE,
     )
-    runtime = open_runtime(settings_for(env))
+    runtime = bootstrap.build(settings_for(env))
     db = runtime.db
     try:
         builtin = runtime.tailnet
@@ -768,7 +772,7 @@ def test_reminder_and_expiry_notices_claimed_by_a_killed_worker_are_delivered_on
 
 
 def grant(
-    runtime: Runtime, fake: FakeSlackAPI, config: Path, device: Device, duration: timedelta, approved_at: datetime
+    runtime: Services, fake: FakeSlackAPI, config: Path, device: Device, duration: timedelta, approved_at: datetime
 ) -> int:
     """A request for ``device`` submitted and approved at ``approved_at`` (its attribute is written now)."""
     ctx = context(runtime, fake, config, clock=FrozenClock(approved_at))

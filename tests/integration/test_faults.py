@@ -25,21 +25,20 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 import httpx
 import pytest
-from app.config.source import ConfigSource
 from slack_sdk import WebClient
 from sqlalchemy import event, func, select
 
+from app import bootstrap
 from app.access.tables import NotificationRow, RequestStatus, VoteRow
 from app.config.settings import Settings
+from app.config.source import ConfigSource
 from app.core.clock import FrozenClock
 from app.core.crypto import Cipher
 from app.core.http import RetryPolicy
 from app.db import Database, audit
 from app.db.audit import AuditAction
 from app.db.session import is_locked
-from app.runtime import Runtime
-from app.slack.bolt_app import build_app
-from app.slack.context import SlackContext, build_context
+from app.slack.context import SlackContext
 from app.slack.ids import ActionId, CallbackId
 from app.tailnet.api import make_api
 from app.tailnet.auth import AuthStore
@@ -54,7 +53,6 @@ from app.vendors.mapping import NamespaceMode
 from app.vendors.registry import VendorRegistry
 from app.vendors.sync import SyncRunner
 from app.web.server import HttpServer, make_server
-from app.wsgi import make_wsgi
 from tests.conftest import PG_URL, written
 from tests.e2e.test_access_flow import request_state
 from tests.fakes.slack_api import FakeSlackAPI
@@ -296,13 +294,14 @@ def prod_app(
         ACCESSBOT_SECRET_KEY="faults credentials passphrase",
     )
     # production's adapter (timeouts, retry policy, real sleeps); only the jitter is seeded
-    tailnet = TailscaleTailnet.from_settings(settings, db, clock=clock, rng=random.Random(2026))
-    runtime = Runtime(settings=settings, db=db, tailnet=tailnet, clock=clock)
+    tailnet = bootstrap.tailscale_tailnet(settings, db, clock=clock, rng=random.Random(2026))
     client = WebClient(token=TOKEN, base_url=fake_slack.base_url)
-    ctx = build_context(runtime, client=client, config=ConfigSource(config_path, min_interval=0), clock=clock)
+    config = ConfigSource(config_path, min_interval=0)
+    services = bootstrap.build(settings, db=db, tailnet=tailnet, clock=clock, config=config, slack_client=client)
+    ctx = services.slack
     ctx.devices.refresh()
-    bolt_app = build_app(ctx, signing_secret=SIGNING_SECRET)  # process_before_response=False, as in production
-    server = make_server(make_wsgi(ctx, bolt_app, signing_secret=SIGNING_SECRET), "127.0.0.1", 0)
+    bolt_app = services.bolt_app()  # process_before_response=False, as in production
+    server = make_server(services.slack_wsgi(bolt_app), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     fake_slack.reset()
     try:

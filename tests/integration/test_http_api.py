@@ -14,14 +14,14 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from app import bootstrap
 from app.cli import cli
 from app.config.settings import get_settings
 from app.core.clock import FrozenClock
 from app.core.timefmt import format_rfc3339
 from app.db import Database, audit
 from app.db.audit import AuditAction
-from app.runtime import Runtime
-from app.scheduler import EXPIRY_SWEEP_JOB, build_scheduler
+from app.scheduler import EXPIRY_SWEEP_JOB
 from app.tailnet.api import make_api, path_segments
 from app.tailnet.auth import AuthStore
 from app.tailnet.builtin import BuiltinTailnet
@@ -709,8 +709,8 @@ def test_scheduler_sweeps_expired_attributes(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "accessbot.yml").write_text("tailnet:\n  expiry_sweep_interval: 5s\n")
-    rt = Runtime(settings=get_settings(), db=db, tailnet=builtin, clock=clock)
-    scheduler = build_scheduler(rt)
+    services = bootstrap.build(get_settings(), db=db, tailnet=builtin, clock=clock)
+    scheduler = services.scheduler(access=False, sync=False)
     [job] = scheduler.get_jobs()
     assert job.id == EXPIRY_SWEEP_JOB
     assert job.trigger.interval == timedelta(seconds=5)

@@ -18,6 +18,7 @@ from typer.testing import Result
 
 import app.cli.common
 import app.cli.integrations
+from app.bootstrap import cipher_for
 from app.config.settings import Settings
 from app.core.clock import FrozenClock
 from app.core.crypto import Cipher, CipherError
@@ -124,14 +125,13 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str) -> None:
 @pytest.fixture
 def run(env: None, monkeypatch: pytest.MonkeyPatch, clock: FrozenClock, vendors: VendorRegistry) -> Run:
     """Run ``accessbot ARGS`` in-process on the frozen clock with ``vendors``; standard input is not a terminal."""
-    monkeypatch.setattr(app.cli.common, "VENDORS", vendors)
-    return invoker(monkeypatch, clock)
+    return invoker(monkeypatch, clock, vendors)
 
 
 @pytest.fixture
 def cipher(env: None, db_url: str) -> Cipher:
     """The cipher the CLI uses (key file or ACCESSBOT_SECRET_KEY), from the same environment."""
-    return Cipher.from_settings(Settings())  # type: ignore[call-arg]
+    return cipher_for(Settings())  # type: ignore[call-arg]
 
 
 @pytest.fixture

@@ -24,18 +24,15 @@ from app.core.clock import FrozenClock, utcnow
 from app.core.crypto import Cipher
 from app.core.metrics import (
     Metrics,
-    access_event,
-    api_routes,
+    access_outcome,
+    access_requested,
     current,
-    fixed_routes,
     install,
-    instrument,
-    with_ops_endpoints,
 )
 from app.db import Database
-from app.scheduler import EXPIRY_SWEEP_JOB, build_scheduler
+from app.scheduler import EXPIRY_SWEEP_JOB, build_scheduler, scheduler_status
 from app.slack.ids import ActionId
-from app.tailnet.api import TailnetApi
+from app.tailnet.api import TailnetApi, route_labels
 from app.tailnet.auth import AuthStore
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import NotFound, TailnetUnavailable
@@ -44,6 +41,7 @@ from app.tailnet.models import Actor
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
 from app.vendors.sync import SyncRunner
+from app.web.ops import fixed_routes, instrument, with_ops_endpoints
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import BOB, CONFIG_YAML, POLICY_HUJSON, REQUESTER, AppUnderTest
 from tests.e2e.test_access_flow import click, dm_message, request_and_submit
@@ -138,8 +136,8 @@ def test_healthz_shows_the_scheduler_and_its_jobs(app_server: AppUnderTest) -> N
     assert body["scheduler"] is None  # this process runs no jobs
     assert body["devices"]["count"] == 3
 
-    scheduler = build_scheduler(app.ctx.runtime)
-    app.ctx.scheduler = scheduler
+    scheduler = build_scheduler(app.builtin, sweep_every=timedelta(seconds=30))
+    app.health.add("scheduler", lambda: scheduler_status(scheduler))
     scheduler.start()
     try:
         running = httpx.get(f"{app.url}/healthz", timeout=5)
@@ -160,7 +158,7 @@ def test_healthz_is_503_when_the_database_is_unreachable(
 ) -> None:
     app = app_server
     unreachable = Database(create_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'accessbot.db'}"))
-    monkeypatch.setattr(app.ctx.runtime, "db", unreachable)
+    monkeypatch.setattr(app.health, "engine", unreachable.engine)
     response = httpx.get(f"{app.url}/healthz", timeout=5)
     assert response.status_code == 503
     body = response.json()
@@ -221,13 +219,17 @@ def test_tailscale_api_errors_are_counted_by_type(metrics: Metrics) -> None:
 
 def test_access_events_count_only_when_their_transaction_commits(db: Database, metrics: Metrics) -> None:
     with pytest.raises(RuntimeError), db.session() as session:
-        access_event(session, "Access granted")
+        access_outcome(session, "granted")
+        access_requested(session)
         raise RuntimeError("rolled back")
     assert metrics.access_grants.labels("granted")._value.get() == 0
+    assert metrics.access_requests._value.get() == 0
     with db.session() as session:
-        access_event(session, "Access granted")
-        access_event(session, "Access approved")  # a vote is not an outcome
+        access_outcome(session, "granted")
+        access_requested(session)
+    # which changes count under which label (a vote under none) is the transition table's: test_access_transitions
     assert metrics.access_grants.labels("granted")._value.get() == 1
+    assert metrics.access_requests._value.get() == 1
     assert sum(metrics.access_grants.labels(o)._value.get() for o in ("failed", "denied", "revoked")) == 0
 
 
@@ -311,7 +313,7 @@ def test_metrics_token_guards_scrapes_but_not_health(metrics: Metrics) -> None:
 
 
 def test_tailnet_api_routes_are_labelled_by_pattern() -> None:
-    route = api_routes(TailnetApi.routes, "/healthz")
+    route = route_labels(TailnetApi.routes, "/healthz")
     assert (
         route({"PATH_INFO": "/api/v2/device/n123/attributes/custom%3Ax"}) == "/api/v2/device/{device}/attributes/{key}"
     )

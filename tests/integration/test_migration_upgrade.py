@@ -31,7 +31,7 @@ from app.access import tables as access_models
 from app.access.lifecycle import Lifecycle
 from app.access.outbox import Outbox
 from app.access.read_model import AccessAudit, Notice
-from app.config.settings import Config
+from app.config.model import Config
 from app.core.crypto import Cipher
 from app.db import Database, audit
 from app.db.migrate import alembic_config, current_revision, head_revision, upgrade

@@ -30,16 +30,15 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import func, select, update
 
+from app import bootstrap
 from app.access.read_model import AccessAudit, Notice
 from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus
-from app.config.settings import ConfigSource
+from app.config.source import ConfigSource
 from app.core.clock import utcnow
 from app.core.crypto import Cipher
 from app.db import Database, audit
 from app.db.migrate import upgrade
 from app.db.tables import AuditEventRow
-from app.runtime import open_runtime
-from app.slack.context import build_context
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, AttributeWrite
 from app.vendors.integrations import Integrations
@@ -85,12 +84,11 @@ profiles:
 
 def run_fast_worker() -> None:
     """A worker subprocess: ``accessbot worker`` with short job periods, started when the start file appears."""
-    from app import scheduler
+    from app import bootstrap, scheduler
     from app.cli import serve
-    from app.slack import context as _context  # noqa: F401  (import before the barrier, not after it)
 
-    serve.add_sync_job = functools.partial(scheduler.add_sync_job, every_seconds=FAST)  # type: ignore[assignment]
-    serve.add_access_jobs = functools.partial(scheduler.add_access_jobs, every_seconds=FAST)  # type: ignore[assignment]
+    bootstrap.add_sync_job = functools.partial(scheduler.add_sync_job, every_seconds=FAST)  # type: ignore[assignment]
+    bootstrap.add_access_jobs = functools.partial(scheduler.add_access_jobs, every_seconds=FAST)  # type: ignore[assignment]
     start = Path(os.environ["ACCESSBOT_TEST_START_FILE"])
     print("ready for the start file", flush=True)
     deadline = time.monotonic() + 60
@@ -187,7 +185,7 @@ def test_two_worker_processes_share_the_jobs_without_doing_anything_twice(shared
         ACCESSBOT_SECRET_KEY=PASSPHRASE,
         ACCESSBOT_TEST_START_FILE=str(start_file),
     )
-    runtime = open_runtime(settings_for(env))
+    runtime = bootstrap.build(settings_for(env))
     db = runtime.db
     workers: list[Proc] = []
     try:
@@ -216,9 +214,9 @@ def test_two_worker_processes_share_the_jobs_without_doing_anything_twice(shared
             return "synced" if started and finished and since <= started <= finished else None
 
         # pending requests: half already timed out when the workers start, half timing out while they run
-        ctx = build_context(
-            runtime, client=WebClient(token=DEFAULT_TOKEN, base_url=slack.base_url), config=ConfigSource(config)
-        )
+        ctx = runtime.rewired(
+            slack_client=WebClient(token=DEFAULT_TOKEN, base_url=slack.base_url), config=ConfigSource(config)
+        ).slack
         request_ids = []
         for n in range(REQUESTS):
             request = ctx.access.submit(

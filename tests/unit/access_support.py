@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.access.service import AccessService
 from app.access.tables import NotificationRow
-from app.config.settings import Config
+from app.config.model import Config
 from app.db import Database
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Device

@@ -6,7 +6,7 @@ import pytest
 
 from app.access.people import StaticDirectory
 from app.access.service import AccessService
-from app.config.settings import Config
+from app.config.model import Config
 from app.core.clock import FrozenClock
 from app.db import Database
 from app.tailnet.builtin import BuiltinTailnet

@@ -14,8 +14,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 import app.core.crypto
-from app.config.settings import ConfigError, Settings
+from app.bootstrap import cipher_for
+from app.config.settings import Settings
 from app.core.crypto import HKDF_INFO, KEY_FILE_NAME, Cipher, CipherError, derive_key, load_or_create_key_file
+from app.core.errors import ConfigError
 
 PASSPHRASE = "correct horse battery staple 42"
 SECRETS = {"api_key": "hk_live_0123456789abcdef", "api_secret": "hs_topsecret_fedcba9876543210"}
@@ -124,13 +126,13 @@ def test_the_repr_hides_the_key() -> None:
 
 
 def test_the_setting_wins_and_no_key_file_is_created(tmp_path: Path) -> None:
-    cipher = Cipher.from_settings(settings(sqlite_url(tmp_path / "accessbot.db"), PASSPHRASE))
+    cipher = cipher_for(settings(sqlite_url(tmp_path / "accessbot.db"), PASSPHRASE))
     assert Cipher.from_secret(PASSPHRASE).decrypt(cipher.encrypt(SECRETS)) == SECRETS
     assert not (tmp_path / KEY_FILE_NAME).exists()
 
 
 def test_an_empty_setting_counts_as_unset(tmp_path: Path) -> None:
-    Cipher.from_settings(settings(sqlite_url(tmp_path / "accessbot.db"), "   "))
+    cipher_for(settings(sqlite_url(tmp_path / "accessbot.db"), "   "))
     assert (tmp_path / KEY_FILE_NAME).exists()
 
 
@@ -140,7 +142,7 @@ def test_sqlite_without_a_key_creates_a_0600_key_file_beside_the_database(
     data = tmp_path / "data"
     data.mkdir()
     caplog.set_level(logging.DEBUG)
-    cipher = Cipher.from_settings(settings(sqlite_url(data / "accessbot.db")))
+    cipher = cipher_for(settings(sqlite_url(data / "accessbot.db")))
     key_file = data / KEY_FILE_NAME
     assert key_file.is_file()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -160,11 +162,11 @@ def test_the_key_file_is_reused_and_the_warning_is_not_repeated(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = sqlite_url(tmp_path / "accessbot.db")
-    token = Cipher.from_settings(settings(url)).encrypt(SECRETS)
+    token = cipher_for(settings(url)).encrypt(SECRETS)
     key = (tmp_path / KEY_FILE_NAME).read_text()
     caplog.clear()
     caplog.set_level(logging.DEBUG)
-    assert Cipher.from_settings(settings(url)).decrypt(token) == SECRETS
+    assert cipher_for(settings(url)).decrypt(token) == SECRETS
     assert (tmp_path / KEY_FILE_NAME).read_text() == key
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -173,7 +175,7 @@ def test_a_relative_sqlite_path_puts_the_key_file_in_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    Cipher.from_settings(settings("sqlite:///accessbot.db"))
+    cipher_for(settings("sqlite:///accessbot.db"))
     assert (tmp_path / KEY_FILE_NAME).is_file()
 
 
@@ -181,11 +183,11 @@ def test_a_relative_sqlite_path_puts_the_key_file_in_the_working_directory(
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644, 0o620])
 def test_a_key_file_open_to_group_or_others_is_refused(tmp_path: Path, mode: int) -> None:
     url = sqlite_url(tmp_path / "accessbot.db")
-    Cipher.from_settings(settings(url))
+    cipher_for(settings(url))
     key_file = tmp_path / KEY_FILE_NAME
     key_file.chmod(mode)
     with pytest.raises(ConfigError, match=r"accessible by group or others .*chmod 600") as info:
-        Cipher.from_settings(settings(url))
+        cipher_for(settings(url))
     assert str(key_file) in str(info.value)
     assert key_file.read_text().strip() not in str(info.value)
 
@@ -196,12 +198,12 @@ def test_a_key_file_without_a_key_is_refused(tmp_path: Path) -> None:
     os.write(fd, b"not a fernet key\n")
     os.close(fd)
     with pytest.raises(ConfigError, match="does not hold a Fernet key"):
-        Cipher.from_settings(settings(sqlite_url(tmp_path / "accessbot.db")))
+        cipher_for(settings(sqlite_url(tmp_path / "accessbot.db")))
 
 
 def test_a_missing_database_directory_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot create the key file"):
-        Cipher.from_settings(settings(sqlite_url(tmp_path / "missing" / "accessbot.db")))
+        cipher_for(settings(sqlite_url(tmp_path / "missing" / "accessbot.db")))
 
 
 def test_a_key_file_created_meanwhile_by_another_process_is_used(
@@ -229,12 +231,12 @@ def test_a_key_file_created_meanwhile_by_another_process_is_used(
 )
 def test_postgresql_without_a_key_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError, match="ACCESSBOT_SECRET_KEY"):
-        Cipher.from_settings(settings(url))
+        cipher_for(settings(url))
 
 
 def test_postgresql_with_a_key_needs_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    cipher = Cipher.from_settings(settings("postgresql://postgres@127.0.0.1:5432/accessbot", PASSPHRASE))
+    cipher = cipher_for(settings("postgresql://postgres@127.0.0.1:5432/accessbot", PASSPHRASE))
     assert cipher.decrypt(cipher.encrypt(SECRETS)) == SECRETS
     assert list(tmp_path.iterdir()) == []
 
@@ -242,11 +244,11 @@ def test_postgresql_with_a_key_needs_no_file(tmp_path: Path, monkeypatch: pytest
 def test_nothing_secret_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     url = sqlite_url(tmp_path / "accessbot.db")
-    cipher = Cipher.from_settings(settings(url))
+    cipher = cipher_for(settings(url))
     token = cipher.encrypt(SECRETS)
     cipher.decrypt(token)
     with pytest.raises(CipherError):
-        Cipher.from_settings(settings(url, PASSPHRASE)).decrypt(token)
+        cipher_for(settings(url, PASSPHRASE)).decrypt(token)
     with pytest.raises(ConfigError):
         Cipher.from_secret("short secret")
     key = (tmp_path / KEY_FILE_NAME).read_text().strip()

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.config.settings import ConfigError, get_settings
+from app.config.settings import get_settings
+from app.core.errors import ConfigError
 from app.core.logs import JsonFormatter, RedactingFilter, configure_logging, redact_secrets
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from app.access.outbox import MAX_ATTEMPTS, Delivery, Notification, Outbox, open_channel_problems
 from app.access.service import AccessService
 from app.access.tables import ChannelProblemRow, NotificationRow
-from app.config.settings import Config
+from app.config.model import Config
 from app.core.clock import FrozenClock
 from app.db import Database
 from app.slack.notify import Notifier

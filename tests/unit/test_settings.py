@@ -4,7 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from app.config.settings import ConfigError, Settings, get_settings, load_config
+from app.config.model import load_config
+from app.config.settings import Settings, get_settings
+from app.config.source import ConfigSource
+from app.core.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +32,7 @@ def test_defaults() -> None:
     assert settings.tailscale_tailnet == "-"
     assert not settings.uses_tailscale
     assert settings.config_path is None
-    assert settings.config.tailnet.name == "example.com"
+    assert ConfigSource(settings.config_path)().tailnet.name == "example.com"
 
 
 def test_tailscale_credentials_choose_the_tailscale_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,9 +54,9 @@ def test_oauth_needs_both_halves(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_default_config_file_is_read_when_present(tmp_path: Path) -> None:
     (tmp_path / "accessbot.yml").write_text("tailnet:\n  name: corp.example\n  expiry_sweep_interval: 10s\n")
-    settings = Settings()
-    assert settings.config.tailnet.name == "corp.example"
-    assert settings.config.tailnet.expiry_sweep_interval.total_seconds() == 10
+    config = ConfigSource(Settings().config_path)()
+    assert config.tailnet.name == "corp.example"
+    assert config.tailnet.expiry_sweep_interval.total_seconds() == 10
 
 
 @pytest.mark.parametrize(
@@ -77,7 +80,7 @@ def test_config_errors_name_file_and_field(tmp_path: Path, content: str, fragmen
 def test_missing_config_file_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACCESSBOT_CONFIG", str(tmp_path / "nope.yml"))
     with pytest.raises(ConfigError, match=r"nope\.yml: cannot read"):
-        _ = Settings().config
+        ConfigSource(Settings().config_path)
 
 
 PROFILE_YAML = """
@@ -94,7 +97,6 @@ def test_config_source_reloads_changes_and_keeps_the_old_config_when_the_new_one
 ) -> None:
     import os
 
-    from app.config.settings import ConfigSource
 
     path = tmp_path / "accessbot.yml"
     path.write_text(PROFILE_YAML)
@@ -113,7 +115,6 @@ def test_config_source_reloads_changes_and_keeps_the_old_config_when_the_new_one
 
 
 def test_config_source_refuses_an_invalid_file_at_start(tmp_path: Path) -> None:
-    from app.config.settings import ConfigSource
 
     path = tmp_path / "accessbot.yml"
     path.write_text("profiles: [{id: x}]\n")

@@ -20,11 +20,13 @@ import pytest
 import respx
 from sqlalchemy import select
 
-from app.config.settings import ConfigError, Settings
+from app import bootstrap
+from app.config.model import Config
+from app.config.settings import Settings
 from app.core.clock import FrozenClock
+from app.core.errors import ConfigError
 from app.db import Database, audit
 from app.db.tables import RemoteExpiryRow
-from app.tailnet import make_tailnet
 from app.tailnet.errors import (
     AuthenticationError,
     DeviceNotFound,
@@ -755,7 +757,7 @@ def test_make_tailnet_uses_configured_url_tailnet_and_api_key(
     settings = Settings(TAILSCALE_API_URL=BASE, TAILSCALE_TAILNET="example.com", TAILSCALE_API_KEY=API_KEY)
     route = mock.get("/api/v2/tailnet/example.com/devices").respond(json={"devices": [ALPHA]})
     patch = mock.patch("/api/v2/tailnet/example.com/device-attributes").respond(200)
-    tailnet = make_tailnet(settings, db, clock=clock)
+    tailnet = bootstrap.tailnet_for(settings, db, Config(), clock=clock)
     assert isinstance(tailnet, TailscaleTailnet)
     assert [d.id for d in tailnet.list_devices()] == ["12345"]
     tailnet.set_many({"12345": {"custom:x": None}}, actor=ALICE)
@@ -775,9 +777,9 @@ def test_from_settings_prefers_oauth_and_requires_credentials(
         TAILSCALE_OAUTH_CLIENT_SECRET=CLIENT_SECRET,
     )
     api = mock.get(DEVICES).respond(json={"devices": []})
-    with TailscaleTailnet.from_settings(settings, db, clock=clock) as tailnet:
+    with bootstrap.tailscale_tailnet(settings, db, clock=clock) as tailnet:
         tailnet.list_devices()
     assert token_route.call_count == 1
     assert api.calls.last.request.headers["Authorization"] == "Bearer tok-1"
     with pytest.raises(ConfigError):
-        TailscaleTailnet.from_settings(Settings(TAILSCALE_API_URL=BASE), db, clock=clock)
+        bootstrap.tailscale_tailnet(Settings(TAILSCALE_API_URL=BASE), db, clock=clock)

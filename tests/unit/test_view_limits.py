@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from app.access.outbox import ChannelProblem
 from app.access.read_model import AccessRequest
 from app.access.tables import RequestStatus
+from app.config.model import Config
 from app.config.profiles import Profile
-from app.config.settings import Config
 from app.posture.check import DeviceCheck, RuleCheck
 from app.posture.model import Condition, ConditionResult, Op, PostureResult
 from app.posture.policy import Rule

@@ -108,7 +108,7 @@ def answer_within(
 
 def grants_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respond: Respond, args: list[str]) -> None:
     """``/posture grants``: the person's active access and when each ends."""
-    grants = queries.active_grants(ctx.runtime.db, body["user_id"])
+    grants = queries.active_grants(ctx.db, body["user_id"])
     if not grants:
         reply(response_type="ephemeral", text="You have no active access right now.")
         return

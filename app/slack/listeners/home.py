@@ -16,7 +16,7 @@ from app.slack.views.home import home_view
 
 def publish_home(ctx: SlackContext, client: WebClient, user_id: str) -> None:
     """Render and publish ``user_id``'s home tab from the database."""
-    db = ctx.runtime.db
+    db = ctx.db
     view = home_view(
         active=queries.active_grants(db, user_id),
         open_requests=queries.my_open_requests(db, user_id),
@@ -32,7 +32,7 @@ def _admin_notices(ctx: SlackContext, user_id: str) -> list[dict[str, Any]]:
     """What an admin must act on (notify channels accessbot cannot post to); nothing for anyone else."""
     if not ctx.access.is_admin(user_id):
         return []
-    return channel_problem_blocks(open_channel_problems(ctx.runtime.db), ctx.config())
+    return channel_problem_blocks(open_channel_problems(ctx.db), ctx.config())
 
 
 def register(app: App, ctx: SlackContext) -> None:

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from app.access.errors import AccessError
 from app.access.outbox import open_channel_problems
-from app.config.settings import ConfigError
+from app.core.errors import ConfigError
 from app.db import audit
 from app.slack.context import SlackContext
 from app.slack.ids import CallbackId
@@ -35,7 +35,7 @@ def refuse_non_admin(ctx: SlackContext, reply: Reply, body: dict[str, Any], what
     if ctx.access.is_admin(user_id):
         return False
     audit.record_refusal(
-        ctx.runtime.db,
+        ctx.db,
         at=ctx.clock(),
         actor=user_id,
         target=f"command/posture {what}",
@@ -102,7 +102,7 @@ def status_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respon
         "; ".join(f"{escape(s['label'])}: {escape(s['headline'])}" for s in statuses)
         or "No EDR integration is connected."
     )
-    channel_problems = channel_problem_blocks(open_channel_problems(ctx.runtime.db), ctx.config())
+    channel_problems = channel_problem_blocks(open_channel_problems(ctx.db), ctx.config())
     blocks += channel_problems
     text += " Some notify channels refuse accessbot's posts; see below." if channel_problems else ""
     reply(response_type="ephemeral", text=text, blocks=blocks)

@@ -21,7 +21,7 @@ def _device(ctx: SlackContext, reply: Reply, body: dict[str, Any], args: list[st
         reply(response_type="ephemeral", text=f"Name the device: `/posture {verb} <name, hostname, IP or id>`.")
         return None
     ref = " ".join(args)
-    ctx.devices.refresh_if_stale()
+    ctx.devices.ensure_loaded()  # only the first look-up after a start waits; the scheduler keeps it fresh
     direct = ctx.devices.get(ref)
     candidates = [direct] if direct else ctx.devices.search(ref, limit=100).devices
     try:
@@ -49,7 +49,7 @@ def check_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respond
     if policy is None:
         reply(response_type="ephemeral", text="No policy file is configured (`policy_file` in the config).")
         return
-    attributes = ctx.runtime.tailnet.get_attributes(device.id)
+    attributes = ctx.tailnet.get_attributes(device.id)
     text, blocks = check_blocks(device, check_device(policy, attributes.attributes))
     reply(response_type="ephemeral", text=text, blocks=blocks)
 
@@ -59,7 +59,7 @@ def attrs_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respond
     device = _device(ctx, reply, body, args, "see the attributes of")
     if device is None:
         return
-    text, blocks = attrs_blocks(device, ctx.runtime.tailnet.get_attributes(device.id), ctx.clock())
+    text, blocks = attrs_blocks(device, ctx.tailnet.get_attributes(device.id), ctx.clock())
     reply(response_type="ephemeral", text=text, blocks=blocks)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from app.access.service import MAX_REQUEST_ID
+from app.access.queries import MAX_REQUEST_ID
 from app.slack.views.request_modal import notice_modal
 
 log = logging.getLogger(__name__)

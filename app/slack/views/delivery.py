@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.access.outbox import ChannelProblem
-from app.config.settings import Config
+from app.config.model import Config
 from app.slack.views.common import context, cut, escape, plain, section, when
 
 MAX_SHOWN = 5
