@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.core.reloading import ReloadingFile
 from app.posture.check import check_device
 from app.posture.policy import Policy, load_policy
 from app.tailnet.errors import TailnetError
 from app.tailnet.protocol import Tailnet
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,35 +25,52 @@ class GateResult:
 
 
 class PolicySource:
-    """The policy file, parsed, re-read when it changes (a broken new file keeps the previous one)."""
+    """The policy file, parsed, re-read when it changes (a broken new file keeps the previous policy).
 
-    def __init__(self, path: Callable[[], Path | None]) -> None:
+    Its path comes from the config (``path()``), so it may be ``None`` (no policy: ``None``) or change while the
+    process runs: a new path is read at once and, until it parses, the previous policy stays. A broken or
+    missing file never raises here; ``last_error`` says why it was refused.
+    """
+
+    def __init__(
+        self,
+        path: Callable[[], Path | None],
+        *,
+        min_interval: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._path = path
+        self._min_interval = min_interval
+        self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._stamp: tuple[str, int, int] | None = None
-        self._policy: Policy | None = None
-        self.last_error: str | None = None
+        """Held while switching to a new path, so two callers never start two readers of it."""
+        self._file: ReloadingFile[Policy | None] | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the policy file's newest content was refused; ``None`` while it is the policy in use."""
+        file = self._file
+        return file.last_error if file is not None else None
 
     def __call__(self) -> Policy | None:
         path = self._path()
         if path is None:
             return None
-        try:
-            stat = path.stat()
-        except OSError as exc:
-            self.last_error = f"{path}: {exc.strerror or exc}"
-            return self._policy
-        stamp = (str(path), stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                try:
-                    self._policy = load_policy(path)
-                    self.last_error = None
-                except Exception as exc:  # keep serving the last good policy; say why
-                    self.last_error = str(exc)
-                    log.error("keeping the previous policy: %s", exc)
-                self._stamp = stamp
-            return self._policy
+        file = self._file
+        if file is None or file.path != path:
+            with self._lock:
+                file = self._file
+                if file is None or file.path != path:
+                    file = ReloadingFile(
+                        path,
+                        load_policy,
+                        what="policy",
+                        min_interval=self._min_interval,
+                        monotonic=self._monotonic,
+                        initial=file.current if file is not None else None,
+                    )
+                    self._file = file
+        return file()
 
 
 class PostureGate:
