@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from sqlalchemy.exc import OperationalError
+
+from app.db.session import is_locked
+
 
 class AccessError(Exception):
     """Base: the action was refused; ``message`` says why in plain words."""
@@ -37,3 +44,27 @@ class DatabaseBusy(AccessError):
 
 class DirectoryUnavailable(AccessError):
     """Who may do what could not be resolved now (Slack rate-limited or down): nothing was changed."""
+
+
+NOTHING_SAVED = "accessbot's database is busy (another write held it too long), so nothing was changed. Try again."
+
+
+def unsettled(request_id: int, *, written: bool) -> str:
+    """What to say when the attribute write is done (or failed) but its result could not be recorded yet."""
+    outcome = "was written" if written else "could not be written"
+    return (
+        f"The attribute {outcome}, but accessbot's database is busy, so request {request_id} is not settled yet; "
+        "accessbot settles it by itself within a few minutes."
+    )
+
+
+@contextlib.contextmanager
+def busy_means(message: str) -> Iterator[None]:
+    """Turn SQLite's "database is locked" (the write lock held past the busy timeout, the transaction rolled back)
+    into ``DatabaseBusy(message)``, which the Slack layer shows to the person who acted."""
+    try:
+        yield
+    except OperationalError as exc:
+        if not is_locked(exc):
+            raise
+        raise DatabaseBusy(message) from exc

@@ -1,31 +1,32 @@
 """Time-driven steps of the access flow, all derived from database state so a restart loses nothing.
 
-Each step selects due requests and moves each with a conditional UPDATE, so two schedulers running the
-same step at once still act on every request exactly once.
+Each step selects due requests and moves each through ``app.access.transitions`` (a conditional UPDATE), so
+two schedulers running the same step at once still act on every request exactly once.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, select
 
-from app.access.read_model import AccessAudit, Notice
-from app.access.service import grant_comment
-from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus, VoteRow
-from app.config.settings import Config
-from app.core import metrics
+from app.access import transitions
+from app.access.grants import grant_comment, write_of_interrupted_grant
+from app.access.queries import approvals
+from app.access.tables import AccessRequestRow, RequestStatus
+from app.access.transitions import Transition
+from app.config.model import Config
 from app.core.clock import Clock, utcnow
-from app.db import Database, audit
+from app.db import Database
 from app.tailnet import Tailnet
 from app.tailnet.models import Actor, AttributeWrite
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system:access"
+INTERRUPTED = "the grant was interrupted before the attribute was written"
 
 
 class Lifecycle:
@@ -54,18 +55,8 @@ class Lifecycle:
                 AccessRequestRow.status == RequestStatus.PENDING, AccessRequestRow.timeout_at <= now
             )
         )
-        return sum(
-            self._move(
-                i,
-                RequestStatus.PENDING,
-                RequestStatus.EXPIRED,
-                AccessAudit.REQUEST_EXPIRED,
-                Notice.REQUEST_EXPIRED,
-                ended_at=now,
-                ended_note="nobody reviewed it in time",
-            )
-            for i in ids
-        )
+        values = {"ended_at": now, "ended_note": "nobody reviewed it in time"}
+        return sum(self._move(transitions.EXPIRE_REQUEST, i, values) for i in ids)
 
     def send_reminders(self) -> int:
         """Remind requesters ``reminder_before`` their access ends (once per grant, with Extend)."""
@@ -84,19 +75,8 @@ class Lifecycle:
         for request_id, granted_at, expires_at in candidates:
             if granted_at is not None and expires_at - granted_at <= before:
                 continue  # a grant shorter than the reminder window gets no reminder
-            with self.db.session() as session:
-                result = session.execute(
-                    update(AccessRequestRow)
-                    .where(
-                        AccessRequestRow.id == request_id,
-                        AccessRequestRow.reminder_sent_at.is_(None),
-                        AccessRequestRow.status == RequestStatus.GRANTED,
-                    )
-                    .values(reminder_sent_at=now)
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    session.add(NotificationRow(request_id=request_id, kind=Notice.REMINDER, created_at=now))
-                    moved += 1
+            once = (AccessRequestRow.reminder_sent_at.is_(None),)
+            moved += self._move(transitions.REMIND, request_id, {"reminder_sent_at": now}, only_if=once)
         return moved
 
     def end_expired_grants(self) -> int:
@@ -107,10 +87,7 @@ class Lifecycle:
                 AccessRequestRow.status == RequestStatus.GRANTED, AccessRequestRow.expires_at <= now
             )
         )
-        return sum(
-            self._move(i, RequestStatus.GRANTED, RequestStatus.ENDED, AccessAudit.EXPIRED, Notice.ENDED, ended_at=now)
-            for i in ids
-        )
+        return sum(self._move(transitions.END, i, {"ended_at": now}) for i in ids)
 
     def recover_stuck_grants(self) -> int:
         """A grant interrupted mid-write (process killed) is resolved from the tailnet's actual state.
@@ -137,91 +114,40 @@ class Lifecycle:
             except Exception as exc:  # the tailnet is down: try again next run
                 log.warning("cannot check interrupted grant %s: %s", row.id, exc)
                 continue
-            expires = current.expiries.get(row.attribute)
-            duration = timedelta(seconds=row.duration_seconds)
-            written_by_this_grant = (
-                current.attributes.get(row.attribute) == row.value
-                and expires is not None
-                and row.granting_since is not None
-                and row.granting_since + duration <= expires + timedelta(seconds=1)
-                and expires <= now + duration
-            )
-            if written_by_this_grant:
-                assert expires is not None and row.granting_since is not None
-                self._adopt(row, AttributeWrite(row.value, expires), row.granting_since)
-                moved += self._move(
-                    row.id,
-                    RequestStatus.GRANTING,
-                    RequestStatus.GRANTED,
-                    AccessAudit.GRANTED,
-                    Notice.GRANTED,
-                    granted_at=row.granting_since,
-                    expires_at=expires,
-                    granting_since=None,
-                )
+            write = write_of_interrupted_grant(row, current, now)
+            if write is not None and row.granting_since is not None:
+                self._adopt(row, write, row.granting_since)
+                granted = {"granted_at": row.granting_since, "expires_at": write.expiry, "granting_since": None}
+                moved += self._move(transitions.GRANT, row.id, granted)
             else:
-                moved += self._move(
-                    row.id,
-                    RequestStatus.GRANTING,
-                    RequestStatus.FAILED,
-                    AccessAudit.GRANT_FAILED,
-                    Notice.FAILED,
-                    granting_since=None,
-                    last_error="the grant was interrupted before the attribute was written",
-                )
+                failed = {"granting_since": None, "last_error": INTERRUPTED}
+                moved += self._move(transitions.FAIL, row.id, failed)
         return moved
 
     def _adopt(self, row: AccessRequestRow, write: AttributeWrite, since: datetime) -> None:
         """Have the tailnet record the interrupted grant's write (the audit event its writer never made)."""
         with self.db.session() as session:
-            approvers = list(
-                session.scalars(select(VoteRow.approver_id).where(VoteRow.request_id == row.id).order_by(VoteRow.id))
-            )
+            approvers = approvals(session, row.id)
         actor = Actor(approvers[-1] if approvers else SYSTEM)
         comment = grant_comment(row.requester_email or row.requester_id, row.reason, approvers or [SYSTEM])
         self.tailnet.adopt_write(row.device_id, row.attribute, write, actor=actor, comment=comment, since=since)
 
-    def _ids(self, stmt: object) -> list[int]:
+    def _ids(self, stmt: Select[tuple[int]]) -> list[int]:
         with self.db.session() as session:
-            return list(session.scalars(stmt))  # type: ignore[call-overload]
+            return list(session.scalars(stmt))
 
     def _move(
         self,
+        transition: Transition,
         request_id: int,
-        expected: RequestStatus,
-        new: RequestStatus,
-        action: AccessAudit,
-        notice: Notice,
-        **values: object,
+        values: dict[str, object],
+        *,
+        only_if: tuple[ColumnElement[bool], ...] = (),
     ) -> int:
+        """1 if this process made ``transition`` on the request, 0 if another moved it first."""
         now = self.clock()
         with self.db.session() as session:
-            result = session.execute(
-                update(AccessRequestRow)
-                .where(AccessRequestRow.id == request_id, AccessRequestRow.status == expected)
-                .values(status=new, **values)
+            row = transitions.move(
+                session, transition, request_id, actor=SYSTEM, at=now, values=values, only_if=only_if
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return 0  # someone else moved it first
-            self._record(session, request_id, action, new)
-            session.add(NotificationRow(request_id=request_id, kind=notice, created_at=now))
-            return 1
-
-    def _record(self, session: Session, request_id: int, action: AccessAudit, status: RequestStatus) -> None:
-        row = session.get(AccessRequestRow, request_id)
-        assert row is not None
-        metrics.access_event(session, action)
-        audit.record(
-            session,
-            at=self.clock(),
-            actor=SYSTEM,
-            action=action,
-            target=f"request/{request_id}",
-            new=str(status),
-            details={
-                "request_id": request_id,
-                "profile": row.profile_id,
-                "device_id": row.device_id,
-                "attribute": row.attribute,
-            },
-        )
+            return int(row is not None)

@@ -1,34 +1,35 @@
 """Commands of the access flow: submit, approve, deny, retry, revoke.
 
-Every state change is a conditional UPDATE on the request's status, so concurrent clicks — in one process
-or many — act exactly once. Each change writes its audit event and its outbox notification in the same
-transaction; the attribute is written only after approval, and announced only after the write succeeded.
+Every state change goes through ``app.access.transitions``: a conditional UPDATE on the request's status, so
+concurrent clicks — in one process or many — act exactly once, with its audit event and its outbox notification
+in the same transaction. The attribute is written only after approval, and announced only after the write
+succeeded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.access.errors import AlreadyDecided, DatabaseBusy, NotAllowed, RequestNotFound, SubmissionInvalid
+from app.access import transitions
+from app.access.errors import NOTHING_SAVED, AlreadyDecided, NotAllowed, SubmissionInvalid, busy_means, unsettled
+from app.access.grants import grant_comment
 from app.access.people import Directory
-from app.access.read_model import AccessAudit, AccessRequest, Notice
-from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus, VoteRow
+from app.access.queries import approvals, load_request, snapshot
+from app.access.read_model import AccessAudit, AccessRequest
+from app.access.submission import submission_errors
+from app.access.tables import AccessRequestRow, RequestStatus, VoteRow
+from app.config.model import Config
 from app.config.profiles import Profile
-from app.config.settings import Config
-from app.core import metrics
 from app.core.clock import Clock, utcnow
-from app.core.timefmt import format_duration
-from app.db import Database, audit
-from app.db.session import is_locked
-from app.posture.gate import PostureGate
+from app.db import Database
 from app.tailnet import Actor, Device, Tailnet
 from app.tailnet.errors import NotFound, TailnetError
 
@@ -37,56 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_REASON = 200
-MAX_REQUEST_ID = 2**31 - 1
-MAX_COMMENT = 200
-
-_STATUS_WORDS = {
-    RequestStatus.GRANTING: "is being granted right now",
-    RequestStatus.GRANTED: "was already approved and granted",
-    RequestStatus.FAILED: "was approved but the grant failed; use Retry",
-    RequestStatus.DENIED: "was already denied",
-    RequestStatus.EXPIRED: "expired before anyone reviewed it",
-    RequestStatus.REVOKED: "was revoked",
-    RequestStatus.ENDED: "has ended",
-    RequestStatus.PENDING: "is still waiting for approval",
-}
-
-
-NOTHING_SAVED = "accessbot's database is busy (another write held it too long), so nothing was changed. Try again."
-
-
-def _unsettled(request_id: int, *, written: bool) -> str:
-    outcome = "was written" if written else "could not be written"
-    return (
-        f"The attribute {outcome}, but accessbot's database is busy, so request {request_id} is not settled yet; "
-        "accessbot settles it by itself within a few minutes."
-    )
-
-
-@contextlib.contextmanager
-def _busy_means(message: str) -> Iterator[None]:
-    """Turn SQLite's "database is locked" (the write lock held past the busy timeout, the transaction rolled back)
-    into ``DatabaseBusy(message)``, which the Slack layer shows to the person who acted."""
-    try:
-        yield
-    except OperationalError as exc:
-        if not is_locked(exc):
-            raise
-        raise DatabaseBusy(message) from exc
-
-
-def grant_comment(requester: str, reason: str, approvers: list[str]) -> str:
-    """``<requester> via accessbot: <reason> (approved by <approvers>)``, cut to 200 characters."""
-    tail = f" (approved by {', '.join(approvers)})"
-    head = f"{requester} via accessbot: "
-    room = MAX_COMMENT - len(head) - len(tail)
-    text = reason if len(reason) <= room else reason[: max(room - 1, 0)] + "…"
-    return (head + text + tail)[:MAX_COMMENT]
-
 
 class AccessService:
-    """The JIT state machine over the database and a tailnet."""
+    """The commands people give about access requests, over the database and a tailnet."""
 
     def __init__(
         self,
@@ -119,7 +73,7 @@ class AccessService:
     def get(self, request_id: int) -> AccessRequest:
         """The request as stored now."""
         with self.db.session() as session:
-            return self._snapshot(session, self._row(session, request_id))
+            return snapshot(session, load_request(session, request_id))
 
     def profile_for(self, request: AccessRequest) -> Profile | None:
         """The request's profile in the current config (``None`` if it was removed)."""
@@ -141,10 +95,10 @@ class AccessService:
     def check_can_decide(self, request_id: int, user_id: str, *, verb: str = "approve") -> None:
         """Raise ``AccessError`` unless ``user_id`` may approve or deny the request now (writes nothing)."""
         with self.db.session() as session:
-            row = self._row(session, request_id)
-            self._require_status(row, RequestStatus.PENDING)
+            row = load_request(session, request_id)
+            _require_status(row, RequestStatus.PENDING)
             self._require_approver(row, user_id, verb=verb)
-            if verb == "approve" and user_id in self._approvals(session, row.id):
+            if verb == "approve" and user_id in approvals(session, row.id):
                 raise AlreadyDecided("You already approved this request.")
 
     # -- submit --------------------------------------------------------------------------------------
@@ -160,43 +114,23 @@ class AccessService:
         reason: str,
     ) -> dict[str, str]:
         """Field errors of a request form (empty when it may be submitted). Writes nothing."""
-        errors: dict[str, str] = {}
         profile = self.config().profile(profile_id) if profile_id else None
         if profile is None:
-            errors["profile"] = "Choose one of the offered access profiles."
-            return errors
+            return {"profile": "Choose one of the offered access profiles."}
         if device is None:
-            errors["device"] = "That device is no longer in the tailnet. Choose another one."
+            device_problem: str | None = "That device is no longer in the tailnet. Choose another one."
         else:
             problem = self.posture_problem(profile, device.id, device.short_name)
-            if problem:
-                errors["device"] = f"{problem}."
-        if duration is None:
-            errors["duration"] = "Choose a duration."
-        elif duration > profile.max_duration:
-            errors["duration"] = f"{profile.label()} allows at most {format_duration(profile.max_duration)}."
-        elif duration not in profile.offered_durations:
-            offered = ", ".join(format_duration(d) for d in profile.offered_durations)
-            errors["duration"] = f"Choose one of the offered durations: {offered}."
-        eligible = self.eligible_approvers(profile)
-        if not approver_ids:
-            errors["approver"] = "Choose who should approve."
-        elif requester_id in approver_ids and not profile.self_approval:
-            errors["approver"] = "You cannot approve your own request for this profile; choose someone else."
-        elif any(a not in eligible for a in approver_ids):
-            errors["approver"] = f"Only the approvers of {profile.label()} can approve it."
-        elif len(set(approver_ids) - ({requester_id} if not profile.self_approval else set())) < min(
-            profile.approvals_required, len(eligible)
-        ):
-            errors["approver"] = f"This profile needs {profile.approvals_required} approvals; choose enough approvers."
-        cleaned = reason.strip()
-        if not cleaned:
-            errors["reason"] = "Say why you need access."
-        elif len(cleaned) > MAX_REASON:
-            errors["reason"] = f"Keep the reason to {MAX_REASON} characters (it has {len(cleaned)})."
-        elif "\x00" in cleaned or cleaned.encode("utf-8", "replace").decode("utf-8") != cleaned:
-            errors["reason"] = "The reason contains characters that cannot be stored; please retype it."
-        return errors
+            device_problem = f"{problem}." if problem else None
+        return submission_errors(
+            profile,
+            requester_id=requester_id,
+            device_problem=device_problem,
+            duration=duration,
+            approver_ids=approver_ids,
+            eligible=self.eligible_approvers(profile),
+            reason=reason,
+        )
 
     def submit(
         self,
@@ -224,7 +158,7 @@ class AccessService:
         profile = self.config().profile(profile_id)
         assert profile is not None
         now = self.clock()
-        with _busy_means(NOTHING_SAVED), self.db.session() as session:
+        with busy_means(NOTHING_SAVED), self.db.session() as session:
             row = AccessRequestRow(
                 status=RequestStatus.PENDING,
                 requester_id=requester_id,
@@ -246,9 +180,8 @@ class AccessService:
             )
             session.add(row)
             session.flush()
-            self._audit(session, row, requester_id, AccessAudit.REQUESTED, {"reason": row.reason})
-            self._notify(session, row, Notice.REQUESTED)
-            return self._snapshot(session, row)
+            transitions.submitted(session, row, at=self.clock())
+            return snapshot(session, row)
 
     # -- decide --------------------------------------------------------------------------------------
 
@@ -260,30 +193,27 @@ class AccessService:
         """
         eligible = self._eligible_for(request_id)
         now = self.clock()
-        with _busy_means(NOTHING_SAVED), self.db.session() as session:
-            row = self._row(session, request_id, lock=True)
-            self._require_status(row, RequestStatus.PENDING)
+        with busy_means(NOTHING_SAVED), self.db.session() as session:
+            row = load_request(session, request_id, lock=True)
+            _require_status(row, RequestStatus.PENDING)
             self._require_approver(row, user_id, eligible=eligible)
             session.add(VoteRow(request_id=row.id, approver_id=user_id, at=now))
             try:
                 session.flush()
             except IntegrityError:
                 raise AlreadyDecided("You already approved this request.") from None
-            votes = self._approvals(session, row.id)
-            self._audit(session, row, user_id, AccessAudit.APPROVED, {"approvals": len(votes)})
-            if len(votes) < row.approvals_required:
-                self._transition(session, row, RequestStatus.PENDING, RequestStatus.PENDING)
-                self._notify(session, row, Notice.VOTE_RECORDED, {"approver": user_id})
-                return self._snapshot(session, row)
-            self._transition(
-                session,
-                row,
-                RequestStatus.PENDING,
-                RequestStatus.GRANTING,
-                decided_at=now,
-                decided_by=user_id,
-                granting_since=now,
+            votes = approvals(session, row.id)
+            details = {"approvals": len(votes)}
+            transitions.record(
+                session, row, actor=user_id, action=AccessAudit.APPROVED, at=self.clock(), details=details
             )
+            if len(votes) < row.approvals_required:
+                row = transitions.move_or_refuse(
+                    session, transitions.VOTE, row.id, actor=user_id, at=self.clock(), payload={"approver": user_id}
+                )
+                return snapshot(session, row)
+            decided = {"decided_at": now, "decided_by": user_id, "granting_since": now}
+            transitions.move_or_refuse(session, transitions.APPROVE, row.id, actor=user_id, at=now, values=decided)
         return self._grant(request_id, user_id)
 
     def deny(self, request_id: int, user_id: str, reason: str | None = None) -> AccessRequest:
@@ -291,40 +221,39 @@ class AccessService:
         eligible = self._eligible_for(request_id)
         now = self.clock()
         reason = (reason or "").strip()[:500] or None
-        with _busy_means(NOTHING_SAVED), self.db.session() as session:
-            row = self._row(session, request_id, lock=True)
-            self._require_status(row, RequestStatus.PENDING)
+        with busy_means(NOTHING_SAVED), self.db.session() as session:
+            row = load_request(session, request_id, lock=True)
+            _require_status(row, RequestStatus.PENDING)
             self._require_approver(row, user_id, verb="deny", eligible=eligible)
-            self._transition(
+            row = transitions.move_or_refuse(
                 session,
-                row,
-                RequestStatus.PENDING,
-                RequestStatus.DENIED,
-                decided_at=now,
-                decided_by=user_id,
-                deny_reason=reason,
+                transitions.DENY,
+                row.id,
+                actor=user_id,
+                at=self.clock(),
+                values={"decided_at": now, "decided_by": user_id, "deny_reason": reason},
+                details={"reason": reason},
             )
-            self._audit(session, row, user_id, AccessAudit.DENIED, {"reason": reason})
-            self._notify(session, row, Notice.DENIED)
-            return self._snapshot(session, row)
+            return snapshot(session, row)
 
     def retry(self, request_id: int, user_id: str) -> AccessRequest:
         """Try a failed grant again (the request's approvers and admins may)."""
         allowed = user_id in self._eligible_for(request_id) or self.is_admin(user_id)  # no lookup for approvers
         now = self.clock()
-        with _busy_means(NOTHING_SAVED), self.db.session() as session:
-            row = self._row(session, request_id, lock=True)
-            self._require_status(row, RequestStatus.FAILED)
+        with busy_means(NOTHING_SAVED), self.db.session() as session:
+            row = load_request(session, request_id, lock=True)
+            _require_status(row, RequestStatus.FAILED)
             if not allowed:
                 raise NotAllowed("Only this request's approvers or an accessbot admin can retry it.")
-            self._transition(session, row, RequestStatus.FAILED, RequestStatus.GRANTING, granting_since=now)
+            values = {"granting_since": now}
+            transitions.move_or_refuse(session, transitions.RETRY, row.id, actor=user_id, at=now, values=values)
         return self._grant(request_id, user_id)
 
     def revoke(self, request_id: int, user_id: str) -> AccessRequest:
         """End an active grant now: delete the attribute, then mark the request revoked."""
         with self.db.session() as session:
-            row = self._row(session, request_id)
-            self._require_status(row, RequestStatus.GRANTED)
+            row = load_request(session, request_id)
+            _require_status(row, RequestStatus.GRANTED)
             allowed = user_id == row.requester_id or self._is_approver(row, user_id) or self.is_admin(user_id)
             if not allowed:
                 raise NotAllowed("Only the requester, the approvers or an accessbot admin can revoke this access.")
@@ -336,26 +265,25 @@ class AccessService:
             )
         now = self.clock()
         with self.db.session() as session:
-            row = self._row(session, request_id, lock=True)
-            self._transition(
+            load_request(session, request_id, lock=True)
+            row = transitions.move_or_refuse(
                 session,
-                row,
-                RequestStatus.GRANTED,
-                RequestStatus.REVOKED,
-                ended_at=now,
-                ended_by=user_id,
+                transitions.REVOKE,
+                request_id,
+                actor=user_id,
+                at=self.clock(),
+                values={"ended_at": now, "ended_by": user_id},
+                payload={"by": user_id},
             )
-            self._audit(session, row, user_id, AccessAudit.REVOKED, {})
-            self._notify(session, row, Notice.REVOKED, {"by": user_id})
-            return self._snapshot(session, row)
+            return snapshot(session, row)
 
-    # -- internals -----------------------------------------------------------------------------------
+    # -- granting ------------------------------------------------------------------------------------
 
     def _grant(self, request_id: int, user_id: str) -> AccessRequest:
         """Write the attribute for a request in ``granting``; record granted or failed afterwards."""
         with self.db.session() as session:
-            row = self._row(session, request_id)
-            approvers = self._approvals(session, row.id) or [user_id]
+            row = load_request(session, request_id)
+            approvers = approvals(session, row.id) or [user_id]
             expiry = self.clock() + timedelta(seconds=row.duration_seconds)
             comment = grant_comment(row.requester_email or row.requester_id, row.reason, approvers)
             device_id, attribute, value = row.device_id, row.attribute, row.value
@@ -374,70 +302,53 @@ class AccessService:
         except Exception as exc:  # an unexpected failure must still leave a retryable request
             log.exception("granting request %s failed", request_id)
             error = f"unexpected error: {exc.__class__.__name__}"
-        now = self.clock()
-        with _busy_means(_unsettled(request_id, written=error is None)), self.db.session() as session:
-            row = self._row(session, request_id, lock=True)
-            if error is not None:
-                self._transition(
-                    session,
-                    row,
-                    RequestStatus.GRANTING,
-                    RequestStatus.FAILED,
-                    last_error=error,
-                    granting_since=None,
-                )
-                self._audit(session, row, user_id, AccessAudit.GRANT_FAILED, {"error": error})
-                self._notify(session, row, Notice.FAILED, {"error": error})
-                return self._snapshot(session, row)
-            self._transition(
-                session,
-                row,
-                RequestStatus.GRANTING,
-                RequestStatus.GRANTED,
-                granted_at=now,
-                expires_at=expiry,
-                last_error=None,
-                granting_since=None,
-            )
-            self._supersede(session, row, now)
-            self._audit(session, row, user_id, AccessAudit.GRANTED, {"expires_at": expiry.isoformat()})
-            self._notify(session, row, Notice.GRANTED)
-            return self._snapshot(session, row)
+        return self._settle(request_id, user_id, expiry, error)
 
-    def _supersede(self, session: Session, row: AccessRequestRow, now: datetime) -> None:
+    def _settle(self, request_id: int, user_id: str, expiry: datetime, error: str | None) -> AccessRequest:
+        """Record the end of a grant's write: ``failed`` with ``error``, or ``granted`` until ``expiry``."""
+        now = self.clock()
+        with busy_means(unsettled(request_id, written=error is None)), self.db.session() as session:
+            load_request(session, request_id, lock=True)
+            if error is not None:
+                row = transitions.move_or_refuse(
+                    session,
+                    transitions.FAIL,
+                    request_id,
+                    actor=user_id,
+                    at=self.clock(),
+                    values={"last_error": error, "granting_since": None},
+                    details={"error": error},
+                    payload={"error": error},
+                )
+                return snapshot(session, row)
+            row = transitions.move_or_refuse(
+                session,
+                transitions.GRANT,
+                request_id,
+                actor=user_id,
+                at=self.clock(),
+                values={"granted_at": now, "expires_at": expiry, "last_error": None, "granting_since": None},
+                details={"expires_at": expiry.isoformat()},
+            )
+            self._supersede(session, row, user_id, now)
+            return snapshot(session, row)
+
+    @staticmethod
+    def _supersede(session: Session, row: AccessRequestRow, user_id: str, now: datetime) -> None:
         """Older active grants of the same attribute on the same device end quietly (extended)."""
-        session.execute(
-            update(AccessRequestRow)
-            .where(
+        older = session.scalars(
+            select(AccessRequestRow.id).where(
                 AccessRequestRow.id != row.id,
                 AccessRequestRow.device_id == row.device_id,
                 AccessRequestRow.attribute == row.attribute,
-                AccessRequestRow.status == RequestStatus.GRANTED,
+                AccessRequestRow.status.in_(transitions.SUPERSEDE.sources),
             )
-            .values(status=RequestStatus.ENDED, ended_at=now, ended_note=f"extended by request {row.id}")
-        )
+        ).all()
+        values = {"ended_at": now, "ended_note": f"extended by request {row.id}"}
+        for older_id in older:
+            transitions.move(session, transitions.SUPERSEDE, older_id, actor=user_id, at=now, values=values)
 
-    def _row(self, session: Session, request_id: int, *, lock: bool = False) -> AccessRequestRow:
-        if not 0 < request_id <= MAX_REQUEST_ID:  # beyond the id column (PostgreSQL integer): no such request
-            raise RequestNotFound(f"Request {request_id} does not exist.")
-        row = session.get(AccessRequestRow, request_id, with_for_update=lock or None, populate_existing=True)
-        if row is None:
-            raise RequestNotFound(f"Request {request_id} does not exist.")
-        return row
-
-    @staticmethod
-    def _approvals(session: Session, request_id: int) -> list[str]:
-        return list(
-            session.scalars(select(VoteRow.approver_id).where(VoteRow.request_id == request_id).order_by(VoteRow.id))
-        )
-
-    def _snapshot(self, session: Session, row: AccessRequestRow) -> AccessRequest:
-        return AccessRequest.from_row(row, tuple(self._approvals(session, row.id)))
-
-    @staticmethod
-    def _require_status(row: AccessRequestRow, status: RequestStatus) -> None:
-        if row.status != status:
-            raise AlreadyDecided(f"Request {row.id} {_STATUS_WORDS[RequestStatus(row.status)]}.")
+    # -- who may act ---------------------------------------------------------------------------------
 
     def _is_approver(self, row: AccessRequestRow, user_id: str) -> bool:
         profile = self.config().profile(row.profile_id)
@@ -446,7 +357,7 @@ class AccessService:
     def _eligible_for(self, request_id: int) -> set[str]:
         """The approvers of the request's profile, resolved before any row is locked (Slack may be slow)."""
         with self.db.session() as session:
-            profile_id = self._row(session, request_id).profile_id
+            profile_id = load_request(session, request_id).profile_id
         profile = self.config().profile(profile_id)
         return self.eligible_approvers(profile) if profile is not None else set()
 
@@ -461,55 +372,8 @@ class AccessService:
         if user_id not in (self.eligible_approvers(profile) if eligible is None else eligible):
             raise NotAllowed(f"You are not an approver for {profile.label()}, so you cannot {verb} this request.")
 
-    @staticmethod
-    def _transition(
-        session: Session, row: AccessRequestRow, expected: RequestStatus, new: RequestStatus, **values: Any
-    ) -> None:
-        """Move ``row`` from ``expected`` to ``new`` only if nobody else moved it first."""
-        result = session.execute(
-            update(AccessRequestRow)
-            .where(AccessRequestRow.id == row.id, AccessRequestRow.status == expected)
-            .values(status=new, **values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            current = session.scalar(select(AccessRequestRow.status).where(AccessRequestRow.id == row.id))
-            raise AlreadyDecided(f"Request {row.id} {_STATUS_WORDS[RequestStatus(current)]}.")
-        session.refresh(row)
 
-    def _audit(
-        self,
-        session: Session,
-        row: AccessRequestRow,
-        actor: str,
-        action: AccessAudit,
-        details: dict[str, Any],
-    ) -> None:
-        metrics.access_event(session, action)
-        audit.record(
-            session,
-            at=self.clock(),
-            actor=actor,
-            action=action,
-            target=f"request/{row.id}",
-            new=row.status,
-            comment=None,
-            details={
-                "request_id": row.id,
-                "profile": row.profile_id,
-                "device_id": row.device_id,
-                "attribute": row.attribute,
-                **details,
-            },
-        )
-
-    def _notify(
-        self, session: Session, row: AccessRequestRow, kind: Notice, payload: dict[str, Any] | None = None
-    ) -> None:
-        session.add(NotificationRow(request_id=row.id, kind=kind, created_at=self.clock(), payload=payload or {}))
-
-
-def count_requests(db: Database, status: RequestStatus) -> int:
-    """How many requests are in ``status`` (for status pages and tests)."""
-    with db.session() as session:
-        return session.scalar(select(func.count()).where(AccessRequestRow.status == status)) or 0
+def _require_status(row: AccessRequestRow, status: RequestStatus) -> None:
+    """Refuse (``AlreadyDecided``) unless the request is in ``status``: a friendlier early check than the UPDATE's."""
+    if row.status != status:
+        raise transitions.already_decided(row.id, row.status)

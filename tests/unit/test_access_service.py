@@ -10,13 +10,14 @@ import pytest
 from sqlalchemy import select
 
 from app.access.errors import AlreadyDecided, NotAllowed, SubmissionInvalid
+from app.access.grants import grant_comment
 from app.access.lifecycle import Lifecycle
 from app.access.outbox import Outbox
 from app.access.people import StaticDirectory
-from app.access.service import AccessService, grant_comment
+from app.access.service import AccessService
 from app.access.tables import NotificationRow, RequestStatus
+from app.config.model import Config
 from app.config.profiles import Profile
-from app.config.settings import Config
 from app.core.clock import FrozenClock
 from app.db import Database, audit
 from app.tailnet.builtin import BuiltinTailnet
