@@ -19,7 +19,7 @@ import pytest
 from app.core.clock import FrozenClock
 from app.core.proxies import TrustedProxies, parse_proxies
 from app.db import Database
-from app.tailnet import auth
+from app.tailnet import auth, auth_credentials
 from app.tailnet.api import TailnetApi, make_api
 from app.tailnet.auth import AuthStore, FailedAuthLimiter, client_key
 from app.tailnet.builtin import BuiltinTailnet
@@ -112,12 +112,12 @@ def fail_times(http: httpx.Client, credential: str, times: int) -> list[int]:
 
 
 class WorkCounter:
-    """Counts SHA-256 hashings of secrets and constant-time comparisons done by ``app.tailnet.auth``."""
+    """Counts SHA-256 hashings of secrets and constant-time comparisons done by ``app.tailnet.auth_credentials``."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.hashes = 0
         self.compares = 0
-        real_hash, real_compare = auth.hash_secret, hmac.compare_digest
+        real_hash, real_compare = auth_credentials.hash_secret, hmac.compare_digest
 
         def counting_hash(secret: str) -> str:
             self.hashes += 1
@@ -127,8 +127,8 @@ class WorkCounter:
             self.compares += 1
             return real_compare(a, b)
 
-        monkeypatch.setattr(auth, "hash_secret", counting_hash)
-        monkeypatch.setattr(auth.hmac, "compare_digest", counting_compare)
+        monkeypatch.setattr(auth_credentials, "hash_secret", counting_hash)
+        monkeypatch.setattr(auth_credentials.hmac, "compare_digest", counting_compare)
 
     def measure(self, attempt: Callable[[], object]) -> tuple[int, int, str]:
         """(hashes, comparisons, error message) of one failing attempt."""
