@@ -1,4 +1,4 @@
-"""The posture attribute rules of FACTS §1, shared by both adapters and the HTTP API.
+"""The posture attribute rules (README: "Attribute rules"), shared by both adapters and the HTTP API.
 
 Each check raises ``RuleViolation`` whose ``rule`` names the rule and whose message says what is wrong.
 """

@@ -4,7 +4,7 @@ Profiles: ``dev`` (the default) and ``ci`` (chosen when ``CI`` is set, or by ``H
 derandomized so a CI run is reproducible, no example database, the failing example printed as a blob.
 Each test bounds its own ``max_examples`` and ``deadline`` so the package runs well under a minute.
 
-This module also holds what both test modules share: FACTS §1 written out independently of
+This module also holds what both test modules share: the README's attribute rules written out independently of
 ``app.tailnet.rules`` (so a bug there cannot hide itself) and a snapshot of everything the store holds.
 """
 
@@ -45,7 +45,7 @@ def facts_problems(
     now: datetime,
     namespaces: frozenset[str] = frozenset({"custom"}),
 ) -> list[str]:
-    """What a stored attribute breaks of FACTS §1 / the README's rule table (empty when it is fine).
+    """What a stored attribute breaks of the README's attribute rule table (empty when it is fine).
 
     ``namespaces`` are the namespaces the writer may use (``custom`` for people and API clients).
     """
@@ -103,7 +103,7 @@ def store_snapshot(db: Database) -> dict[str, Any]:
 
 
 def store_problems(db: Database, now: datetime, namespaces: frozenset[str]) -> list[str]:
-    """Everything wrong with what the store holds: each live value against FACTS §1, and the key registry.
+    """Everything wrong with what the store holds: each live value against the attribute rules, and the key registry.
 
     Registry: a key row per case-folded spelling, every value of a key of its one type, and no key row that
     no device holds (else its type would stay fixed for nothing).

@@ -1,9 +1,9 @@
-"""Properties of the built-in store's attribute rules (FACTS §1) over arbitrary keys, values, expiries, comments.
+"""Properties of the built-in store's attribute rules (README) over arbitrary keys, values, expiries, comments.
 
 For any sequence of writes (single ``set_attribute`` or batched ``set_many``, by device id or nodeId, by a
 person or by the EDR sync's trusted actor, with the clock moving in between) the store either applies the
 whole write or raises ``RuleViolation`` and changes nothing; it refuses exactly when ``rules.validate_*``
-and the key registry say so (same rule); and everything it holds afterwards passes FACTS §1 checked
+and the key registry say so (same rule); and everything it holds afterwards passes the README's attribute rules checked
 independently of ``app.tailnet.rules``.
 """
 
@@ -420,7 +420,7 @@ def test_the_store_applies_a_write_whole_or_refuses_it_by_the_rules(
 @settings(max_examples=300, deadline=timedelta(milliseconds=500))
 @given(key=keys, value=values, namespace_of_writer=st.sampled_from([PERSON, SYNC]))
 def test_rules_accept_exactly_what_facts_allow(key: Any, value: Any, namespace_of_writer: Actor) -> None:
-    """``validate_key`` + ``validate_value`` agree with FACTS §1 written out independently."""
+    """``validate_key`` + ``validate_value`` agree with the README's attribute rules written out independently."""
     now = START
     try:
         namespace = rules.validate_key(key, namespace_of_writer.namespaces)
@@ -428,7 +428,7 @@ def test_rules_accept_exactly_what_facts_allow(key: Any, value: Any, namespace_o
     except RuleViolation as exc:
         assert exc.message and exc.rule
         assert facts_problems(key, value, None, now, namespace_of_writer.namespaces), (
-            f"rules refused {key!r}={value!r} ({exc.rule}) that FACTS allow"
+            f"rules refused {key!r}={value!r} ({exc.rule}) that the README allows"
         )
         return
     assert checked == value and type(checked) is type(value)

@@ -2,7 +2,7 @@
 
 Whatever the method, path (escaped or not), query, headers, credentials and body: the answer is never a
 5xx; an error is ``{"message": "..."}`` as JSON with a 4xx; a refused write changes nothing; no write gets
-past the API without valid credentials; and everything the store holds afterwards passes FACTS §1.
+past the API without valid credentials; and everything the store holds afterwards passes the README's attribute rules.
 """
 
 from __future__ import annotations

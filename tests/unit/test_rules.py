@@ -1,4 +1,4 @@
-"""Table-driven tests of the attribute rules (FACTS §1), with their boundaries."""
+"""Table-driven tests of the attribute rules (README: "Attribute rules"), with their boundaries."""
 
 from __future__ import annotations
 
