@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -37,24 +38,26 @@ HELP = (
 
 
 def register(app: App, ctx: SlackContext) -> None:
-    """Add the slash command listener (see ``answer_within`` for when the answer comes)."""
+    """Wire the slash command handler below; Bolt passes it the arguments it names after ``ctx``."""
+    app.command("/posture")(partial(posture_command, ctx))
 
-    @app.command("/posture")
-    def posture(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        words = str(body.get("text") or "").split()
-        sub = words[0].lower() if words else "help"
-        handler = posture_admin.HANDLERS.get(sub) or posture_check.HANDLERS.get(sub)
-        if sub == "grants":
-            handler = grants_command
-        if handler is not None:
-            answer_within(ctx, ack, respond, handler, body, words[1:])
-            return
-        if sub == "request":
-            ack()
-            open_request_modal(ctx, client, body["trigger_id"], user_id=body["user_id"])
-            return
-        prefix = "" if sub == "help" else f"I don't know `{escape(sub)}`.\n"
-        ack(response_type="ephemeral", text=prefix + HELP)
+
+def posture_command(ctx: SlackContext, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+    """Dispatch ``/posture <subcommand>`` (see ``answer_within`` for when the answer comes)."""
+    words = str(body.get("text") or "").split()
+    sub = words[0].lower() if words else "help"
+    handler = posture_admin.HANDLERS.get(sub) or posture_check.HANDLERS.get(sub)
+    if sub == "grants":
+        handler = grants_command
+    if handler is not None:
+        answer_within(ctx, ack, respond, handler, body, words[1:])
+        return
+    if sub == "request":
+        ack()
+        open_request_modal(ctx, client, body["trigger_id"], user_id=body["user_id"])
+        return
+    prefix = "" if sub == "help" else f"I don't know `{escape(sub)}`.\n"
+    ack(response_type="ephemeral", text=prefix + HELP)
 
 
 class _FirstInAck:

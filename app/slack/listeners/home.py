@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from slack_bolt import App
@@ -36,9 +37,10 @@ def _admin_notices(ctx: SlackContext, user_id: str) -> list[dict[str, Any]]:
 
 
 def register(app: App, ctx: SlackContext) -> None:
-    """Add the App Home listener."""
+    """Wire the App Home handler below; Bolt passes it the arguments it names after ``ctx``."""
+    app.event("app_home_opened")(partial(home_opened, ctx))
 
-    @app.event("app_home_opened")
-    def home_opened(event: dict[str, Any], client: WebClient) -> None:
-        if event.get("tab", "home") == "home":  # Bolt acknowledged the event already
-            ctx.pools.later(publish_home, ctx, client, event["user"])
+
+def home_opened(ctx: SlackContext, event: dict[str, Any], client: WebClient) -> None:
+    if event.get("tab", "home") == "home":  # Bolt acknowledged the event already
+        ctx.pools.later(publish_home, ctx, client, event["user"])

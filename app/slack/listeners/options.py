@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -17,16 +18,17 @@ read what the scheduler's refresh job keeps fresh."""
 
 
 def register(app: App, ctx: SlackContext) -> None:
-    """Add the options listener."""
+    """Wire the options handler below; Bolt passes it the arguments it names after ``ctx``."""
+    app.options(ActionId.DEVICE_SELECT)(partial(device_options, ctx))
 
-    @app.options(ActionId.DEVICE_SELECT)
-    def device_options(ack: Ack, body: dict[str, Any]) -> None:
-        """Answered from memory only: the device index and the requester's email learned at shortcut time."""
-        if ctx.devices.loaded_at is None:  # the very first keystroke after a start: load, within a budget
-            ctx.pools.within(FIRST_LOAD_WAIT, ctx.devices.ensure_loaded)  # a slower load lands for the next
-        user_id = body["user"]["id"]
-        email = ctx.directory.known_email(user_id)
-        if email is None:  # not learned yet (a restart since the form opened): learn it for the next keystroke
-            ctx.pools.later(learn_email, ctx, user_id)
-        matches = ctx.devices.search(str(body.get("value") or ""), owner_email=email)
-        ack(**device_option_groups(matches))
+
+def device_options(ctx: SlackContext, ack: Ack, body: dict[str, Any]) -> None:
+    """Answered from memory only: the device index and the requester's email learned at shortcut time."""
+    if ctx.devices.loaded_at is None:  # the very first keystroke after a start: load, within a budget
+        ctx.pools.within(FIRST_LOAD_WAIT, ctx.devices.ensure_loaded)  # a slower load lands for the next
+    user_id = body["user"]["id"]
+    email = ctx.directory.known_email(user_id)
+    if email is None:  # not learned yet (a restart since the form opened): learn it for the next keystroke
+        ctx.pools.later(learn_email, ctx, user_id)
+    matches = ctx.devices.search(str(body.get("value") or ""), owner_email=email)
+    ack(**device_option_groups(matches))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -167,46 +168,47 @@ HANDLERS = {
 
 
 def register(app: App, ctx: SlackContext) -> None:
-    """Add the connect modal's submission listener."""
+    """Wire the connect modal's submission handler below; Bolt passes it the arguments it names after ``ctx``."""
+    app.view(CallbackId.CONNECT_MODAL)(partial(submit_connect, ctx))
 
-    @app.view(CallbackId.CONNECT_MODAL)
-    def submit_connect(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        """Validate and save inside the acknowledgement (budgeted); the sync it starts runs on the work pool."""
-        user_id = body["user"]["id"]
-        target = str(_metadata(view).get("vendor") or "")
-        values = read_connect_form(view.get("state", {}).get("values", {}))
 
-        def save() -> str | None:
-            if not ctx.access.is_admin(user_id):
-                return "Only accessbot admins can connect vendors."
-            integrations = ctx.sync.integrations
-            if any(i.vendor == target for i in integrations.list()):
-                integrations.update(target, values, actor=user_id)
-            else:
-                integrations.add(target, values, actor=user_id)
-            return None
+def submit_connect(ctx: SlackContext, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+    """Validate and save inside the acknowledgement (budgeted); the sync it starts runs on the work pool."""
+    user_id = body["user"]["id"]
+    target = str(_metadata(view).get("vendor") or "")
+    values = read_connect_form(view.get("state", {}).get("values", {}))
 
-        in_time, future = ctx.pools.within(ACK_BUDGET, save)
-        if not in_time:
-            ack(response_action="errors", errors={_first_block(view): SLOW})
-            return
-        error = future.exception()
-        if isinstance(error, IntegrationError):
-            ack(response_action="errors", errors={_block_for(view, error.message): error.message})
-            return
-        if isinstance(error, AccessError | ConfigError):
-            ack(response_action="errors", errors={_first_block(view): str(getattr(error, "message", error))})
-            return
-        if error is not None:
-            log.error("saving the %s integration failed", target, exc_info=error)
-            ack(response_action="errors", errors={_first_block(view): "Saving failed on my side; see the logs."})
-            return
-        refusal = future.result()
-        if refusal is not None:
-            ack(response_action="errors", errors={_first_block(view): refusal})
-            return
-        ack()
-        ctx.pools.later(_sync_and_tell, ctx, client, target, user_id)
+    def save() -> str | None:
+        if not ctx.access.is_admin(user_id):
+            return "Only accessbot admins can connect vendors."
+        integrations = ctx.sync.integrations
+        if any(i.vendor == target for i in integrations.list()):
+            integrations.update(target, values, actor=user_id)
+        else:
+            integrations.add(target, values, actor=user_id)
+        return None
+
+    in_time, future = ctx.pools.within(ACK_BUDGET, save)
+    if not in_time:
+        ack(response_action="errors", errors={_first_block(view): SLOW})
+        return
+    error = future.exception()
+    if isinstance(error, IntegrationError):
+        ack(response_action="errors", errors={_block_for(view, error.message): error.message})
+        return
+    if isinstance(error, AccessError | ConfigError):
+        ack(response_action="errors", errors={_first_block(view): str(getattr(error, "message", error))})
+        return
+    if error is not None:
+        log.error("saving the %s integration failed", target, exc_info=error)
+        ack(response_action="errors", errors={_first_block(view): "Saving failed on my side; see the logs."})
+        return
+    refusal = future.result()
+    if refusal is not None:
+        ack(response_action="errors", errors={_first_block(view): refusal})
+        return
+    ack()
+    ctx.pools.later(_sync_and_tell, ctx, client, target, user_id)
 
 
 SLOW = "Slack or the database is slow to answer right now; nothing was saved. Please submit again."

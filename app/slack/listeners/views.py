@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -32,6 +33,7 @@ from app.slack.work import ACK_BUDGET
 log = logging.getLogger(__name__)
 
 TITLE = "Request access"
+UNEXPECTED = "Something went wrong on my side. Check App Home for the request's state before trying again."
 
 
 def field_errors(view: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
@@ -50,77 +52,78 @@ def checking_modal() -> dict[str, Any]:
 
 
 def register(app: App, ctx: SlackContext) -> None:
-    """Add the view-submission listeners."""
+    """Wire the view-submission handlers below; Bolt passes each the arguments it names after ``ctx``."""
+    app.view(CallbackId.REQUEST_MODAL)(partial(submit_request, ctx))
+    app.view(CallbackId.DENY_MODAL)(partial(submit_deny, ctx))
 
-    @app.view(CallbackId.REQUEST_MODAL)
-    def submit_request(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        user_id = body["user"]["id"]
-        form = read_form(view.get("state", {}).get("values", {}))
-        device = ctx.devices.get(form.device_id) if form.device_id else None
 
-        def submit() -> AccessRequest:
-            return ctx.access.submit(
-                requester_id=user_id,
-                profile_id=form.profile_id or "",
-                device=device,
-                duration=form.duration,
-                approver_ids=form.approver_ids,
-                reason=form.reason,
-                extends_request_id=decode_metadata(view.get("private_metadata")),
-            )
+def submit_request(ctx: SlackContext, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+    """Store the request, its field errors (if any) in the acknowledgement; a slow check answers in the modal."""
+    user_id = body["user"]["id"]
+    form = read_form(view.get("state", {}).get("values", {}))
+    device = ctx.devices.get(form.device_id) if form.device_id else None
 
-        in_time, future = ctx.pools.within(ACK_BUDGET, submit)
-        if not in_time:
-            ack(response_action="update", view=checking_modal())
-            future.add_done_callback(lambda done: ctx.pools.later(_finish_late, ctx, client, view, user_id, done))
-            return
-        error = future.exception()
-        if isinstance(error, SubmissionInvalid):
-            ack(response_action="errors", errors=field_errors(view, error.errors))
-            return
-        if isinstance(error, AccessError):  # e.g. the database is busy: nothing was stored
-            ack(response_action="errors", errors=field_errors(view, {BlockId.PROFILE: error.message}))
-            return
-        if error is not None:
-            ack(response_action="errors", errors=field_errors(view, {BlockId.PROFILE: UNEXPECTED}))
-            log.error("submitting a request failed", exc_info=error)
-            return
+    def submit() -> AccessRequest:
+        return ctx.access.submit(
+            requester_id=user_id,
+            profile_id=form.profile_id or "",
+            device=device,
+            duration=form.duration,
+            approver_ids=form.approver_ids,
+            reason=form.reason,
+            extends_request_id=decode_metadata(view.get("private_metadata")),
+        )
+
+    in_time, future = ctx.pools.within(ACK_BUDGET, submit)
+    if not in_time:
+        ack(response_action="update", view=checking_modal())
+        future.add_done_callback(lambda done: ctx.pools.later(_finish_late, ctx, client, view, user_id, done))
+        return
+    error = future.exception()
+    if isinstance(error, SubmissionInvalid):
+        ack(response_action="errors", errors=field_errors(view, error.errors))
+        return
+    if isinstance(error, AccessError):  # e.g. the database is busy: nothing was stored
+        ack(response_action="errors", errors=field_errors(view, {BlockId.PROFILE: error.message}))
+        return
+    if error is not None:
+        ack(response_action="errors", errors=field_errors(view, {BlockId.PROFILE: UNEXPECTED}))
+        log.error("submitting a request failed", exc_info=error)
+        return
+    ack()
+    ctx.pools.later(ctx.notifier.deliver, future.result().id)
+
+
+def submit_deny(ctx: SlackContext, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+    """Deny with the reason, refusals in the acknowledgement; a slow denial's outcome comes by message."""
+    user_id = body["user"]["id"]
+    received = time.monotonic()
+    try:
+        request_id = json.loads(view.get("private_metadata") or "{}")["request_id"]
+        if not isinstance(request_id, int) or isinstance(request_id, bool):
+            raise TypeError("request_id is not an integer")
+    except (ValueError, KeyError, TypeError):
         ack()
-        ctx.pools.later(ctx.notifier.deliver, future.result().id)
-
-    @app.view(CallbackId.DENY_MODAL)
-    def submit_deny(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        user_id = body["user"]["id"]
-        received = time.monotonic()
-        try:
-            request_id = json.loads(view.get("private_metadata") or "{}")["request_id"]
-            if not isinstance(request_id, int) or isinstance(request_id, bool):
-                raise TypeError("request_id is not an integer")
-        except (ValueError, KeyError, TypeError):
-            ack()
-            ctx.pools.later(tell, client, body, "That form is malformed; nothing was changed.")
-            return
-        values = view.get("state", {}).get("values", {})
-        reason = ((values.get(BlockId.DENY_REASON) or {}).get(ActionId.DENY_REASON_INPUT) or {}).get("value")
-        in_time, future = ctx.pools.within(ACK_BUDGET, lambda: ctx.access.deny(request_id, user_id, reason))
-        if not in_time:
-            ack()  # the modal closes; the outcome comes as a message
-            future.add_done_callback(
-                lambda done: ctx.pools.later(_denied_late, ctx, client, body, request_id, done, received)
-            )
-            return
-        error = future.exception()
-        if isinstance(error, AccessError):
-            ack(response_action="errors", errors={BlockId.DENY_REASON: error.message})
-            return
-        ack()
-        if error is not None:
-            log.error("denying request %s failed", request_id, exc_info=error)
-            ctx.pools.later(tell, client, body, UNEXPECTED)
-        ctx.pools.later(ctx.notifier.deliver, request_id)
-
-
-UNEXPECTED = "Something went wrong on my side. Check App Home for the request's state before trying again."
+        ctx.pools.later(tell, client, body, "That form is malformed; nothing was changed.")
+        return
+    values = view.get("state", {}).get("values", {})
+    reason = ((values.get(BlockId.DENY_REASON) or {}).get(ActionId.DENY_REASON_INPUT) or {}).get("value")
+    in_time, future = ctx.pools.within(ACK_BUDGET, lambda: ctx.access.deny(request_id, user_id, reason))
+    if not in_time:
+        ack()  # the modal closes; the outcome comes as a message
+        future.add_done_callback(
+            lambda done: ctx.pools.later(_denied_late, ctx, client, body, request_id, done, received)
+        )
+        return
+    error = future.exception()
+    if isinstance(error, AccessError):
+        ack(response_action="errors", errors={BlockId.DENY_REASON: error.message})
+        return
+    ack()
+    if error is not None:
+        log.error("denying request %s failed", request_id, exc_info=error)
+        ctx.pools.later(tell, client, body, UNEXPECTED)
+    ctx.pools.later(ctx.notifier.deliver, request_id)
 
 
 def _finish_late(

@@ -49,61 +49,81 @@ def home_view(
     blocks: list[Block] = [
         header("Tailscale access"),
         actions(button("Request access", ActionId.NEW_REQUEST, "new", "primary")),
-        header("Your active access"),
     ]
-    if not active:
-        blocks.append(context("You have no active access right now."))
-    granted: list[list[Block]] = []
-    for grant in active:
-        assert grant.expires_at is not None
-        granted.append(
-            [
-                section(
-                    f"*{escape(label(grant.profile_id), LABEL_LIMIT)}* on *{escape(grant.device_name, LABEL_LIMIT)}*"
-                    f" · {attribute_text(grant)}\n"
-                    f"Until {when(grant.expires_at)} ({time_left(grant.expires_at, now)})"
-                ),
-                actions(
-                    button("Extend", ActionId.EXTEND, str(grant.id)),
-                    button("Revoke", ActionId.REVOKE, str(grant.id), "danger"),
-                ),
-            ]
-        )
-    blocks += cap_groups(granted, _room(2), "active grants")
-    blocks.append(header("Your open requests"))
-    if not open_requests:
-        blocks.append(context("No requests are waiting."))
-    mine = [
-        [
-            section(
-                f"*#{request.id} {escape(label(request.profile_id), LABEL_LIMIT)}* on "
-                f"*{escape(request.device_name, LABEL_LIMIT)}* for {format_duration(request.duration)}\n"
-                f"{status_line(request)}"
-            )
-        ]
-        for request in open_requests
-    ]
-    blocks += cap_groups(mine, _room(1), "open requests")
-    blocks.append(header("Waiting for your approval"))
-    if not awaiting:
-        blocks.append(context("Nothing is waiting for you."))
-    theirs: list[list[Block]] = []
-    for request in awaiting:
-        item = [
-            section(
-                f"*#{request.id}* {user(request.requester_id)} asks for "
-                f"*{escape(label(request.profile_id), LABEL_LIMIT)}* on *{escape(request.device_name, LABEL_LIMIT)}* "
-                f"for {format_duration(request.duration)}: {escape(request.reason, REASON_LIMIT)}"
-            )
-        ]
-        if request.status == RequestStatus.PENDING:
-            item.append(
-                actions(
-                    button("Approve", ActionId.APPROVE, str(request.id), "primary"),
-                    button("Deny", ActionId.DENY, str(request.id), "danger"),
-                )
-            )
-        theirs.append(item)
-    blocks += cap_groups(theirs, _room(2), "requests waiting for you")
+    blocks += _listed(
+        "Your active access",
+        "You have no active access right now.",
+        [_grant_item(grant, label, now) for grant in active],
+        _room(2),
+        "active grants",
+    )
+    blocks += _listed(
+        "Your open requests",
+        "No requests are waiting.",
+        [_open_item(request, label) for request in open_requests],
+        _room(1),
+        "open requests",
+    )
+    blocks += _listed(
+        "Waiting for your approval",
+        "Nothing is waiting for you.",
+        [_awaiting_item(request, label) for request in awaiting],
+        _room(2),
+        "requests waiting for you",
+    )
     blocks += notices
     return home(blocks)
+
+
+def _listed(title: str, empty: str, items: list[list[Block]], room: int, what: str) -> list[Block]:
+    """A header, then the items (at most ``room`` blocks, "…and N more" past it) or ``empty`` when none."""
+    blocks: list[Block] = [header(title)]
+    if not items:
+        blocks.append(context(empty))
+    return blocks + cap_groups(items, room, what)
+
+
+def _grant_item(grant: AccessRequest, label: Callable[[str], str], now: datetime) -> list[Block]:
+    """An active grant: what, until when, and its Extend and Revoke buttons."""
+    assert grant.expires_at is not None
+    return [
+        section(
+            f"*{escape(label(grant.profile_id), LABEL_LIMIT)}* on *{escape(grant.device_name, LABEL_LIMIT)}*"
+            f" · {attribute_text(grant)}\n"
+            f"Until {when(grant.expires_at)} ({time_left(grant.expires_at, now)})"
+        ),
+        actions(
+            button("Extend", ActionId.EXTEND, str(grant.id)),
+            button("Revoke", ActionId.REVOKE, str(grant.id), "danger"),
+        ),
+    ]
+
+
+def _open_item(request: AccessRequest, label: Callable[[str], str]) -> list[Block]:
+    """One of my open requests and where it stands."""
+    return [
+        section(
+            f"*#{request.id} {escape(label(request.profile_id), LABEL_LIMIT)}* on "
+            f"*{escape(request.device_name, LABEL_LIMIT)}* for {format_duration(request.duration)}\n"
+            f"{status_line(request)}"
+        )
+    ]
+
+
+def _awaiting_item(request: AccessRequest, label: Callable[[str], str]) -> list[Block]:
+    """A request waiting for my approval, with Approve and Deny while it is pending."""
+    item = [
+        section(
+            f"*#{request.id}* {user(request.requester_id)} asks for "
+            f"*{escape(label(request.profile_id), LABEL_LIMIT)}* on *{escape(request.device_name, LABEL_LIMIT)}* "
+            f"for {format_duration(request.duration)}: {escape(request.reason, REASON_LIMIT)}"
+        )
+    ]
+    if request.status == RequestStatus.PENDING:
+        item.append(
+            actions(
+                button("Approve", ActionId.APPROVE, str(request.id), "primary"),
+                button("Deny", ActionId.DENY, str(request.id), "danger"),
+            )
+        )
+    return item

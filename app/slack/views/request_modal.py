@@ -115,49 +115,73 @@ def request_modal(
     Profiles, durations and approvers are each capped at Slack's 100 options (the selected ones always shown).
     """
     draft = draft or RequestDraft()
-    blocks: list[Block] = []
     if not profiles:
-        blocks.append(section("No access profiles are configured yet. Ask an accessbot admin to add one."))
+        blocks = [section("No access profiles are configured yet. Ask an accessbot admin to add one.")]
         return _modal(blocks, draft, submit=False)
-    profile_select = static_select(
+    blocks = [_profile_block(profiles, selected)]
+    if selected is None:
+        blocks.append(context("Choose a profile to see its devices, durations and approvers."))
+        return _modal(blocks, draft, submit=True)
+    blocks += [_profile_note(selected), _device_block(draft)]
+    duration = _duration_block(selected, draft)
+    if duration is not None:
+        blocks.append(duration)
+    blocks += [_approver_block(selected, approvers, draft), _reason_block(draft)]
+    return _modal(blocks, draft, submit=True)
+
+
+def _profile_block(profiles: list[Profile], selected: Profile | None) -> Block:
+    """The profile select; choosing one refreshes the modal (``dispatch_action``)."""
+    element = static_select(
         ActionId.PROFILE_SELECT,
         [option(p.label(), p.id) for p in profiles],
         initial=selected.id if selected is not None else None,
         placeholder_text="Choose what you need",
     )
-    blocks.append(input_block(BlockId.PROFILE, "Access profile", profile_select, dispatch_action=True))
-    if selected is None:
-        blocks.append(context("Choose a profile to see its devices, durations and approvers."))
-        return _modal(blocks, draft, submit=True)
+    return input_block(BlockId.PROFILE, "Access profile", element, dispatch_action=True)
+
+
+def _profile_note(selected: Profile) -> Block:
+    """What the chosen profile sets, for how long at most, and how many approvals it needs."""
     value = json.dumps(selected.value) if not isinstance(selected.value, str) else f"'{selected.value}'"
-    blocks.append(
-        context(
-            f"Sets `{escape(selected.attribute, LABEL_LIMIT)} = {escape(value, LABEL_LIMIT)}` on the device, for at "
-            f"most {format_duration(selected.max_duration)}."
-            + (f" Needs {selected.approvals_required} approvals." if selected.approvals_required > 1 else "")
-        )
+    return context(
+        f"Sets `{escape(selected.attribute, LABEL_LIMIT)} = {escape(value, LABEL_LIMIT)}` on the device, for at "
+        f"most {format_duration(selected.max_duration)}."
+        + (f" Needs {selected.approvals_required} approvals." if selected.approvals_required > 1 else "")
     )
-    device_select: dict[str, Any] = {
+
+
+def _device_block(draft: RequestDraft) -> Block:
+    """The device picker, its options loaded as the person types (``external_select``)."""
+    element: dict[str, Any] = {
         "type": "external_select",
         "action_id": ActionId.DEVICE_SELECT,
         "placeholder": placeholder("Type a device name, IP or tag"),
         "min_query_length": 0,
     }
-    initial_device = device_option(draft.device) if draft.device is not None else None
-    if initial_device is not None:
-        device_select["initial_option"] = initial_device  # the same text as in the options list
-    blocks.append(input_block(BlockId.DEVICE, "Device", device_select))
+    initial = device_option(draft.device) if draft.device is not None else None
+    if initial is not None:
+        element["initial_option"] = initial  # the same text as in the options list
+    return input_block(BlockId.DEVICE, "Device", element)
+
+
+def _duration_block(selected: Profile, draft: RequestDraft) -> Block | None:
+    """The durations the profile offers (the draft's if it is one of them); ``None`` when it offers none."""
     durations = list(selected.offered_durations)
-    if durations:
-        initial_duration = draft.duration if draft.duration in durations else durations[0]
-        duration_select = static_select(
-            ActionId.DURATION_SELECT,
-            [option(format_duration(d), str(int(d.total_seconds()))) for d in durations],
-            initial=str(int(initial_duration.total_seconds())),
-        )
-        blocks.append(input_block(BlockId.DURATION, "For how long", duration_select))
-    blocks.append(_approver_block(selected, approvers, draft))
-    reason: dict[str, Any] = {
+    if not durations:
+        return None
+    initial = draft.duration if draft.duration in durations else durations[0]
+    element = static_select(
+        ActionId.DURATION_SELECT,
+        [option(format_duration(d), str(int(d.total_seconds()))) for d in durations],
+        initial=str(int(initial.total_seconds())),
+    )
+    return input_block(BlockId.DURATION, "For how long", element)
+
+
+def _reason_block(draft: RequestDraft) -> Block:
+    """The reason, pre-filled from the draft (cut to the input's length)."""
+    element: dict[str, Any] = {
         "type": "plain_text_input",
         "action_id": ActionId.REASON_INPUT,
         "multiline": True,
@@ -165,9 +189,8 @@ def request_modal(
         "placeholder": placeholder("What do you need it for?"),
     }
     if draft.reason:
-        reason["initial_value"] = cut(draft.reason, REASON_MAX_LENGTH, markup=False)
-    blocks.append(input_block(BlockId.REASON, "Reason", reason))
-    return _modal(blocks, draft, submit=True)
+        element["initial_value"] = cut(draft.reason, REASON_MAX_LENGTH, markup=False)
+    return input_block(BlockId.REASON, "Reason", element)
 
 
 def _approver_block(profile: Profile, approvers: list[tuple[str, str]], draft: RequestDraft) -> Block:
