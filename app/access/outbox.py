@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.access.tables import ChannelProblemRow, NotificationRow, PostedMessageRow
 from app.core.clock import Clock, utcnow
@@ -216,60 +217,14 @@ class Outbox:
         All in one transaction: the post is never retried (it would fail the same way for hours), and the
         problem row decides who alerts: a conditional UPDATE of ``alerted_at``, which only one writer wins.
         """
+        problem = _Problem(channel, error, profile_id, notification.request_id)
         for attempt in (1, 2):  # a second try only after losing the race to create the problem row
-            now = self.clock()
             try:
                 with self.db.session() as session:
-                    session.execute(
-                        update(NotificationRow)
-                        .where(NotificationRow.id == notification.id, NotificationRow.sent_at.is_(None))
-                        .values(attempts=MAX_ATTEMPTS, claimed_until=None, last_error=f"gave up: {error}"[:2000])
-                    )
-                    same = (ChannelProblemRow.channel == channel, ChannelProblemRow.error == error)
-                    session.execute(  # a problem that was fixed and is back: open it again, alert again
-                        update(ChannelProblemRow)
-                        .where(*same, ChannelProblemRow.resolved_at.is_not(None))
-                        .values(resolved_at=None, alerted_at=None, opened_at=now, occurrences=0)
-                    )
-                    seen = session.execute(
-                        update(ChannelProblemRow)
-                        .where(*same)
-                        .values(
-                            occurrences=ChannelProblemRow.occurrences + 1,
-                            last_seen_at=now,
-                            profile_id=profile_id,
-                            last_request_id=notification.request_id,
-                        )
-                    )
-                    if seen.rowcount == 0:  # type: ignore[attr-defined]
-                        session.add(
-                            ChannelProblemRow(
-                                channel=channel,
-                                error=error,
-                                profile_id=profile_id,
-                                last_request_id=notification.request_id,
-                                opened_at=now,
-                                last_seen_at=now,
-                                occurrences=1,
-                            )
-                        )
-                        session.flush()
-                    claimed = session.execute(
-                        update(ChannelProblemRow)
-                        .where(*same, ChannelProblemRow.alerted_at.is_(None))
-                        .values(alerted_at=now)
-                    )
-                    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                        return False
-                    session.add(
-                        NotificationRow(
-                            request_id=notification.request_id,
-                            kind=Delivery.CHANNEL_ALERT,
-                            created_at=now,
-                            payload={"channel": channel, "error": error, "profile": profile_id},
-                        )
-                    )
-                    return True
+                    now = self.clock()
+                    _give_up(session, notification.id, error)
+                    problem.seen(session, now)
+                    return problem.alert(session, now)
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -317,3 +272,76 @@ def open_channel_problems(db: Database) -> list[ChannelProblem]:
             ChannelProblem(r.channel, r.error, r.profile_id, r.opened_at, r.last_seen_at, r.occurrences, r.alerted_at)
             for r in rows
         ]
+
+
+def _give_up(session: Session, notification_id: int, error: str) -> None:
+    """Never try the notification again (unless it was delivered meanwhile)."""
+    session.execute(
+        update(NotificationRow)
+        .where(NotificationRow.id == notification_id, NotificationRow.sent_at.is_(None))
+        .values(attempts=MAX_ATTEMPTS, claimed_until=None, last_error=f"gave up: {error}"[:2000])
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """One failure of a post to a notify channel, recorded in the caller's transaction."""
+
+    channel: str
+    error: str
+    profile_id: str
+    request_id: int
+
+    def _same(self) -> tuple[ColumnElement[bool], ...]:
+        return (ChannelProblemRow.channel == self.channel, ChannelProblemRow.error == self.error)
+
+    def seen(self, session: Session, now: datetime) -> None:
+        """Count the failure on its problem row: reopened if it had been resolved, created if new (a racing
+        creator makes the flush raise ``IntegrityError``: the caller tries again and finds the row)."""
+        session.execute(  # a problem that was fixed and is back: open it again, alert again
+            update(ChannelProblemRow)
+            .where(*self._same(), ChannelProblemRow.resolved_at.is_not(None))
+            .values(resolved_at=None, alerted_at=None, opened_at=now, occurrences=0)
+        )
+        seen = session.execute(
+            update(ChannelProblemRow)
+            .where(*self._same())
+            .values(
+                occurrences=ChannelProblemRow.occurrences + 1,
+                last_seen_at=now,
+                profile_id=self.profile_id,
+                last_request_id=self.request_id,
+            )
+        )
+        if seen.rowcount == 0:  # type: ignore[attr-defined]
+            session.add(
+                ChannelProblemRow(
+                    channel=self.channel,
+                    error=self.error,
+                    profile_id=self.profile_id,
+                    last_request_id=self.request_id,
+                    opened_at=now,
+                    last_seen_at=now,
+                    occurrences=1,
+                )
+            )
+            session.flush()
+
+    def alert(self, session: Session, now: datetime) -> bool:
+        """Queue the admins' alert if nobody has for this open problem yet (one writer wins ``alerted_at``)."""
+        claimed = session.execute(
+            update(ChannelProblemRow)
+            .where(*self._same(), ChannelProblemRow.alerted_at.is_(None))
+            .values(alerted_at=now)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        session.add(
+            NotificationRow(
+                request_id=self.request_id,
+                kind=Delivery.CHANNEL_ALERT,
+                created_at=now,
+                payload={"channel": self.channel, "error": self.error, "profile": self.profile_id},
+            )
+        )
+        return True
