@@ -39,7 +39,7 @@ from app.core.proxies import TrustedProxies, parse_proxies
 from app.db import Database, sqlite_database_path
 from app.db.migrate import ensure_current
 from app.posture.gate import PolicySource, PostureGate
-from app.scheduler import add_access_jobs, add_sync_job, build_scheduler, scheduler_status
+from app.scheduler import add_access_jobs, add_device_job, add_sync_job, build_scheduler, scheduler_status
 from app.slack.client import slack_client
 from app.slack.context import SlackContext
 from app.slack.device_index import DeviceIndex
@@ -307,19 +307,20 @@ class Services:
 
     # -- jobs and operations --------------------------------------------------------------------------
 
-    def scheduler(self, *, access: bool = True, sync: bool = True) -> BackgroundScheduler:
-        """A (not yet started) scheduler: the expiry sweep of the built-in store, and unless turned off the
-        access lifecycle with outbox delivery and the device index refresh (needs Slack), and the EDR sync
-        (needs the credentials key; without it the sync is off and a warning says why)."""
-        scheduler = build_scheduler(self.tailnet, sweep_every=self.config().tailnet.expiry_sweep_interval)
+    def scheduler(
+        self, *, sweep: bool = True, access: bool = True, sync: bool = True, devices: bool = False
+    ) -> BackgroundScheduler:
+        """A (not yet started) scheduler with the jobs asked for: the expiry sweep of the built-in store, the
+        access lifecycle with outbox delivery (needs Slack), the EDR sync (needs the credentials key; without it
+        the sync is off and a warning says why), and this process's device index refresh (a process serving
+        Slack runs it even when the shared jobs run elsewhere)."""
+        sweep_every = self.config().tailnet.expiry_sweep_interval
+        scheduler = build_scheduler(self.tailnet if sweep else None, sweep_every=sweep_every)
         if access:
             ctx = self.slack
-            add_access_jobs(
-                scheduler,
-                lifecycle=ctx.lifecycle,
-                deliver=ctx.notifier.deliver,
-                refresh_devices=ctx.devices.refresh_if_stale,
-            )
+            add_access_jobs(scheduler, lifecycle=ctx.lifecycle, deliver=ctx.notifier.deliver)
+        if devices:
+            add_device_job(scheduler, self.slack.devices.refresh_if_stale)
         if sync:
             try:
                 add_sync_job(scheduler, self.sync.run_due)

@@ -101,13 +101,12 @@ def add_access_jobs(
     *,
     lifecycle: LifecycleSteps,
     deliver: Callable[[], int],
-    refresh_devices: Callable[[], object],
     every_seconds: float = 20.0,
 ) -> None:
-    """Add the access lifecycle (with outbox delivery) and the device-index refresh.
+    """Add the access lifecycle (with outbox delivery).
 
-    Both are safe to run in several processes at once: every state change is a conditional update and
-    every notification is claimed by exactly one process.
+    Safe to run in several processes at once: every state change is a conditional update and every
+    notification is claimed by exactly one process.
     """
     scheduler.add_job(
         run_access_cycle,
@@ -121,6 +120,13 @@ def add_access_jobs(
         max_instances=1,
         coalesce=True,
     )
+
+
+def add_device_job(scheduler: BaseScheduler, refresh_devices: Callable[[], object]) -> None:
+    """Refresh this process's device index (the Slack read model) every 30 s when it is stale.
+
+    Every process that serves Slack runs it, with or without the shared jobs: the index is per process.
+    """
     scheduler.add_job(
         refresh_devices,
         "interval",

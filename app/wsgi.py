@@ -1,5 +1,6 @@
 """gunicorn's entry point: ``app.wsgi:application``, the Slack app over HTTP built from the environment on first
-access (``POST /slack/events``, ``GET /healthz``, ``GET /metrics``)."""
+access in each worker (``POST /slack/events``, ``GET /healthz``, ``GET /metrics``), with the worker's own device
+index refresh; the shared jobs run in ``accessbot worker``."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ def build_from_environment() -> WSGIApplication:
         missing.append("SLACK_SIGNING_SECRET")
     if missing:
         raise SystemExit(f"accessbot: set {', '.join(missing)} to serve Slack")
-    app = services.slack_wsgi(services.bolt_app())
+    # the shared jobs run in `accessbot worker`; each gunicorn worker refreshes its own device index
+    scheduler = services.scheduler(sweep=False, access=False, sync=False, devices=True)
+    app = services.slack_wsgi(services.bolt_app(), services.health(scheduler, devices=True))
     warm_up(services.slack)
+    scheduler.start()
     return app
 
 

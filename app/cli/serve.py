@@ -31,8 +31,10 @@ def _metrics_server(services: Services, scheduler: BackgroundScheduler | None, w
     console.print(f"{who}: metrics on port {server.server_port} (GET /metrics, /healthz)", highlight=False)
 
 
-def _start_scheduler(services: Services, *, access: bool) -> BackgroundScheduler:
-    scheduler = services.scheduler(access=access)
+def _start_scheduler(services: Services, *, shared: bool, access: bool, devices: bool) -> BackgroundScheduler:
+    """``shared``: the jobs one process of the deployment runs (sweep, sync and, with ``access``, the access
+    lifecycle); ``devices``: this process's own device index refresh."""
+    scheduler = services.scheduler(sweep=shared, access=shared and access, sync=shared, devices=devices)
     scheduler.start()
     return scheduler
 
@@ -40,7 +42,9 @@ def _start_scheduler(services: Services, *, access: bool) -> BackgroundScheduler
 def serve(
     port: int = typer.Option(None, help="HTTP port (default: $PORT or 3000)"),
     host: str = typer.Option("0.0.0.0", help="Address to listen on in HTTP mode"),  # noqa: S104 - a server
-    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Leave the jobs to `accessbot worker`"),
+    no_scheduler: bool = typer.Option(
+        False, "--no-scheduler", help="Leave the shared jobs to `accessbot worker` (the device list is still refreshed)"
+    ),
 ) -> None:
     """Run the Slack app: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on POST /slack/events."""
     services = common.services()
@@ -58,7 +62,7 @@ def serve(
     ctx = services.slack
     ctx.devices.refresh_if_stale()
     warm_up(ctx)
-    scheduler = None if no_scheduler else _start_scheduler(services, access=True)
+    scheduler = _start_scheduler(services, shared=not no_scheduler, access=True, devices=True)
     if slack.socket_mode and slack.app_token is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
@@ -116,7 +120,7 @@ def worker() -> None:
         services.metrics.watch_outbox(services.slack.outbox.pending_count)
     else:
         log.warning("SLACK_BOT_TOKEN is not set: only the expiry sweep runs")
-    scheduler = _start_scheduler(services, access=access)
+    scheduler = _start_scheduler(services, shared=True, access=access, devices=False)
     _metrics_server(services, scheduler, "accessbot worker")
     try:
         _wait_for_stop("accessbot worker: running jobs (Ctrl-C to stop)")

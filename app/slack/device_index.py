@@ -4,9 +4,9 @@ Slack's ``external_select`` asks for options on every keystroke and wants an ans
 the device picker must never fetch the whole device list per keystroke. ``DeviceIndex`` fetches it, builds
 immutable search structures (a snapshot) and swaps them in with one assignment; readers take the current
 snapshot with one attribute read and never lock. ``refresh_if_stale`` is the scheduler's device-index job
-(``app.scheduler.add_access_jobs``, every 30 s): it refetches once the snapshot is ``max_age`` old, so
-answers may be up to ``max_age`` (plus one job interval) old. A request that finds the index never loaded
-loads it synchronously (``ensure_loaded``); nothing here starts a thread.
+(``app.scheduler.add_device_job``, every 30 s, in every process that serves Slack): it refetches once the
+snapshot is ``max_age`` old, so answers may be up to ``max_age`` (plus one job interval) old. A request that
+finds the index never loaded loads it synchronously (``ensure_loaded``); nothing here starts a thread.
 
 Search is a case-insensitive *prefix* search: every device contributes tokens (full MagicDNS name, its
 first label, hostname, nodeId, id, each address, each tag with and without ``tag:``) to one sorted array,

@@ -476,7 +476,7 @@ def test_gunicorn_workers_are_summed_with_prometheus_multiproc_dir(
         while served < 30:
             assert time.monotonic() < deadline, "gunicorn did not answer"
             try:
-                served += httpx.get(f"{url}/healthz", timeout=5, headers={"Connection": "close"}).status_code == 200
+                served += httpx.get(f"{url}/healthz", timeout=30, headers={"Connection": "close"}).status_code == 200
             except httpx.TransportError:
                 time.sleep(0.1)
         deadline = time.monotonic() + 30
