@@ -21,8 +21,8 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from app.config.settings import ConfigError, Settings
 from app.core.clock import Clock, utcnow
+from app.core.errors import ConfigError
 from app.core.http import Monotonic, RetryPolicy, Sleep
 from app.core.timefmt import format_rfc3339, parse_rfc3339
 from app.db import Database, audit
@@ -112,29 +112,6 @@ class TailscaleTailnet:
                 "TAILSCALE_OAUTH_CLIENT_SECRET"
             )
         self.api = TailscaleClient(sender, credentials)
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        db: Database,
-        *,
-        clock: Clock = utcnow,
-        sleep: Sleep = time.sleep,
-        rng: random.Random | None = None,
-    ) -> TailscaleTailnet:
-        """Build from ``TAILSCALE_*`` settings; OAuth client credentials win over an API key."""
-        return cls(
-            db,
-            api_url=settings.tailscale_api_url,
-            tailnet=settings.tailscale_tailnet,
-            api_key=settings.tailscale_api_key,
-            oauth_client_id=settings.tailscale_oauth_client_id,
-            oauth_client_secret=settings.tailscale_oauth_client_secret,
-            clock=clock,
-            sleep=sleep,
-            rng=rng,
-        )
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
