@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
@@ -40,8 +39,16 @@ class Transition:
     """The ``outcome`` label of ``accessbot_access_grants_total`` the change counts under."""
 
 
-def _t(name: str, sources: Iterable[RequestStatus], target: RequestStatus, **what: Any) -> Transition:
-    return Transition(name, frozenset(sources), target, **what)
+def _t(
+    name: str,
+    sources: Iterable[RequestStatus],
+    target: RequestStatus,
+    *,
+    audit: AccessAudit | None = None,
+    notice: Notice | None = None,
+    outcome: str | None = None,
+) -> Transition:
+    return Transition(name, frozenset(sources), target, audit, notice, outcome)
 
 
 VOTE = _t("vote", [_S.PENDING], _S.PENDING, notice=Notice.VOTE_RECORDED)
@@ -148,9 +155,19 @@ def move(
     return row
 
 
-def move_or_refuse(session: Session, transition: Transition, request_id: int, **how: Any) -> AccessRequestRow:
+def move_or_refuse(
+    session: Session,
+    transition: Transition,
+    request_id: int,
+    *,
+    actor: str,
+    at: datetime,
+    values: Mapping[str, object] | None = None,
+    details: Mapping[str, object] | None = None,
+    payload: Mapping[str, object] | None = None,
+) -> AccessRequestRow:
     """``move``, raising ``AlreadyDecided`` (saying where the request stands) when it is refused."""
-    row = move(session, transition, request_id, **how)
+    row = move(session, transition, request_id, actor=actor, at=at, values=values, details=details, payload=payload)
     if row is None:
         current = session.scalar(select(AccessRequestRow.status).where(AccessRequestRow.id == request_id))
         raise already_decided(request_id, str(current))
