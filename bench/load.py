@@ -79,7 +79,7 @@ STEPS = ("shortcut", "options", "submit", "approve")
 STEP_HEADER = "X-Bench-Step"
 ACCESS_MARK = "BENCH-ACCESS"
 SLACK_ACK_LIMIT = 3.0
-"""Slack shows the user an error when the app answers later than this (FACTS §4)."""
+"""Slack shows the user an error when the app answers later than this (Slack's 3-second acknowledgement deadline)."""
 CONFIG_YAML = f"""
 request_timeout: 1h
 reminder_before: 10m

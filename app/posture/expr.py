@@ -1,4 +1,5 @@
-"""Posture conditions (FACTS §2): a hand-written tokenizer and parser, an explaining evaluator, formatting.
+"""Posture conditions (Tailscale's device posture syntax, tailscale.com/kb/1288/device-posture): a hand-written
+tokenizer and parser, an explaining evaluator, formatting.
 
 Grammar (keywords and ``true``/``false`` in any case, whitespace anywhere between tokens)::
 

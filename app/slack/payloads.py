@@ -4,10 +4,11 @@ In order, for each ``POST /slack/events``: a body over ``MAX_BODY_BYTES`` is a 4
 ``Content-Length`` before a byte is read (and a body without one is read no further than the cap); the
 signature and timestamp are verified on the raw bytes (401 when wrong or stale) before anything is parsed;
 only then is the body parsed (400 when it does not parse, e.g. invalid UTF-8 or JSON nested 100,000 deep)
-and its shape checked (FACTS §5): a payload whose fields have the wrong JSON types where Bolt's middleware and
-accessbot's listeners rely on them (``user``, ``actions``, ``view.type``, ``view.state.values``, ...) is a 400
-``{"message": ...}`` with a WARNING naming what is wrong — never the values, which may hold credentials (the
-connect form). Bolt verifies the signature once more; it only ever sees signed, well-formed payloads.
+and its shape checked (Slack's interaction payload reference): a payload whose fields have the wrong JSON types
+where Bolt's middleware and accessbot's listeners rely on them (``user``, ``actions``, ``view.type``,
+``view.state.values``, ...) is a 400 ``{"message": ...}`` with a WARNING naming what is wrong — never the values,
+which may hold credentials (the connect form). Bolt verifies the signature once more; it only ever sees signed,
+well-formed payloads.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def _view_problem(view: dict[str, Any]) -> str | None:
 
 
 def _element_problem(element: Any) -> str | None:
-    """FACTS §5 ELEMENT_STATE: each field, when present, of the type Slack sends."""
+    """Slack's view state values (``view.state.values``): each field, when present, of the type Slack sends."""
     if not isinstance(element, dict):
         return "an element state must be an object"
     fields: list[tuple[str, Callable[[Any], bool], str]] = [

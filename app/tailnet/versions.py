@@ -1,4 +1,5 @@
-"""Version ordering for ``node:osVersion``/``node:tsVersion`` and Tailscale client version helpers (FACTS §2).
+"""Version ordering for ``node:osVersion``/``node:tsVersion`` and Tailscale client version helpers (Tailscale's
+device posture docs).
 
 Ordering rule, as documented by Tailscale and refined here where the documentation is silent:
 

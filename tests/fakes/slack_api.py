@@ -2,7 +2,7 @@
 
 slack_sdk talks urllib (not httpx), so respx cannot intercept it; this server can. It keeps just enough
 state to answer like Slack (users, user groups, posted messages, opened views, used trigger ids), checks
-the limits that shape the design (FACTS §4), records every call for assertions, and can be told to fail.
+the limits that shape the design (Slack's published limits), records every call for assertions, and can be told to fail.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class SlackApiProblem(Exception):
 
 
 # ----------------------------------------------------------------------------------------------------
-# limits (FACTS §4 and Slack's Block Kit reference, docs.slack.dev/reference/block-kit)
+# limits (Slack's Block Kit reference, docs.slack.dev/reference/block-kit)
 # ----------------------------------------------------------------------------------------------------
 # Lengths are counted in UTF-16 code units (an astral emoji counts 2): Slack says "characters" without
 # saying which, and this reading is the stricter one, so what passes here passes at Slack.

@@ -1,4 +1,5 @@
-"""Signed Slack requests for end-to-end tests: payload builders (FACTS §5), signing, a small client.
+"""Signed Slack requests for end-to-end tests: payload builders (shapes of Slack's interaction payload
+reference), signing, a small client.
 
 Builders return the **raw request body** exactly as Slack sends it: ``payload=<url-encoded JSON>`` for
 interactive payloads, a plain form for slash commands, JSON for Events API callbacks. ``sign`` produces

@@ -1,6 +1,6 @@
 """The answer to the device picker's ``block_suggestion``: option groups built from ``DeviceMatches``.
 
-A pure function of its data: no Slack client, no I/O. Slack's limits (FACTS §4): at most 100 options,
+A pure function of its data: no Slack client, no I/O. Slack's limits (its Block Kit reference): at most 100 options,
 option text ≤ 75 characters, value ≤ 150 — kept by the builders of :mod:`app.slack.views.blockkit`.
 """
 
