@@ -12,19 +12,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+from wsgiref.types import WSGIApplication
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app import bootstrap
-from app.bootstrap import Services
 from app.core.clock import Clock, utcnow
 from app.tailnet.models import Actor
 from app.vendors.registry import REGISTRY, VendorRegistry
 from app.web.server import HttpServer, ServerLimits, make_server
+
+if TYPE_CHECKING:
+    from app.bootstrap import Services
 
 console = Console()
 err_console = Console(stderr=True)
@@ -67,6 +69,8 @@ def cli_actor() -> Actor:
 
 def services() -> Services:
     """This process's services (settings from the environment) on the injected clock."""
+    from app import bootstrap  # the whole service graph: loaded when a command runs, not for --help
+
     deps = _deps()
     return bootstrap.build(clock=deps.clock, vendors=deps.vendors)
 
@@ -86,7 +90,7 @@ def opened_services() -> Iterator[Services]:
         built.close()
 
 
-def listen(app: Any, host: str, port: int, limits: ServerLimits) -> HttpServer:
+def listen(app: WSGIApplication, host: str, port: int, limits: ServerLimits) -> HttpServer:
     """Bind an HTTP server for ``app``; a port in use or an address we cannot bind is one line, exit 2."""
     try:
         return make_server(app, host, port, limits)

@@ -8,13 +8,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from app.bootstrap import Services
 from app.cli import common
 from app.cli.common import cli_actor, console, fail, opened_services, print_json, print_table
 from app.core.crypto import CipherError
@@ -22,6 +21,9 @@ from app.core.timefmt import format_rfc3339
 from app.vendors.base import CredentialField, VendorSpec
 from app.vendors.integrations import Integration, IntegrationError, Integrations, vendor_spec
 from app.vendors.status import status_of
+
+if TYPE_CHECKING:
+    from app.bootstrap import Services
 
 group = typer.Typer(
     help="EDR posture integrations (Huntress, SentinelOne): connect, change, remove, list.", no_args_is_help=True

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from app import bootstrap
 from app.cli.attrs import purge_expired
 from app.cli.common import console, err_console, exit_with, fail, opened_services, print_json
 from app.posture.check import DeviceCheck, RuleCheck
@@ -26,6 +25,8 @@ NO_POLICY = "no policy file: pass one (--policy FILE / FILE) or set policy_file 
 
 def configured_policy_path() -> Path | None:
     """The config's ``policy_file``, relative paths taken from the config file's folder."""
+    from app import bootstrap  # the whole service graph: loaded when a command runs, not for --help
+
     return bootstrap.configured_policy_path()
 
 

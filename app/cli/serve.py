@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app.bootstrap import Services
 from app.cli import common
 from app.cli.common import console, fail, listen, serve_until_stopped
-from app.slack.context import warm_up
 from app.web.ops import not_found
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from app.bootstrap import Services
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,8 @@ def serve(
         bolt_app = services.bolt_app()
     except BoltError as exc:
         fail(f"Slack refused the bot token: {exc}", code=2)
+    from app.slack.context import warm_up  # Slack's listener graph: only for `serve`
+
     ctx = services.slack
     ctx.devices.refresh_if_stale()
     warm_up(ctx)
@@ -66,7 +71,7 @@ def serve(
     if slack.socket_mode and slack.app_token is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-        services.metrics.watch_outbox(ctx.outbox.pending_count)
+        services.metrics.watch_outbox(services.outbox.pending_count)
         _metrics_server(services, scheduler, "accessbot")
         _serve_socket_mode(SocketModeHandler(bolt_app, slack.app_token))
         return
@@ -77,7 +82,7 @@ def serve(
     serve_until_stopped(server)
 
 
-def _serve_socket_mode(handler: Any) -> None:
+def _serve_socket_mode(handler: SocketModeHandler) -> None:
     """Connect (a refused app-level token is one clear line, exit 2) and serve until SIGTERM or Ctrl-C."""
     from slack_sdk.errors import SlackApiError
 
@@ -117,7 +122,7 @@ def worker() -> None:
     services.configure_logging()
     access = services.slack_options.bot_token is not None
     if access:
-        services.metrics.watch_outbox(services.slack.outbox.pending_count)
+        services.metrics.watch_outbox(services.outbox.pending_count)
     else:
         log.warning("SLACK_BOT_TOKEN is not set: only the expiry sweep runs")
     scheduler = _start_scheduler(services, shared=True, access=access, devices=False)

@@ -87,8 +87,8 @@ def run_fast_worker() -> None:
     from app import bootstrap, scheduler
     from app.cli import serve
 
-    bootstrap.add_sync_job = functools.partial(scheduler.add_sync_job, every_seconds=FAST)  # type: ignore[assignment]
-    bootstrap.add_access_jobs = functools.partial(scheduler.add_access_jobs, every_seconds=FAST)  # type: ignore[assignment]
+    bootstrap.services.add_sync_job = functools.partial(scheduler.add_sync_job, every_seconds=FAST)  # type: ignore[assignment]
+    bootstrap.services.add_access_jobs = functools.partial(scheduler.add_access_jobs, every_seconds=FAST)  # type: ignore[assignment]
     start = Path(os.environ["ACCESSBOT_TEST_START_FILE"])
     print("ready for the start file", flush=True)
     deadline = time.monotonic() + 60

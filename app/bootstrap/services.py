@@ -1,4 +1,4 @@
-"""The composition root: the one module that reads ``Settings`` and builds every service from them.
+"""The composition root: ``Services``, every service of one process, and ``build()``, which wires them from settings.
 
 Entry points (``accessbot serve``/``worker``/``tailnet serve``, gunicorn's ``app.wsgi:application`` and every
 CLI command) call ``build()`` and take what they need from the ``Services`` it returns. Everything below this
@@ -13,30 +13,22 @@ consumer, so an edit of the file reaches them all.
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-from pydantic import SecretStr
 
 from app.access.lifecycle import Lifecycle
 from app.access.outbox import Outbox
 from app.access.service import AccessService
 from app.access.transitions import OUTCOMES
-from app.config.model import Config
 from app.config.settings import Settings, get_settings
 from app.config.source import ConfigSource
 from app.core.clock import Clock, utcnow
-from app.core.crypto import KEY_FILE_NAME, Cipher, load_or_create_key_file
+from app.core.crypto import Cipher
 from app.core.errors import ConfigError
 from app.core.logs import configure_logging
 from app.core.metrics import Metrics, current
 from app.core.proxies import TrustedProxies, parse_proxies
-from app.db import Database, sqlite_database_path
+from app.db import Database
 from app.db.migrate import ensure_current
 from app.posture.gate import PolicySource, PostureGate
 from app.scheduler import add_access_jobs, add_device_job, add_sync_job, build_scheduler, scheduler_status
@@ -47,9 +39,7 @@ from app.slack.directory import SlackDirectory
 from app.slack.http_app import ROUTES as SLACK_ROUTES
 from app.slack.http_app import events_app
 from app.slack.notify import Notifier
-from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.protocol import Tailnet
-from app.tailnet.tailscale import TailscaleTailnet
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
 from app.vendors.registry import REGISTRY, VendorRegistry
@@ -65,102 +55,9 @@ if TYPE_CHECKING:
     from slack_bolt import App
     from slack_sdk import WebClient
 
+from app.bootstrap.from_settings import ListenerOptions, SlackOptions, cipher_for, secret_text, tailnet_for
+
 log = logging.getLogger(__name__)
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    text = value.get_secret_value().strip() if value is not None else ""
-    return text or None
-
-
-@dataclass(frozen=True)
-class ListenerOptions:
-    """How this process's HTTP listeners serve: limits, ports, the scrape token and trusted proxies."""
-
-    limits: ServerLimits
-    port: int
-    metrics_port: int | None
-    scrape_token: str | None
-    trusted_proxies: str
-
-
-@dataclass(frozen=True)
-class SlackOptions:
-    """The Slack credentials of this process (HTTP mode needs the signing secret, Socket Mode the app token)."""
-
-    bot_token: str | None
-    signing_secret: str | None
-    app_token: str | None
-    api_url: str
-
-    @property
-    def socket_mode(self) -> bool:
-        """Socket Mode when an app-level token (``xapp-…``) is set; HTTP mode otherwise."""
-        return self.app_token is not None
-
-    def missing(self) -> list[str]:
-        """Names of the settings ``accessbot serve`` needs but lacks."""
-        needed = {"SLACK_BOT_TOKEN": self.bot_token}
-        if not self.socket_mode:
-            needed["SLACK_SIGNING_SECRET"] = self.signing_secret
-        return [name for name, value in needed.items() if not value]
-
-
-def cipher_for(settings: Settings) -> Cipher:
-    """The cipher of ``ACCESSBOT_SECRET_KEY``, else of the key file beside an SQLite database.
-
-    Raises ``ConfigError`` for PostgreSQL without ``ACCESSBOT_SECRET_KEY`` (no safe place for a key file).
-    """
-    secret = _secret(settings.accessbot_secret_key)
-    if secret:
-        return Cipher.from_secret(secret)
-    database = sqlite_database_path(settings.database_url)
-    if database is None:
-        raise ConfigError(
-            "ACCESSBOT_SECRET_KEY must be set to encrypt integration credentials when DATABASE_URL is not "
-            "SQLite (a Fernet key, or a passphrase of at least 16 characters)"
-        )
-    return Cipher(load_or_create_key_file(database.parent / KEY_FILE_NAME))
-
-
-def tailscale_tailnet(
-    settings: Settings,
-    db: Database,
-    *,
-    clock: Clock = utcnow,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: random.Random | None = None,
-) -> TailscaleTailnet:
-    """The Tailscale adapter from ``TAILSCALE_*`` settings; OAuth client credentials win over an API key."""
-    return TailscaleTailnet(
-        db,
-        api_url=settings.tailscale_api_url,
-        tailnet=settings.tailscale_tailnet,
-        api_key=settings.tailscale_api_key,
-        oauth_client_id=settings.tailscale_oauth_client_id,
-        oauth_client_secret=settings.tailscale_oauth_client_secret,
-        clock=clock,
-        sleep=sleep,
-        rng=rng,
-    )
-
-
-def tailnet_for(settings: Settings, db: Database, config: Config, *, clock: Clock = utcnow) -> Tailnet:
-    """Tailscale credentials present → the Tailscale adapter; otherwise the built-in store."""
-    if settings.uses_tailscale:
-        return tailscale_tailnet(settings, db, clock=clock)
-    return BuiltinTailnet(db, clock=clock, name=config.tailnet.name)
-
-
-def database(settings: Settings | None = None) -> Database:
-    """The database alone, not migrated (``accessbot db`` commands migrate it themselves)."""
-    return Database((settings or get_settings()).database_url)
-
-
-def configured_policy_path(settings: Settings | None = None) -> Path | None:
-    """The config's ``policy_file`` (relative paths from the config file's folder), without opening anything else."""
-    config = ConfigSource((settings or get_settings()).config_path)
-    return config().policy_path(config.path.parent if config.path is not None else None)
 
 
 class Services:
@@ -199,13 +96,13 @@ class Services:
             ),
             port=settings.port,
             metrics_port=settings.metrics_port,
-            scrape_token=_secret(settings.metrics_token),
+            scrape_token=secret_text(settings.metrics_token),
             trusted_proxies=settings.trusted_proxies,
         )
         self.slack_options = SlackOptions(
-            bot_token=_secret(settings.slack_bot_token),
-            signing_secret=_secret(settings.slack_signing_secret),
-            app_token=_secret(settings.slack_app_token),
+            bot_token=secret_text(settings.slack_bot_token),
+            signing_secret=secret_text(settings.slack_signing_secret),
+            app_token=secret_text(settings.slack_app_token),
             api_url=settings.slack_api_url,
         )
 
@@ -270,27 +167,53 @@ class Services:
     # -- Slack ----------------------------------------------------------------------------------------
 
     @cached_property
+    def slack_client(self) -> WebClient:
+        """The Slack Web API client (``SLACK_BOT_TOKEN``, ``SLACK_API_URL``; bounded retries on 429 and errors)."""
+        return self._slack_client or slack_client(self.slack_options.bot_token, self.slack_options.api_url)
+
+    @cached_property
+    def directory(self) -> SlackDirectory:
+        """Who is who in the workspace (emails, user groups), cached per answer."""
+        return SlackDirectory(self.slack_client)
+
+    @cached_property
+    def access(self) -> AccessService:
+        """Requests, votes and grants, with the posture gate of the policy file."""
+        gate = PostureGate(self.tailnet, self.policy)
+        return AccessService(self.db, self.tailnet, self.config, self.directory, clock=self.clock, gate=gate)
+
+    @cached_property
+    def lifecycle(self) -> Lifecycle:
+        """The access flow's time-driven steps (timeouts, reminders, ended and interrupted grants)."""
+        return Lifecycle(self.db, self.tailnet, self.config, clock=self.clock)
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        """Notifications written in the transaction of their change, delivered after it commits."""
+        config = self.config
+        return Outbox(self.db, clock=self.clock, lease=lambda: config().notification_lease)
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        """Delivers the outbox to Slack."""
+        return Notifier(self.slack_client, self.outbox, self.access)
+
+    @cached_property
     def slack(self) -> SlackContext:
-        """Everything the Slack listeners need (the client from ``SLACK_BOT_TOKEN`` and ``SLACK_API_URL``)."""
-        client = self._slack_client or slack_client(self.slack_options.bot_token, self.slack_options.api_url)
-        config, clock = self.config, self.clock
-        directory = SlackDirectory(client)
-        access = AccessService(
-            self.db, self.tailnet, config, directory, clock=clock, gate=PostureGate(self.tailnet, self.policy)
-        )
-        outbox = Outbox(self.db, clock=clock, lease=lambda: config().notification_lease)
+        """Everything the Slack listeners need (a process serving Slack; the worker needs only the lifecycle and
+        the notifier)."""
         return SlackContext(
             db=self.db,
             tailnet=self.tailnet,
-            config=config,
-            client=client,
-            directory=directory,
-            access=access,
-            lifecycle=Lifecycle(self.db, self.tailnet, config, clock=clock),
-            outbox=outbox,
-            notifier=Notifier(client, outbox, access),
-            devices=DeviceIndex(self.tailnet, clock=clock),
-            clock=clock,
+            config=self.config,
+            client=self.slack_client,
+            directory=self.directory,
+            access=self.access,
+            lifecycle=self.lifecycle,
+            outbox=self.outbox,
+            notifier=self.notifier,
+            devices=DeviceIndex(self.tailnet, clock=self.clock),
+            clock=self.clock,
             policy=self.policy,
             sync_runner=lambda: self.sync,
         )
@@ -317,8 +240,7 @@ class Services:
         sweep_every = self.config().tailnet.expiry_sweep_interval
         scheduler = build_scheduler(self.tailnet if sweep else None, sweep_every=sweep_every)
         if access:
-            ctx = self.slack
-            add_access_jobs(scheduler, lifecycle=ctx.lifecycle, deliver=ctx.notifier.deliver)
+            add_access_jobs(scheduler, lifecycle=self.lifecycle, deliver=self.notifier.deliver)
         if devices:
             add_device_job(scheduler, self.slack.devices.refresh_if_stale)
         if sync:
@@ -350,7 +272,7 @@ class Services:
         secret = self.slack_options.signing_secret
         if secret is None:
             raise ConfigError("set SLACK_SIGNING_SECRET to serve Slack over HTTP")
-        self.metrics.watch_outbox(self.slack.outbox.pending_count)
+        self.metrics.watch_outbox(self.outbox.pending_count)
         app = events_app(bolt_app, signing_secret=secret)
         return self.ops(app, name="slack", health=health or self.health(devices=True), route=SLACK_ROUTES)
 
@@ -393,4 +315,3 @@ def build(
         vendors=vendors,
         slack_client=slack_client,
     )
-
