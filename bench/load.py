@@ -51,11 +51,11 @@ from sqlalchemy import func, inspect, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.access.outbox import MAX_ATTEMPTS
-from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus
 from app.db import Database, normalize_url
 from app.db.audit import AuditAction, attribute_target
 from app.db.migrate import upgrade
 from app.db.tables import AuditEventRow
+from app.db.tables.access import AccessRequestRow, NotificationRow, RequestStatus
 from app.slack.ids import ActionId, BlockId, CallbackId
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from app.access.tables import AccessRequestRow
+from app.db.tables.access import AccessRequestRow
 from app.tailnet.models import AttributeSet, AttributeWrite
 
 MAX_COMMENT = 200

@@ -15,11 +15,11 @@ from sqlalchemy import ColumnElement, Select, select
 from app.access import transitions
 from app.access.grants import grant_comment, write_of_interrupted_grant
 from app.access.queries import approvals
-from app.access.tables import AccessRequestRow, RequestStatus
 from app.access.transitions import Transition
 from app.config.model import Config
 from app.core.clock import Clock, utcnow
 from app.db import Database
+from app.db.tables.access import AccessRequestRow, RequestStatus
 from app.tailnet import Tailnet
 from app.tailnet.models import Actor, AttributeWrite
 

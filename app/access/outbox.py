@@ -22,9 +22,9 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.access.tables import ChannelProblemRow, NotificationRow, PostedMessageRow
 from app.core.clock import Clock, utcnow
 from app.db import Database
+from app.db.tables.access import ChannelProblemRow, NotificationRow, PostedMessageRow
 
 LEASE = timedelta(minutes=2)
 """How long a claim lasts by default (config ``notification_lease``)."""

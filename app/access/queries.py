@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from app.access.errors import RequestNotFound
 from app.access.read_model import AccessRequest
-from app.access.tables import AccessRequestRow, RequestStatus, VoteRow
 from app.db import Database
+from app.db.tables.access import AccessRequestRow, RequestStatus, VoteRow
 
 MAX_REQUEST_ID = 2**31 - 1
 """The largest id the id column holds (PostgreSQL ``integer``): beyond it there is no such request."""

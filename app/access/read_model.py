@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from app.access.tables import AccessRequestRow, RequestStatus
+from app.db.tables.access import AccessRequestRow, RequestStatus
 
 
 class AccessAudit(StrEnum):

@@ -25,11 +25,11 @@ from app.access.people import Directory
 from app.access.queries import approvals, load_request, snapshot
 from app.access.read_model import AccessAudit, AccessRequest
 from app.access.submission import submission_errors
-from app.access.tables import AccessRequestRow, RequestStatus, VoteRow
 from app.config.model import Config
 from app.config.profiles import Profile
 from app.core.clock import Clock, utcnow
 from app.db import Database
+from app.db.tables.access import AccessRequestRow, RequestStatus, VoteRow
 from app.tailnet import Actor, Device, Tailnet
 from app.tailnet.errors import NotFound, TailnetError
 

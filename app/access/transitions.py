@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from app.access.errors import AlreadyDecided
 from app.access.read_model import AccessAudit, Notice
-from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus
 from app.core import metrics
 from app.db import audit
+from app.db.tables.access import AccessRequestRow, NotificationRow, RequestStatus
 
 _S = RequestStatus
 

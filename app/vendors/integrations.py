@@ -27,9 +27,9 @@ from app.core.crypto import Cipher, CipherError
 from app.core.timefmt import format_rfc3339
 from app.db import Database, audit
 from app.db.audit import AuditAction
+from app.db.tables.vendors import IntegrationRow
 from app.vendors.base import CredentialField, VendorClient, VendorSpec
 from app.vendors.registry import REGISTRY, VendorRegistry
-from app.vendors.tables import IntegrationRow
 
 ENCRYPTED_NAMES_KEY = "_secret_fields"
 """Entry of ``integrations.settings`` listing the names of the secret fields that are set."""

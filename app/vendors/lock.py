@@ -22,7 +22,7 @@ from sqlalchemy import or_, select, text, update
 
 from app.core.clock import Clock
 from app.db import Database
-from app.vendors.tables import IntegrationRow
+from app.db.tables.vendors import IntegrationRow
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from app.core.clock import Clock, utcnow
 from app.core.crypto import CipherError
 from app.core.timefmt import format_rfc3339
 from app.db import Database
+from app.db.tables.vendors import IntegrationRow, SyncStateRow
 from app.tailnet.errors import TailnetError
 from app.tailnet.models import Actor, AttributeChanges, AttributeValue
 from app.tailnet.protocol import Tailnet
@@ -29,7 +30,6 @@ from app.vendors.integrations import Integration, Integrations
 from app.vendors.lock import integration_lock
 from app.vendors.mapping import NamespaceMode, map_key
 from app.vendors.plan import plan_sync
-from app.vendors.tables import IntegrationRow, SyncStateRow
 
 log = logging.getLogger(__name__)
 

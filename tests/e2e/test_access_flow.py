@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from app.access.tables import RequestStatus
+from app.db.tables.access import RequestStatus
 from app.slack.ids import ActionId, BlockId, CallbackId
 from app.tailnet.errors import TailnetUnavailable
 from tests.conftest import written
@@ -94,7 +94,7 @@ def click(app: AppUnderTest, action_id: str, request_id: int, user: str, channel
 def only_request_id(app: AppUnderTest) -> int:
     from sqlalchemy import select
 
-    from app.access.tables import AccessRequestRow
+    from app.db.tables.access import AccessRequestRow
 
     with app.ctx.db.session() as session:
         ids = list(session.scalars(select(AccessRequestRow.id)))

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import delete, func, select
 
-from app.access.tables import AccessRequestRow, NotificationRow, PostedMessageRow, RequestStatus, VoteRow
 from app.db.tables import AttributeRow, AuditEventRow
+from app.db.tables.access import AccessRequestRow, NotificationRow, PostedMessageRow, RequestStatus, VoteRow
 from app.slack.ids import ActionId, BlockId, CallbackId
 from tests.e2e.conftest import ADMIN, BOB, REQUESTER, AppUnderTest
 from tests.e2e.test_access_flow import dm_message, form_state, open_modal, request_and_submit, submit

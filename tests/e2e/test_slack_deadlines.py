@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from app.access.tables import RequestStatus
+from app.db.tables.access import RequestStatus
 from app.slack.ids import ActionId, BlockId
 from app.tailnet.models import Actor
 from tests.conftest import written

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.access.tables import AccessRequestRow, RequestStatus
 from app.db import Database
+from app.db.tables.access import AccessRequestRow, RequestStatus
 from app.slack.ids import ActionId, CallbackId
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor

@@ -37,7 +37,6 @@ from sqlalchemy import func, select, text, update
 
 from app import bootstrap
 from app.access.read_model import AccessAudit, Notice
-from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus
 from app.bootstrap import Services
 from app.config.settings import Settings
 from app.config.source import ConfigSource
@@ -47,6 +46,8 @@ from app.db import Database, audit
 from app.db.audit import AuditAction
 from app.db.migrate import upgrade
 from app.db.tables import AuditEventRow
+from app.db.tables.access import AccessRequestRow, NotificationRow, RequestStatus
+from app.db.tables.vendors import IntegrationRow
 from app.slack.context import SlackContext
 from app.slack.ids import ActionId
 from app.tailnet.api import make_api
@@ -57,7 +58,6 @@ from app.vendors.integrations import Integrations
 from app.vendors.lock import LEASE, integration_lock
 from app.vendors.mapping import NamespaceMode
 from app.vendors.sync import SyncRunner
-from app.vendors.tables import IntegrationRow
 from app.web.server import make_server
 from tests.conftest import PG_URL, written
 from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlackAPI, Params

@@ -29,7 +29,6 @@ from slack_sdk import WebClient
 from sqlalchemy import event, func, select
 
 from app import bootstrap
-from app.access.tables import NotificationRow, RequestStatus, VoteRow
 from app.config.settings import Settings
 from app.config.source import ConfigSource
 from app.core.clock import FrozenClock
@@ -38,6 +37,7 @@ from app.core.http import RetryPolicy
 from app.db import Database, audit
 from app.db.audit import AuditAction
 from app.db.session import is_locked
+from app.db.tables.access import NotificationRow, RequestStatus, VoteRow
 from app.slack.context import SlackContext
 from app.slack.ids import ActionId, CallbackId
 from app.tailnet.api import make_api

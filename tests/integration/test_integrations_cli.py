@@ -24,10 +24,10 @@ from app.core.clock import FrozenClock
 from app.core.crypto import Cipher, CipherError
 from app.db import Database, audit
 from app.db.audit import AuditAction
+from app.db.tables.vendors import IntegrationRow, SyncStateRow
 from app.vendors.base import Agent, CredentialField, KnownAttribute, Progress, VendorSpec
 from app.vendors.integrations import Integration, IntegrationError, Integrations
 from app.vendors.registry import REGISTRY, VendorRegistry
-from app.vendors.tables import IntegrationRow, SyncStateRow
 from tests.clitools import Run, failed, invoker, ok
 from tests.conftest import PG_URL, START
 

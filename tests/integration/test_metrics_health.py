@@ -19,7 +19,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
-from app.access.tables import RequestStatus
 from app.core.clock import FrozenClock, utcnow
 from app.core.crypto import Cipher
 from app.core.metrics import (
@@ -30,6 +29,7 @@ from app.core.metrics import (
     install,
 )
 from app.db import Database
+from app.db.tables.access import RequestStatus
 from app.scheduler import EXPIRY_SWEEP_JOB, build_scheduler, scheduler_status
 from app.slack.ids import ActionId
 from app.tailnet.api import TailnetApi, route_labels

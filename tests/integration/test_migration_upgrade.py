@@ -27,7 +27,6 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from app.access import tables as access_models
 from app.access.lifecycle import Lifecycle
 from app.access.outbox import Outbox
 from app.access.read_model import AccessAudit, Notice
@@ -37,11 +36,12 @@ from app.db import Database, audit
 from app.db.migrate import alembic_config, current_revision, head_revision, upgrade
 from app.db.session import make_engine
 from app.db.tables import Base
+from app.db.tables import access as access_models
+from app.db.tables import vendors as vendor_models
 from app.tailnet.auth import AuthStore, format_api_key, hash_secret
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import RuleViolation
 from app.tailnet.models import Actor
-from app.vendors import tables as vendor_models
 from app.vendors.integrations import Integrations
 from tests.conftest import PG_URL, written
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from app.core.clock import FrozenClock
 from app.core.crypto import Cipher
 from app.db import Database, audit
+from app.db.tables.vendors import SyncStateRow
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, Device
 from app.vendors import huntress, sentinelone
@@ -22,7 +23,6 @@ from app.vendors.mapping import NamespaceMode
 from app.vendors.registry import VendorRegistry
 from app.vendors.status import status_of
 from app.vendors.sync import SyncRunner
-from app.vendors.tables import SyncStateRow
 from tests.fakes.vendors import (
     HUNTRESS_KEY,
     HUNTRESS_SECRET,

@@ -32,19 +32,19 @@ from sqlalchemy import func, select, update
 
 from app import bootstrap
 from app.access.read_model import AccessAudit, Notice
-from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus
 from app.config.source import ConfigSource
 from app.core.clock import utcnow
 from app.core.crypto import Cipher
 from app.db import Database, audit
 from app.db.migrate import upgrade
 from app.db.tables import AuditEventRow
+from app.db.tables.access import AccessRequestRow, NotificationRow, RequestStatus
+from app.db.tables.vendors import IntegrationRow
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, AttributeWrite
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
 from app.vendors.sync import SyncRunner
-from app.vendors.tables import IntegrationRow
 from tests.conftest import PG_URL
 from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlackAPI
 from tests.fakes.vendors import (

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select
 
 from app.access.service import AccessService
-from app.access.tables import NotificationRow
 from app.config.model import Config
 from app.db import Database
+from app.db.tables.access import NotificationRow
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Device
 

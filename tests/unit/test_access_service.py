@@ -15,11 +15,11 @@ from app.access.lifecycle import Lifecycle
 from app.access.outbox import Outbox
 from app.access.people import StaticDirectory
 from app.access.service import AccessService
-from app.access.tables import NotificationRow, RequestStatus
 from app.config.model import Config
 from app.config.profiles import Profile
 from app.core.clock import FrozenClock
 from app.db import Database, audit
+from app.db.tables.access import NotificationRow, RequestStatus
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import TailnetUnavailable
 from app.tailnet.models import Actor, Device
@@ -268,7 +268,7 @@ def test_recover_interrupted_grants(
 ) -> None:
     from sqlalchemy import update
 
-    from app.access.tables import AccessRequestRow
+    from app.db.tables.access import AccessRequestRow
 
     life = Lifecycle(db, tailnet, lambda: config[0], clock=clock)  # type: ignore[arg-type]
     other = builtin.add_device(name="other", user="req@example.com", actor=Actor("cli:t"))

@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from app.access import transitions
 from app.access.errors import AlreadyDecided
-from app.access.tables import AccessRequestRow, NotificationRow, RequestStatus
 from app.access.transitions import OUTCOMES, TRANSITIONS, Transition, allowed, move, move_or_refuse
 from app.core.clock import FrozenClock
 from app.core.metrics import Metrics, install
 from app.db import Database, audit
+from app.db.tables.access import AccessRequestRow, NotificationRow, RequestStatus
 
 S = RequestStatus
 

@@ -8,11 +8,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from app.access import tables as _access_models  # noqa: F401  (register the access tables)
 from app.db import Database
 from app.db.migrate import SchemaOutdated, current_revision, ensure_current, head_revision, upgrade
 from app.db.tables import Base
-from app.vendors import tables as _vendor_models  # noqa: F401  (register the vendor tables)
+from app.db.tables import access as _access_models  # noqa: F401  (register the access tables)
+from app.db.tables import vendors as _vendor_models  # noqa: F401  (register the vendor tables)
 
 
 def test_models_match_migrations(db: Database) -> None:

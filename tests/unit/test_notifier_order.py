@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from app.access.outbox import Notification, Outbox
 from app.access.service import AccessService
-from app.access.tables import NotificationRow
 from app.core.clock import FrozenClock
 from app.db import Database
+from app.db.tables.access import NotificationRow
 from app.slack.notify import Notifier
 from app.tailnet.models import Device
 from tests.unit.access_support import submit

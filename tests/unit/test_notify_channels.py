@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from app.access.outbox import MAX_ATTEMPTS, Delivery, Notification, Outbox, open_channel_problems
 from app.access.service import AccessService
-from app.access.tables import ChannelProblemRow, NotificationRow
 from app.config.model import Config
 from app.core.clock import FrozenClock
 from app.db import Database
+from app.db.tables.access import ChannelProblemRow, NotificationRow
 from app.slack.notify import Notifier
 from app.slack.views.delivery import admin_alert, channel_problem_blocks
 from app.tailnet.builtin import BuiltinTailnet

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from app.access.read_model import AccessRequest
-from app.access.tables import RequestStatus
 from app.config.profiles import Profile
+from app.db.tables.access import RequestStatus
 from app.slack.ids import ActionId, BlockId, CallbackId
 from app.slack.views.home import home_view
 from app.slack.views.request_message import Audience, notice, request_message

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from app.access.outbox import ChannelProblem
 from app.access.read_model import AccessRequest
-from app.access.tables import RequestStatus
 from app.config.model import Config
 from app.config.profiles import Profile
+from app.db.tables.access import RequestStatus
 from app.posture.check import DeviceCheck, RuleCheck
 from app.posture.model import Condition, ConditionResult, Op, PostureResult
 from app.posture.policy import Rule

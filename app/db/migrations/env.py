@@ -5,10 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
-from app.access import tables as _access_models  # noqa: F401  (register tables)
 from app.db.session import make_engine
-from app.db.tables import Base
-from app.vendors import tables as _vendor_models  # noqa: F401  (register tables)
+from app.db.tables import Base  # the package registers every table
 
 config = context.config
 target_metadata = Base.metadata

@@ -15,8 +15,8 @@ from slack_sdk.errors import SlackApiError
 
 from app.access.errors import AccessError
 from app.access.read_model import AccessRequest
-from app.access.tables import RequestStatus
 from app.core.timefmt import format_duration
+from app.db.tables.access import RequestStatus
 from app.slack.context import SlackContext
 from app.slack.ids import ActionId
 from app.slack.listeners.home import publish_home

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from app.access.read_model import AccessRequest
-from app.access.tables import RequestStatus
 from app.core.timefmt import format_duration
+from app.db.tables.access import RequestStatus
 from app.slack.ids import ActionId
 from app.slack.views.blockkit import (
     Block,

@@ -13,8 +13,8 @@ from enum import StrEnum
 from typing import Any
 
 from app.access.read_model import AccessRequest
-from app.access.tables import RequestStatus
 from app.core.timefmt import format_duration
+from app.db.tables.access import RequestStatus
 from app.slack.ids import ActionId, BlockId
 from app.slack.views.blockkit import (
     Block,

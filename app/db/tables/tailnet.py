@@ -1,4 +1,5 @@
-"""ORM models. The schema itself is owned by the alembic migrations in ``migrations/``."""
+"""Tables of the built-in tailnet: devices, attribute keys and values, remote expiries, the audit log, API keys
+and OAuth clients."""
 
 from __future__ import annotations
 
@@ -16,13 +17,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.db.tables.base import Base
 from app.db.types import UTCDateTime
-
-
-class Base(DeclarativeBase):
-    """Declarative base of every accessbot table."""
 
 
 class DeviceRow(Base):

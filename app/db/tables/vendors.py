@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.tables import Base
+from app.db.tables.base import Base
 from app.db.types import UTCDateTime
 
 
