@@ -56,7 +56,7 @@ def serve(
     missing = slack.missing()
     if missing:
         fail(f"set {' and '.join(missing)} to serve Slack (see README, 'Slack app')", code=2)
-    from slack_bolt.error import BoltError
+    from slack_bolt.error import BoltError  # slack_bolt is loaded for `serve` only, not for every command
 
     try:
         bolt_app = services.bolt_app()
@@ -69,7 +69,7 @@ def serve(
     warm_up(ctx)
     scheduler = _start_scheduler(services, shared=not no_scheduler, access=True, devices=True)
     if slack.socket_mode and slack.app_token is not None:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+        from slack_bolt.adapter.socket_mode import SocketModeHandler  # Socket Mode only (websocket client)
 
         services.metrics.watch_outbox(services.outbox.pending_count)
         _metrics_server(services, scheduler, "accessbot")
@@ -84,7 +84,7 @@ def serve(
 
 def _serve_socket_mode(handler: SocketModeHandler) -> None:
     """Connect (a refused app-level token is one clear line, exit 2) and serve until SIGTERM or Ctrl-C."""
-    from slack_sdk.errors import SlackApiError
+    from slack_sdk.errors import SlackApiError  # Slack SDK errors: loaded for `serve` only
 
     try:
         handler.connect()

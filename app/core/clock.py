@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 Clock = Callable[[], datetime]
 
@@ -24,7 +24,5 @@ class FrozenClock:
 
     def advance(self, **delta: float) -> datetime:
         """Move the clock forward by ``timedelta(**delta)`` and return the new time."""
-        from datetime import timedelta
-
         self.now = self.now + timedelta(**delta)
         return self.now

@@ -151,7 +151,7 @@ class Metrics:
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if not directory:
             return self.registry
-        from prometheus_client.multiprocess import MultiProcessCollector
+        from prometheus_client.multiprocess import MultiProcessCollector  # only under gunicorn with several workers
 
         combined = CollectorRegistry()
         MultiProcessCollector(combined, path=directory)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.core.timefmt import format_rfc3339
+
 AttributeValue = str | int | bool
 """A posture attribute value: string, integer number or boolean."""
 
@@ -62,8 +64,6 @@ class AttributeSet:
 
     def to_api(self) -> dict[str, Any]:
         """The Tailscale API shape ``{"attributes": ..., "expiries": ...}``; expiries omitted if none."""
-        from app.core.timefmt import format_rfc3339
-
         out: dict[str, Any] = {"attributes": dict(self.attributes)}
         if self.expiries:
             out["expiries"] = {key: format_rfc3339(when) for key, when in self.expiries.items()}

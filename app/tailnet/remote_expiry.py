@@ -24,7 +24,7 @@ def remember(session: Session, device_id: str, key: str, value: AttributeValue, 
     """Upsert the expiry accessbot set on ``device_id``/``key``."""
     dialect = session.get_bind().dialect.name
     values = {"device_id": device_id, "key": key, "value": value, "expires_at": expiry}
-    if dialect in ("postgresql", "sqlite"):
+    if dialect in ("postgresql", "sqlite"):  # each dialect's own INSERT ... ON CONFLICT construct
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
