@@ -143,7 +143,7 @@ def os_user() -> str:
         if os.environ.get(var):
             return os.environ[var]
     try:
-        import pwd
+        import pwd  # POSIX only: absent on Windows
 
         return pwd.getpwuid(os.getuid()).pw_name
     except (ImportError, KeyError):
