@@ -273,7 +273,9 @@ class Services:
         if secret is None:
             raise ConfigError("set SLACK_SIGNING_SECRET to serve Slack over HTTP")
         self.metrics.watch_outbox(self.outbox.pending_count)
-        app = events_app(bolt_app, signing_secret=secret)
+        from app.slack.listeners.options import inline_answers  # Slack's listener graph: serving only
+
+        app = events_app(bolt_app, signing_secret=secret, inline=inline_answers(self.slack))
         return self.ops(app, name="slack", health=health or self.health(devices=True), route=SLACK_ROUTES)
 
     def trusted_proxies(self) -> TrustedProxies:
