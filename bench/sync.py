@@ -46,6 +46,7 @@ from app.core.crypto import Cipher
 from app.db import Database
 from app.db.session import normalize_url
 from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.builtin_sync import SyncDevice
 from app.tailnet.models import Actor, AttributeChanges, AttributeValue, Device
 from app.vendors import huntress, sentinelone
 from app.vendors._http import SlidingWindowLimiter
@@ -122,6 +123,9 @@ class TimedTailnet:
 
     def list_devices(self) -> list[Device]:
         return self._watch.time("list devices", self._inner.list_devices)
+
+    def sync_devices(self) -> list[SyncDevice]:
+        return self._watch.time("list devices", self._inner.sync_devices)
 
     def attributes_with_keys(self, keys: Collection[str]) -> dict[str, dict[str, AttributeValue]]:
         return self._watch.time("read current", lambda: self._inner.attributes_with_keys(keys))

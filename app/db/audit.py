@@ -97,9 +97,12 @@ def record(session: Session, **fields: Any) -> None:
 
 
 def record_many(session: Session, events: list[dict[str, Any]]) -> None:
-    """Append many events (``event`` dicts) with one bulk INSERT in the caller's transaction, in order."""
+    """Append many events (``event`` dicts) with one bulk INSERT in the caller's transaction, in order.
+
+    Through the Core table: an executemany without the ORM's per-row bulk bookkeeping (a sync writes 100k+).
+    """
     if events:
-        session.execute(insert(AuditEventRow), events)
+        session.execute(insert(AuditEventRow.__table__), events)
 
 
 def record_refusal(db: Database, *, at: datetime, actor: str, target: str, details: dict[str, Any]) -> None:

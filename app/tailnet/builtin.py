@@ -18,18 +18,21 @@ from sqlalchemy.orm import Session
 from app.core.clock import Clock, utcnow
 from app.db import Database, audit
 from app.db.audit import AuditAction
-from app.db.tables import AttributeKeyRow, AttributeRow, DeviceRow
+from app.db.tables import AttributeRow, DeviceRow
 from app.tailnet import rules
 from app.tailnet.builtin_devices import (
     DEVICE_COLUMNS,
+    add_row,
+    device_generation,
     device_row,
+    index_devices,
     new_device,
     new_device_ids,
-    new_row,
     to_device,
     upsert_devices,
 )
 from app.tailnet.builtin_expiry import EXPIRY_ACTOR, purge
+from app.tailnet.builtin_sync import SyncDevice, current_values, sync_devices
 from app.tailnet.builtin_transactions import run_write
 from app.tailnet.builtin_writes import apply_batch, check_changes, delete_one
 from app.tailnet.devicejson import device_from_api
@@ -66,6 +69,21 @@ class BuiltinTailnet:
             rows = session.execute(select(*DEVICE_COLUMNS).order_by(DeviceRow.name, DeviceRow.id))
             return [to_device(row) for row in rows]
 
+    def device_generation(self) -> int:
+        """A counter bumped with every device add, import or update (the ``DeviceGeneration`` capability the
+        Slack device index refreshes by)."""
+        with self.db.session() as session:
+            return device_generation(session)
+
+    def index_devices(self) -> list[Device]:
+        """Every device, ordered by name, without ``raw``: what the Slack device index searches, read cheaply."""
+        with self.db.session() as session:
+            return index_devices(session)
+
+    def sync_devices(self) -> list[SyncDevice]:
+        """Every device as the EDR sync matches it (id, serial numbers, identity flag): a narrow listing."""
+        return sync_devices(self.db)
+
     def get_device(self, device_id: str) -> Device:
         """One device by id or nodeId."""
         with self.db.session() as session:
@@ -97,7 +115,7 @@ class BuiltinTailnet:
         )
         now = self.clock()
         with self.db.session() as session:
-            session.add(new_row(device, now))
+            add_row(session, device, now)
             audit.record(
                 session,
                 at=now,
@@ -187,21 +205,8 @@ class BuiltinTailnet:
         run_write(self.db, self.clock, work)
 
     def attributes_with_keys(self, keys: Collection[str]) -> dict[str, dict[str, AttributeValue]]:
-        """Live values of the given keys on every device, in one query: device id → key → value."""
-        now = self.clock()
-        out: dict[str, dict[str, AttributeValue]] = {}
-        if not keys:
-            return out
-        with self.db.session() as session:
-            rows = session.execute(
-                select(AttributeRow.device_id, AttributeKeyRow.key, AttributeRow.value)
-                .join(AttributeKeyRow, AttributeRow.key_id == AttributeKeyRow.id)
-                .where(AttributeKeyRow.key.in_(list(keys)))
-                .where(or_(AttributeRow.expires_at.is_(None), AttributeRow.expires_at > now))
-            )
-            for device_id, key, value in rows:
-                out.setdefault(device_id, {})[key] = value
-        return out
+        """Live values of the given keys on every device: device id → key → value."""
+        return current_values(self.db, keys, self.clock())
 
     def adopt_write(
         self,

@@ -9,23 +9,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db import Database, audit
 from app.db.audit import AuditAction
 from app.db.tables import AttributeKeyRow, AttributeRow, DeviceRow
 from app.tailnet import rules
-from app.tailnet.builtin_devices import device_row, device_rows
+from app.tailnet.builtin_devices import device_row
 from app.tailnet.builtin_expiry import collect_key, purge
 from app.tailnet.builtin_transactions import Conflict, chunks, lock_devices
-from app.tailnet.errors import NotFound
+from app.tailnet.errors import DeviceNotFound, NotFound
 from app.tailnet.models import Actor, AttributeChanges, AttributeValue, AttributeWrite
 
 Pair = tuple[str, int]
 """A (device id, key id): one attribute value's place."""
+
+ANALYZE_MIN_ROWS = 1000
+"""PostgreSQL: a batch inserting at least this many values, and more than a fifth of what the table held at its
+last ``ANALYZE``, refreshes the table's statistics (a fresh table has none, and the next batch's look-up of stored
+values would scan it)."""
+
+
+class DeviceRef(NamedTuple):
+    """What a batch needs of a device: its id (where values are stored) and its name (for the audit)."""
+
+    id: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +64,14 @@ def check_changes(changes: AttributeChanges, actor: Actor, now: datetime) -> dic
     """
     checked: dict[str, list[Checked]] = {}
     batch_types: dict[str, tuple[str, str]] = {}
+    namespaces: dict[str, str] = {}  # a sync batch repeats a handful of keys on thousands of devices
     for device_id, per_key in changes.items():
         items = checked.setdefault(device_id, [])
         for key, write in per_key.items():
-            namespace = rules.validate_key(key, actor.namespaces)
+            namespace = namespaces.get(key) if isinstance(key, str) else None
+            if namespace is None:
+                namespace = rules.validate_key(key, actor.namespaces)
+                namespaces[key] = namespace
             if write is not None:
                 value = rules.validate_value(write.value, namespace)
                 expiry = rules.validate_expiry(write.expiry, now)
@@ -81,7 +97,7 @@ def apply_batch(
     lock_chunk: int,
 ) -> None:
     """Apply validated sets and deletes with a handful of bulk queries (sync batches are large)."""
-    devices = device_rows(session, list(checked))
+    devices = device_refs(session, list(checked))
     lock_devices(db, session, {row.id for row in devices.values()}, lock_chunk)
     keys = {item.key for items in checked.values() for item in items}
     registry = _key_registry(session, keys, now)
@@ -93,10 +109,52 @@ def apply_batch(
     }
     stored, live = _stored_values(session, sorted({row.id for row in devices.values()}), set(key_ids.values()))
     plan = _plan(checked, devices, key_ids, live, now, actor, comment)
-    _write_final(session, plan.final, stored, now, actor, comment)
+    inserted = _write_final(session, plan.final, stored, now, actor, comment)
     audit.record_many(session, plan.events)
     for key_id in sorted(plan.emptied):
         collect_key(session, key_id)
+    if db.dialect == "postgresql" and inserted >= ANALYZE_MIN_ROWS:
+        refresh_statistics(session, inserted)
+
+
+def device_refs(session: Session, refs: list[str]) -> dict[str, DeviceRef]:
+    """Devices by id or nodeId (id and name only, no ORM rows); ``DeviceNotFound`` for the first missing one.
+
+    Ids first, then nodeIds for the rest: one column per IN list keeps each look-up on its unique index (an OR
+    of both lists made PostgreSQL scan the table).
+    """
+    found: dict[str, DeviceRef] = {}
+    for column in (DeviceRow.id, DeviceRow.node_id):
+        missing = [ref for ref in dict.fromkeys(refs) if ref not in found]
+        for chunk in chunks(missing, 500):
+            stmt = select(DeviceRow.id, DeviceRow.node_id, DeviceRow.name).where(column.in_(chunk))
+            for device_id, node_id, name in session.execute(stmt):
+                ref = DeviceRef(device_id, name)
+                found[device_id] = ref
+                found[node_id] = ref
+    for ref in refs:
+        if ref not in found:
+            raise DeviceNotFound(f"device {ref!r} not found")
+    return {ref: found[ref] for ref in refs}
+
+
+def refresh_statistics(session: Session, inserted: int) -> None:
+    """PostgreSQL: ``ANALYZE device_attributes`` when this batch grew it by more than a fifth since its last one
+    (and ``devices`` if it was never analysed), so the next batch's index look-ups are planned as such.
+
+    Runs inside the batch's transaction (ANALYZE may; its sample counts this transaction's own rows), so the
+    statistics commit with the batch. A database user that does not own the table gets a warning, not an error.
+    """
+    tuples = dict(
+        session.execute(
+            text("SELECT relname, reltuples FROM pg_class WHERE oid IN (to_regclass(:a), to_regclass(:b))"),
+            {"a": "device_attributes", "b": "devices"},
+        ).all()
+    )
+    if inserted > max(float(tuples.get("device_attributes") or 0), 0.0) / 5:
+        session.execute(text("ANALYZE device_attributes"))
+    if float(tuples.get("devices") or 0) <= 0:  # -1 (0 before PostgreSQL 14): never analysed
+        session.execute(text("ANALYZE devices"))
 
 
 def _key_registry(session: Session, keys: set[str], now: datetime) -> dict[str, AttributeKeyRow]:
@@ -111,12 +169,15 @@ def _key_registry(session: Session, keys: set[str], now: datetime) -> dict[str, 
         return {row.key_folded: row for row in rows}
 
     registry = load()
-    expired = select(AttributeRow.id).where(
-        AttributeRow.key_id.in_([row.id for row in registry.values()]), AttributeRow.expires_at <= now
-    )
-    if registry and session.scalar(expired.limit(1)) is not None:
-        for row in list(registry.values()):
-            purge(session, now, row.id)
+    if not registry:
+        return registry
+    # keys with expired values, found through the expires_at index (expired values are few: the sweep purges
+    # them). A key_id filter (or DISTINCT) here made SQLite walk the key_id index over every value instead.
+    expired = set(session.scalars(select(AttributeRow.key_id).where(AttributeRow.expires_at <= now)))
+    to_purge = expired & {row.id for row in registry.values()}
+    if to_purge:
+        for key_id in sorted(to_purge):
+            purge(session, now, key_id)
         registry = load()
     return registry
 
@@ -163,7 +224,7 @@ def _stored_values(
 
 def _plan(
     checked: dict[str, list[Checked]],
-    devices: dict[str, DeviceRow],
+    devices: dict[str, DeviceRef],
     key_ids: dict[str, int],
     live: dict[Pair, AttributeValue],
     now: datetime,
@@ -206,8 +267,10 @@ def _write_final(
     now: datetime,
     actor: str,
     comment: str | None,
-) -> None:
+) -> int:
     """Write each pair's final state with bulk statements: DELETE by id, executemany UPDATE and INSERT.
+
+    Returns how many values were inserted. Inserts go through the Core table (no ORM bulk bookkeeping per row).
 
     A row read in this transaction but gone meanwhile (only expiry purges delete rows without the device lock)
     makes the DELETE match fewer rows, or the UPDATE raise ``StaleDataError``: a conflict to retry.
@@ -238,14 +301,15 @@ def _write_final(
     if updates:
         session.execute(update(AttributeRow), updates)
     if inserts:
-        session.execute(insert(AttributeRow), inserts)
+        session.execute(insert(AttributeRow.__table__), inserts)
+    return len(inserts)
 
 
 def change_event(
     now: datetime,
     actor: str,
     comment: str | None,
-    device: DeviceRow,
+    device: DeviceRef,
     key: str,
     old: AttributeValue | None,
     new: AttributeValue | None,

@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from app.tailnet.models import AttributeChanges, AttributeValue, AttributeWrite, Device
+from app.tailnet.models import AttributeChanges, AttributeValue, AttributeWrite
 from app.vendors.base import Agent, VendorSpec
 from app.vendors.mapping import NamespaceMode, map_attributes, map_key
 
@@ -36,6 +37,19 @@ def best_agent(agents: Iterable[Agent]) -> Agent:
     return max(agents, key=rank)
 
 
+class MatchableDevice(Protocol):
+    """What matching needs of a device: a ``Device``, or the built-in store's narrow ``SyncDevice``."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def serial_numbers(self) -> Sequence[str]: ...
+
+    @property
+    def posture_identity_disabled(self) -> bool: ...
+
+
 def _same(a: AttributeValue | None, b: AttributeValue | None) -> bool:
     return type(a) is type(b) and a == b
 
@@ -58,7 +72,7 @@ class SyncPlan:
 
 def plan_sync(
     spec: VendorSpec,
-    devices: list[Device],
+    devices: Sequence[MatchableDevice],
     agents: list[Agent],
     current: Mapping[str, Mapping[str, AttributeValue]],
     mode: NamespaceMode,

@@ -1,0 +1,73 @@
+"""What the EDR sync reads from the built-in tailnet, narrowed to what matching and diffing need.
+
+A sync of 50k devices reads every device and every value of its keys once per run: plain columns, no ORM
+objects, no ``Device`` with all its fields, and each distinct stored value parsed once (a fleet holds a few
+hundred distinct values among hundreds of thousands of rows).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from datetime import datetime
+from typing import NamedTuple
+
+from sqlalchemy import Text, cast, or_, select
+
+from app.db import Database
+from app.db.tables import AttributeKeyRow, AttributeRow, DeviceRow
+from app.tailnet.models import AttributeValue
+
+
+class SyncDevice(NamedTuple):
+    """A device as the sync matches it: its id, its serial numbers, whether posture identity is off."""
+
+    id: str
+    serial_numbers: tuple[str, ...]
+    posture_identity_disabled: bool
+
+
+def sync_devices(db: Database) -> list[SyncDevice]:
+    """Every device's id, serial numbers and posture-identity flag, in id order."""
+    stmt = select(DeviceRow.id, cast(DeviceRow.serial_numbers, Text), DeviceRow.posture_identity_disabled).order_by(
+        DeviceRow.id
+    )
+    with db.session() as session:
+        return [
+            SyncDevice(device_id, tuple(json.loads(serials)) if serials else (), bool(disabled))
+            for device_id, serials, disabled in session.execute(stmt)
+        ]
+
+
+def current_values(db: Database, keys: Collection[str], now: datetime) -> dict[str, dict[str, AttributeValue]]:
+    """Live values of ``keys`` on every device: device id → key → value (expired ones left out).
+
+    The keys are resolved first, so the value scan needs no join; values come back as their stored JSON text
+    and each distinct text is parsed once.
+    """
+    out: dict[str, dict[str, AttributeValue]] = {}
+    if not keys:
+        return out
+    with db.session() as session:
+        names = dict(
+            session.execute(
+                select(AttributeKeyRow.id, AttributeKeyRow.key).where(AttributeKeyRow.key.in_(list(keys)))
+            ).all()
+        )
+        if not names:
+            return out
+        rows = session.execute(
+            select(AttributeRow.device_id, AttributeRow.key_id, cast(AttributeRow.value, Text))
+            .where(AttributeRow.key_id.in_(list(names)))
+            .where(or_(AttributeRow.expires_at.is_(None), AttributeRow.expires_at > now))
+        )
+        parsed: dict[str, AttributeValue] = {}
+        for device_id, key_id, stored in rows:
+            value = parsed.get(stored)
+            if value is None:
+                value = parsed[stored] = json.loads(stored)
+            per_device = out.get(device_id)
+            if per_device is None:
+                per_device = out[device_id] = {}
+            per_device[names[key_id]] = value
+    return out
