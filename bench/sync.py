@@ -13,10 +13,13 @@ realistic spread of values. Then, per vendor, ``SyncRunner.run`` three times:
 * again: nothing changed, so nothing may be written;
 * changed: ``--change`` of the agents (1 %) report different values and ``--remove`` (0.1 %) are uninstalled.
 
-Per run it prints the wall time, the requests the fake received, agents, matches, attribute sets and deletes,
-the tailnet write calls (``set_many`` batches) against the calls a one-request-per-attribute sync would make
-(the naive baseline) and their ratio, peak RSS (``ru_maxrss``) and current RSS, and where the time went: fetching
-agents, listing devices, reading current values, writing, and the rest (matching, diffing, bookkeeping).
+Per run it prints the wall time, the CPU time of the main thread (the sync's own work: the fakes serve on
+other threads, so it suffers less than the wall time from a busy machine), the requests the fake received,
+agents, matches, attribute sets and deletes, the tailnet write calls (``set_many`` batches) against the calls a
+one-request-per-attribute sync would make (the naive baseline) and their ratio, peak RSS (``ru_maxrss``),
+current RSS and, on Linux, how far the sync's own peak rose above the RSS it started with (``VmHWM`` reset
+before each run), and where the time went: fetching agents, listing devices, reading current values, writing,
+and the rest (matching, diffing, bookkeeping).
 ``--profile`` also runs the first ``import_devices`` call and each first sync under ``cProfile`` and prints their
 hottest functions (main thread only; profiling slows them down, so their times are not comparable).
 """
@@ -84,6 +87,25 @@ def current_rss_kib() -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> bool:
+    """Reset this process's peak RSS (Linux: ``VmHWM``), so a sync's own peak can be read afterwards."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -334,16 +356,17 @@ def bench_specs(watch: Stopwatch) -> VendorRegistry:
 # -- running -----------------------------------------------------------------------------------------------------
 
 HEADER = (
-    f"  {'run':<9}{'wall s':>8}{'requests':>10}{'agents':>8}{'matches':>9}{'sets':>9}{'deletes':>9}"
+    f"  {'run':<9}{'wall s':>8}{'cpu s':>7}{'requests':>10}{'agents':>8}{'matches':>9}{'sets':>9}{'deletes':>9}"
     f"{'writes':>8}{'naive':>9}{'ratio':>8}   memory"
 )
 
 
-def report_line(phase: str, took: float, requests: int, report: SyncReport) -> str:
+def report_line(phase: str, took: float, cpu: float, requests: int, report: SyncReport, grew: str) -> str:
+    """One run: wall and main-thread CPU seconds (the fakes serve on other threads), counts, memory."""
     ratio = f"{report.naive_write_calls / report.write_calls:,.0f}x" if report.write_calls else "-"
     return (
-        f"  {phase:<9}{took:>8.2f}{requests:>10,}{report.agents:>8,}{report.matches:>9,}{report.sets:>9,}"
-        f"{report.deletes:>9,}{report.write_calls:>8,}{report.naive_write_calls:>9,}{ratio:>8}   {memory()}"
+        f"  {phase:<9}{took:>8.2f}{cpu:>7.2f}{requests:>10,}{report.agents:>8,}{report.matches:>9,}{report.sets:>9,}"
+        f"{report.deletes:>9,}{report.write_calls:>8,}{report.naive_write_calls:>9,}{ratio:>8}   {memory()}{grew}"
     )
 
 
@@ -403,16 +426,21 @@ class Bench:
     def sync(self, vendor: str, phase: str, fake: FakeHuntress | FakeSentinelOne, profile: bool) -> SyncReport:
         self.watch.reset()
         before = fake.requests
+        rss_before = status_kib("VmRSS") if reset_peak() else None
         start = time.perf_counter()
+        cpu_start = time.thread_time()
         if profile:
             print(f"  {phase}: cProfile of the main thread (fakes serve in their own threads); * = slowed by cProfile:")
             report = profiled(lambda: self.runner.run(vendor), self.args.profile_top)
         else:
             report = self.runner.run(vendor)
         took = time.perf_counter() - start
+        cpu = time.thread_time() - cpu_start
+        peak = status_kib("VmHWM")
+        grew = f"; sync peak +{(peak - rss_before) / MIB:,.0f} MiB" if rss_before and peak else ""
         if report.result != "ok":
             raise SystemExit(f"{vendor} {phase} sync failed: {report.result}: {report.error}")
-        print(report_line(f"{phase}*" if profile else phase, took, fake.requests - before, report))
+        print(report_line(f"{phase}*" if profile else phase, took, cpu, fake.requests - before, report, grew))
         print(breakdown(self.watch, took))
         return report
 
