@@ -1,7 +1,7 @@
 """Load: concurrent signed request → approve flows against the web process on 127.0.0.1, with exactly-once checks.
 
     python bench/load.py [--flows 200] [--server procfile|gunicorn] [--workers 2] [--threads 8]
-                         [--database-url postgresql://.../fresh_db]
+                         [--rounds 3] [--baseline yes|no|only] [--database-url postgresql://.../fresh_db]
 
 Starts a fake Slack Web API (``tests/fakes/slack_api.py``) in this process, then the web process — the
 Procfile's ``accessbot serve --no-scheduler`` (waitress) by default, or ``gunicorn app.wsgi:application`` with
@@ -24,7 +24,14 @@ the acks), errors (non-2xx, timeouts, answers slower than Slack's 3 s, flows tha
 exactly-once grants in the database and in the fake Slack: one ``Update node attribute`` set event, one
 "granted" notification and one granted notice per request, none left in ``granting``, nothing undelivered.
 Everything is on loopback; the flows stop after ``--time-limit`` seconds whatever happens, and the script
-exits non-zero if any check failed.
+exits non-zero if any check of accessbot's runs failed.
+
+Each run starts a fresh app; ``--rounds`` runs of accessbot and of the naive baseline alternate (so both see
+the same noise), and a table gives the medians side by side: per step the client's and the server's p50/p99
+(the server's measured around the WSGI call, by ``bench/load_shim/sitecustomize.py`` under waitress, by the
+access log under gunicorn) and the acks later than 3 s. The naive baseline is the same code with delivery as it
+was before issue 12 (see that shim): a submission's notifications delivered on the listener pool, one write
+transaction per claimed notification and per posted message.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import argparse
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,6 +80,8 @@ from tests.fakes.slack_payloads import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIM = ROOT / "bench" / "load_shim"
+"""``sitecustomize`` of the processes under load: server-side times, and the naive baseline when asked."""
 SIGNING_SECRET = "load-bench-signing-secret-0123456789"
 ATTRIBUTE = "custom:prodAccess"
 GROUP_HANDLE = "approvers"
@@ -526,31 +536,44 @@ def deferred_notices(db: Database) -> int:
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--flows", type=int, default=200, help="concurrent request → approve flows (default 200)")
-    parser.add_argument("--approvers", type=int, default=10, help="members of the approver group (default 10)")
-    parser.add_argument(
-        "--server",
-        choices=("procfile", "gunicorn"),
-        default="procfile",
-        help="procfile: the Procfile's web (accessbot serve on waitress, one process); gunicorn: app.wsgi:application",
-    )
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
-    parser.add_argument("--threads", type=int, default=8, help="threads per server process (default 8)")
-    parser.add_argument("--time-limit", type=float, default=90.0, help="seconds the flows may take (default 90)")
-    parser.add_argument("--http-timeout", type=float, default=15.0, help="client timeout per request (default 15 s)")
-    parser.add_argument("--database-url", help="a fresh, empty PostgreSQL database to use instead of SQLite")
-    parser.add_argument("--server-log", type=Path, help="write gunicorn's and the worker's output to this file")
-    args = parser.parse_args()
-    if not 1 <= args.flows <= 1000 or not 1 <= args.approvers <= 100:
-        parser.error("--flows must be 1..1000 and --approvers 1..100")
-    if not 1 <= args.workers <= 16 or not 1 <= args.threads <= 64 or not 5 <= args.time_limit <= 150:
-        parser.error("--workers must be 1..16, --threads 1..64 and --time-limit 5..150")
-    if args.database_url and not normalize_url(args.database_url).startswith("postgresql"):
-        parser.error("--database-url must be a PostgreSQL URL")
+@dataclass
+class Run:
+    """What one run of the flows measured."""
 
+    variant: str
+    flows: list[Flow]
+    served: dict[str, list[float]]
+    took: float
+    problems: list[str]
+    locked: int
+    tracebacks: int
+    log_errors: int
+    deferred: int
+    slack_calls: int
+    users_info: int
+    cpu_app: float
+    cpu_bench: float
+    checking: int
+
+    @property
+    def failed(self) -> list[Flow]:
+        return [f for f in self.flows if f.error is not None or f.total is None]
+
+    def client(self, step: str) -> list[float]:
+        return [f.latencies[step] for f in self.flows if step in f.latencies]
+
+    def late(self, step: str) -> int:
+        return sum(v > SLACK_ACK_LIMIT for v in self.client(step))
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.problems and not self.locked
+
+
+def one_run(args: argparse.Namespace, naive: bool) -> Run:
+    """Start the app (fresh database) and drive every flow once; ``naive`` runs the baseline (see ``load_shim``)."""
     started = time.monotonic()
+    variant = "naive" if naive else "accessbot"
     with fresh_database(args.database_url) as (url, label), tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "accessbot.yml"
         config.write_text(CONFIG_YAML)
@@ -570,8 +593,8 @@ def main() -> None:
             else f"accessbot serve (waitress, {args.threads} threads; the Procfile's web)"
         )
         print(
-            f"{label}: {args.flows} concurrent flows; {web} + accessbot worker; fake Slack and clients in this "
-            f"process; {os.cpu_count()} CPUs"
+            f"[{variant}] {label}: {args.flows} concurrent flows; {web} + accessbot worker; fake Slack and clients "
+            f"in this process; {os.cpu_count()} CPUs"
         )
 
         with IndexedSlack() as fake:
@@ -590,6 +613,9 @@ def main() -> None:
                 SLACK_API_URL=fake.base_url,
                 NO_PROXY="127.0.0.1",
                 PROMETHEUS_MULTIPROC_DIR=str(Path(tmp) / "metrics"),  # several workers share their metrics
+                PYTHONPATH=os.pathsep.join(filter(None, [str(SHIM), env.get("PYTHONPATH")])),
+                ACCESSBOT_LOAD_BENCH="1",
+                ACCESSBOT_LOAD_NAIVE="1" if naive else "0",
             )
             web_server = (
                 gunicorn(env, args.workers, args.threads)
@@ -602,6 +628,8 @@ def main() -> None:
             ):
                 if worker.wait_for(r"running jobs", 30) is None:
                     raise SystemExit("accessbot worker did not start:\n" + "".join(worker.lines))
+                if not server.wait_for(r"loaded \d+ workspace members", 30):
+                    print("  note: the web process did not say it loaded the workspace's members")
                 print(f"  app up at {server_url} after {time.monotonic() - started:.1f} s")
                 app_pids = [server.proc.pid, worker.proc.pid]
                 deadline = time.monotonic() + args.time_limit
@@ -614,67 +642,145 @@ def main() -> None:
                 for thread in threads:
                     thread.start()
                 cpu_app, cpu_bench = cpu_seconds(app_pids), time.process_time()
+                users_info_before = len(fake.calls("users.info"))
                 barrier.wait()
                 began = time.monotonic()
                 for thread in threads:
                     thread.join(max(0.0, deadline + args.http_timeout + 1 - time.monotonic()))
                 took = time.monotonic() - began
                 cpu_app, cpu_bench = cpu_seconds(app_pids) - cpu_app, time.process_time() - cpu_bench
+                users_info = len(fake.calls("users.info")) - users_info_before
                 settle = time.monotonic() + 10  # a grant acked but still being written finishes (or not) now
                 while granting_count(db) and time.monotonic() < settle:
                     time.sleep(0.2)
                 logs = [*server.lines, *worker.lines]
-                locked = sum("database is locked" in line for line in logs)
-                tracebacks = sum("Traceback" in line for line in logs)
-                log_errors = sum(" ERROR " in line or "[ERROR]" in line for line in logs)
-                served = server_times(server)
                 if args.server_log:
-                    args.server_log.write_text("".join(logs))
-            problems = check_exactly_once(db, fake, flows)
-            deferred = deferred_notices(db)
-            slack_calls = len(fake.calls())
+                    with args.server_log.open("a") as out:
+                        out.write(f"==== {variant}\n" + "".join(logs))
+            run = Run(
+                variant=variant,
+                flows=flows,
+                served=server_times(server),
+                took=took,
+                problems=check_exactly_once(db, fake, flows),
+                locked=sum("database is locked" in line for line in logs),
+                tracebacks=sum("Traceback" in line for line in logs),
+                log_errors=sum(" ERROR " in line or "[ERROR]" in line for line in logs),
+                deferred=deferred_notices(db),
+                slack_calls=len(fake.calls()),
+                users_info=users_info,
+                cpu_app=cpu_app,
+                cpu_bench=cpu_bench,
+                checking=load.checking,
+            )
         db.dispose()
+    report(run)
+    return run
 
-    done = [f for f in flows if f.error is None and f.total is not None]
-    failed = [f for f in flows if f.error is not None or f.total is None]
+
+def report(run: Run) -> None:
+    """The details of one run."""
+    done = len(run.flows) - len(run.failed)
     print(
-        f"  {len(done)} of {len(flows)} flows completed in {took:.1f} s; {slack_calls} Slack Web API calls served; "
-        f"CPU: app processes {cpu_app:.1f} s, this process {cpu_bench:.1f} s"
+        f"  {done} of {len(run.flows)} flows completed in {run.took:.1f} s; {run.slack_calls} Slack Web API calls "
+        f"served ({run.users_info} users.info during the flows); CPU: app processes {run.cpu_app:.1f} s, "
+        f"this process {run.cpu_bench:.1f} s"
     )
-    print("  HTTP answer (the ack) per step, as the client saw it:")
+    print("  HTTP answer (the ack) per step, as the client saw it / as the server measured it:")
     for step in STEPS:
-        print(latency_line(step, [f.latencies[step] for f in flows if step in f.latencies]))
-    if args.server == "gunicorn":
-        print("  ... and as gunicorn measured it (request read -> response written):")
-        for step in STEPS:
-            print(latency_line(step, served.get(step, [])))
-    print(f"  submissions acknowledged with the 'checking' view (outcome shown after): {load.checking}")
-    print("  whole flow (shortcut sent -> granted notice seen):")
-    print(latency_line("overall", [f.total for f in done if f.total is not None], ack=False))
+        print(latency_line(step, run.client(step)))
+        print(latency_line("  server", run.served.get(step, [])))
+    print(f"  submissions acknowledged with the 'checking' view (outcome shown after): {run.checking}")
+    print(latency_line("overall", [f.total for f in run.flows if f.total is not None], ack=False))
     per_step = Counter(
-        f.error.split(":", 1)[0] for f in failed if f.error and ("HTTP" in f.error or "within" in f.error)
+        f.error.split(":", 1)[0] for f in run.failed if f.error and ("HTTP" in f.error or "within" in f.error)
     )
     print(
         f"  errors: {sum(per_step.values())} non-2xx or timed-out requests"
         + (f" {dict(per_step)}" if per_step else "")
-        + f", {len(failed)} flows not completed"
+        + f", {len(run.failed)} flows not completed"
     )
-    for flow in failed[:5]:
+    for flow in run.failed[:5]:
         print(f"    flow {flow.index}: {flow.error}")
-    print(f"  app logs: {locked} 'database is locked', {tracebacks} tracebacks, {log_errors} ERROR lines")
+    print(f"  app logs: {run.locked} 'database is locked', {run.tracebacks} tracebacks, {run.log_errors} ERROR lines")
     print(
-        f"  exactly-once: {'ok' if not problems else 'VIOLATED'} "
+        f"  exactly-once: {'ok' if not run.problems else 'VIOLATED'} "
         "(one attribute set event, one granted notification, one granted notice per request; none in granting)"
     )
-    for problem in problems[:10]:
+    for problem in run.problems[:10]:
         print(f"    {problem}")
-    if deferred:
+    if run.deferred:
+        print(f"  note: {run.deferred} granted notices were delivered by the worker (a retry or a later round)")
+
+
+def summary(runs: list[Run]) -> None:
+    """Medians over the rounds, accessbot and the naive baseline side by side."""
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    variants = list(dict.fromkeys(r.variant for r in runs))
+    print(f"\nmedians of {max(sum(r.variant == v for r in runs) for v in variants)} runs (ms; late = acks after 3 s):")
+    print(f"  {'step':<10}" + "".join(f"{v:>46}" for v in variants))
+    print(f"  {'':<10}" + "".join(f"{'client p50/p99':>24}{'server p50/p99':>16}{'late':>6}" for _ in variants))
+    for step in STEPS:
+        cells = []
+        for v in variants:
+            mine = [r for r in runs if r.variant == v]
+            client = [(percentile(r.client(step), 50), percentile(r.client(step), 99)) for r in mine if r.client(step)]
+            server = [(percentile(s, 50), percentile(s, 99)) for r in mine if (s := r.served.get(step))]
+            cells.append(
+                f"{median([c[0] for c in client]) * 1000:>12.0f}/{median([c[1] for c in client]) * 1000:<7.0f}"
+                f"{median([s[0] for s in server]) * 1000:>12.0f}/{median([s[1] for s in server]) * 1000:<7.0f}"
+                f"{median([r.late(step) for r in mine]):>6.0f}"
+            )
+        print(f"  {step:<10}" + "".join(f"{c:>46}" for c in cells))
+    for v in variants:
+        mine = [r for r in runs if r.variant == v]
         print(
-            f"  note: {deferred} granted notices were delivered by the worker, not inline: the Approve click came "
-            "before the request's first notification was marked sent, and notices of a request keep their order"
+            f"  {v}: flow p50 {median([median([f.total for f in r.flows if f.total]) for r in mine]):.1f} s, "
+            f"exactly-once {'ok' if all(not r.problems for r in mine) else 'VIOLATED'} in {len(mine)} runs, "
+            f"{sum(len(r.failed) for r in mine)} flows not completed, "
+            f"{sum(r.users_info for r in mine)} users.info calls during flows"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flows", type=int, default=200, help="concurrent request → approve flows (default 200)")
+    parser.add_argument("--approvers", type=int, default=10, help="members of the approver group (default 10)")
+    parser.add_argument(
+        "--server",
+        choices=("procfile", "gunicorn"),
+        default="procfile",
+        help="procfile: the Procfile's web (accessbot serve on waitress, one process); gunicorn: app.wsgi:application",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per server process (default 8)")
+    parser.add_argument("--time-limit", type=float, default=90.0, help="seconds the flows may take (default 90)")
+    parser.add_argument("--http-timeout", type=float, default=15.0, help="client timeout per request (default 15 s)")
+    parser.add_argument("--database-url", help="a fresh, empty PostgreSQL database to use instead of SQLite")
+    parser.add_argument("--server-log", type=Path, help="append gunicorn's and the worker's output to this file")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each variant; medians reported (default 3)")
+    parser.add_argument(
+        "--baseline", choices=("yes", "no", "only"), default="yes", help="also run the naive baseline (default yes)"
+    )
+    args = parser.parse_args()
+    if not 1 <= args.flows <= 1000 or not 1 <= args.approvers <= 100 or not 1 <= args.rounds <= 9:
+        parser.error("--flows must be 1..1000, --approvers 1..100 and --rounds 1..9")
+    if not 1 <= args.workers <= 16 or not 1 <= args.threads <= 64 or not 5 <= args.time_limit <= 150:
+        parser.error("--workers must be 1..16, --threads 1..64 and --time-limit 5..150")
+    if args.database_url and not normalize_url(args.database_url).startswith("postgresql"):
+        parser.error("--database-url must be a PostgreSQL URL")
+    if args.database_url and args.rounds * (1 + (args.baseline == "yes")) > 1:
+        parser.error("--database-url takes one fresh database: use --rounds 1 and --baseline no or only")
+
+    started = time.monotonic()
+    variants = {"yes": (False, True), "no": (False,), "only": (True,)}[args.baseline]
+    runs = [one_run(args, naive) for _ in range(args.rounds) for naive in variants]  # interleaved: same noise
+    summary(runs)
     print(f"total {time.monotonic() - started:.1f} s")
-    if failed or problems or locked:
+    if not all(run.ok for run in runs if run.variant == "accessbot"):
         raise SystemExit(1)
 
 

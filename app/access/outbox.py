@@ -94,41 +94,42 @@ class Outbox:
         self.lease = lease
 
     def claim(self, *, request_id: int | None = None, limit: int = 50) -> list[Notification]:
-        """Claim due notifications in creation order (one claimer wins each, across processes)."""
+        """Claim due notifications in creation order (one claimer wins each, across processes).
+
+        One write transaction for the whole batch: a conditional ``UPDATE ... RETURNING`` of the candidates,
+        so a row another process claimed between the read and the update is simply not returned.
+        """
         now = self.clock()
         claimed_until = now + self.lease()
+        due = or_(NotificationRow.claimed_until.is_(None), NotificationRow.claimed_until <= now)
         with self.db.session() as session:
             stmt = (
                 select(NotificationRow.id)
-                .where(
-                    NotificationRow.sent_at.is_(None),
-                    NotificationRow.attempts < MAX_ATTEMPTS,
-                    or_(NotificationRow.claimed_until.is_(None), NotificationRow.claimed_until <= now),
-                )
+                .where(NotificationRow.sent_at.is_(None), NotificationRow.attempts < MAX_ATTEMPTS, due)
                 .order_by(NotificationRow.id)
                 .limit(limit)
             )
             if request_id is not None:
                 stmt = stmt.where(NotificationRow.request_id == request_id)
             candidates = list(session.scalars(stmt))
-        claimed: list[Notification] = []
-        for notification_id in candidates:
-            with self.db.session() as session:
-                result = session.execute(
-                    update(NotificationRow)
-                    .where(
-                        NotificationRow.id == notification_id,
-                        NotificationRow.sent_at.is_(None),
-                        or_(NotificationRow.claimed_until.is_(None), NotificationRow.claimed_until <= now),
-                    )
-                    .values(claimed_until=claimed_until, attempts=NotificationRow.attempts + 1)
+        if not candidates:
+            return []
+        with self.db.session() as session:
+            rows = session.execute(
+                update(NotificationRow)
+                .where(NotificationRow.id.in_(candidates), NotificationRow.sent_at.is_(None), due)
+                .values(claimed_until=claimed_until, attempts=NotificationRow.attempts + 1)
+                .returning(
+                    NotificationRow.id,
+                    NotificationRow.request_id,
+                    NotificationRow.kind,
+                    NotificationRow.payload,
+                    NotificationRow.attempts,
                 )
-                if result.rowcount != 1:  # type: ignore[attr-defined]
-                    continue
-                row = session.get(NotificationRow, notification_id, populate_existing=True)
-                assert row is not None
-                claimed.append(Notification(row.id, row.request_id, row.kind, dict(row.payload or {}), row.attempts))
-        return claimed
+                .execution_options(synchronize_session=False)
+            ).all()
+        claimed = [Notification(r.id, r.request_id, r.kind, dict(r.payload or {}), r.attempts) for r in rows]
+        return sorted(claimed, key=lambda n: n.id)
 
     def earlier_unsent(self, notification: Notification) -> bool:
         """Whether an older notification of the same request is still undelivered (keep order).
@@ -153,11 +154,23 @@ class Outbox:
                 is not None
             )
 
-    def done(self, notification: Notification, *, then: Iterable[FollowUp] = ()) -> None:
-        """Mark delivered, and queue ``then`` in the same transaction: only the first to mark it queues them, so
-        a notification delivered twice (its lease ran out mid-delivery) still has its follow-ups once."""
+    def done(
+        self,
+        notification: Notification,
+        *,
+        then: Iterable[FollowUp] = (),
+        posted: Iterable[PostedMessage] = (),
+        channel_works: str | None = None,
+    ) -> None:
+        """Mark delivered in one transaction with what the delivery made: the messages it ``posted``, the
+        notifications to queue ``then``, and ``channel_works`` (a channel whose open problems its post resolved).
+
+        Only the first to mark it queues ``then``, so a notification delivered twice (its lease ran out
+        mid-delivery) still has its follow-ups once.
+        """
         now = self.clock()
         with self.db.session() as session:
+            _remember(session, notification.request_id, posted)
             result = session.execute(
                 update(NotificationRow)
                 .where(NotificationRow.id == notification.id, NotificationRow.sent_at.is_(None))
@@ -173,11 +186,22 @@ class Outbox:
                             payload=follow_up.payload,
                         )
                     )
+            if channel_works is not None:
+                _resolve_channel(session, channel_works, now)
 
-    def failed(self, notification: Notification, error: str, *, retry_in: timedelta | None = None) -> None:
-        """Release the claim so the notification is retried after a backoff."""
+    def failed(
+        self,
+        notification: Notification,
+        error: str,
+        *,
+        retry_in: timedelta | None = None,
+        posted: Iterable[PostedMessage] = (),
+    ) -> None:
+        """Release the claim so the notification is retried after a backoff; remember what it ``posted`` before
+        failing (same transaction), so the retry posts only what is missing."""
         delay = retry_in or min(timedelta(seconds=15 * 2 ** (notification.attempts - 1)), timedelta(hours=1))
         with self.db.session() as session:
+            _remember(session, notification.request_id, posted)
             session.execute(
                 update(NotificationRow)
                 .where(NotificationRow.id == notification.id)
@@ -233,12 +257,7 @@ class Outbox:
     def channel_works(self, channel: str) -> int:
         """A post to ``channel`` succeeded: its open problems are resolved (a new failure alerts again)."""
         with self.db.session() as session:
-            result = session.execute(
-                update(ChannelProblemRow)
-                .where(ChannelProblemRow.channel == channel, ChannelProblemRow.resolved_at.is_(None))
-                .values(resolved_at=self.clock())
-            )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            return _resolve_channel(session, channel, self.clock())
 
     def channel_problems(self) -> list[ChannelProblem]:
         """Open channel problems, oldest first."""
@@ -272,6 +291,23 @@ def open_channel_problems(db: Database) -> list[ChannelProblem]:
             ChannelProblem(r.channel, r.error, r.profile_id, r.opened_at, r.last_seen_at, r.occurrences, r.alerted_at)
             for r in rows
         ]
+
+
+def _remember(session: Session, request_id: int, posted: Iterable[PostedMessage]) -> None:
+    """Record posted messages in the caller's transaction."""
+    session.add_all(
+        PostedMessageRow(request_id=request_id, audience=m.audience, channel=m.channel, ts=m.ts) for m in posted
+    )
+
+
+def _resolve_channel(session: Session, channel: str, now: datetime) -> int:
+    """Resolve the open problems of ``channel`` in the caller's transaction; returns how many."""
+    result = session.execute(
+        update(ChannelProblemRow)
+        .where(ChannelProblemRow.channel == channel, ChannelProblemRow.resolved_at.is_(None))
+        .values(resolved_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _give_up(session: Session, notification_id: int, error: str) -> None:

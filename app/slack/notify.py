@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from app.access.outbox import Delivery, FollowUp, Notification, Outbox
+from app.access.outbox import Delivery, FollowUp, Notification, Outbox, PostedMessage
 from app.access.read_model import AccessRequest, Notice
 from app.access.service import AccessService
 from app.slack.views.delivery import admin_alert
@@ -48,6 +48,18 @@ class _Outcome(Enum):
     DELIVERED = "delivered"
     GAVE_UP = "gave up"  # for good, without a retry (an alert may have been queued)
     RETRY = "retry"  # released for a retry after a backoff
+
+
+@dataclass(slots=True)
+class _Made:
+    """What delivering one notification made, written with its completion in one transaction."""
+
+    posted: list[PostedMessage] = field(default_factory=list)
+    follow_ups: list[FollowUp] = field(default_factory=list)
+    channel_works: str | None = None
+
+    def remember(self, audience: str, response: Any) -> None:
+        self.posted.append(PostedMessage(audience, str(response["channel"]), str(response["ts"])))
 
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -90,8 +102,9 @@ class Notifier:
     def _try(self, item: Notification) -> _Outcome:
         """Deliver one claimed notification; on failure release it for a retry after a backoff (a channel post
         Slack refused for good is given up instead, and the channel problem recorded)."""
+        made = _Made()
         try:
-            follow_ups = self._deliver(item)
+            self._deliver(item, made)
         except SlackApiError as exc:
             error = str(exc.response.get("error", exc))
             if item.kind == Delivery.CHANNEL_POST and error in PERMANENT_CHANNEL_ERRORS:
@@ -99,12 +112,14 @@ class Notifier:
             retry_after = exc.response.headers.get("Retry-After") if exc.response.headers else None
             wait = timedelta(seconds=int(retry_after)) if retry_after and str(retry_after).isdigit() else None
             log.warning("delivering %s for request %s failed: %s", item.kind, item.request_id, error)
-            self.outbox.failed(item, error, retry_in=wait)
+            self.outbox.failed(item, error, retry_in=wait, posted=made.posted)
         except Exception as exc:  # never lose a notification to an unexpected error
             log.exception("delivering %s for request %s failed", item.kind, item.request_id)
-            self.outbox.failed(item, f"{exc.__class__.__name__}: {exc}")
+            self.outbox.failed(item, f"{exc.__class__.__name__}: {exc}", posted=made.posted)
         else:
-            self.outbox.done(item, then=follow_ups or ())
+            self.outbox.done(item, then=made.follow_ups, posted=made.posted, channel_works=made.channel_works)
+            if made.channel_works:
+                log.info("notify channel %s accepts posts", made.channel_works)
             return _Outcome.DELIVERED
         return _Outcome.RETRY
 
@@ -127,14 +142,15 @@ class Notifier:
         )
         return _Outcome.GAVE_UP
 
-    def _deliver(self, item: Notification) -> Sequence[FollowUp] | None:
-        """Make the Slack calls of one notification; returns the notifications to queue once it is marked sent."""
+    def _deliver(self, item: Notification, made: _Made) -> None:
+        """Make the Slack calls of one notification, noting in ``made`` what they posted and what to queue once
+        it is marked sent (one write transaction per notification: its completion, or its failure)."""
         if item.kind == Delivery.CHANNEL_POST:
-            self._post_to_channel(item)
-            return None
+            self._post_to_channel(item, made)
+            return
         if item.kind == Delivery.CHANNEL_ALERT:
-            self._alert_admins(item)
-            return None
+            self._alert_admins(item, made)
+            return
         request = self.access.get(item.request_id)
         profile = self.access.profile_for(request)
         label = profile.label() if profile else request.profile_id
@@ -143,26 +159,24 @@ class Notifier:
             for approver in request.approver_ids:
                 audience = f"{Audience.APPROVER}:{approver}"
                 if audience not in posted:
-                    self._post_dm(request, approver, audience, Audience.APPROVER, label)
+                    self._post_dm(request, approver, audience, Audience.APPROVER, label, made)
             if Audience.REQUESTER not in posted:
-                self._post_dm(request, request.requester_id, Audience.REQUESTER, Audience.REQUESTER, label)
-            return None
+                self._post_dm(request, request.requester_id, Audience.REQUESTER, Audience.REQUESTER, label, made)
+            return
         self._update_all(request, label, posted)
         dm = notice(request, item.kind, label, item.payload)
         notice_audience = f"notice:{item.kind}:{item.id}"
         if dm is not None and notice_audience not in posted:
             text, blocks = dm
             channel = self._dm_channel(request.requester_id)
-            response = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-            self.outbox.remember(request.id, notice_audience, response["channel"], response["ts"])
+            made.remember(notice_audience, self.client.chat_postMessage(channel=channel, text=text, blocks=blocks))
         announce = item.kind == Notice.GRANTED and profile is not None and profile.notify_channel
         # (a grant delivered by an older release was announced in the same call: never announce it twice)
         if announce and profile is not None and f"{Audience.CHANNEL}:{item.id}" not in posted:
             payload = {"channel": profile.notify_channel, "notice": item.id, "profile": profile.id}
-            return [FollowUp(Delivery.CHANNEL_POST, payload)]
-        return None
+            made.follow_ups.append(FollowUp(Delivery.CHANNEL_POST, payload))
 
-    def _post_to_channel(self, item: Notification) -> None:
+    def _post_to_channel(self, item: Notification, made: _Made) -> None:
         """Announce a grant in the notify channel it was delivered for; a success resolves that channel's
         problems (so a new failure alerts the admins again)."""
         channel = str(item.payload["channel"])
@@ -171,12 +185,15 @@ class Notifier:
         if audience not in {m.audience for m in self.outbox.messages(request.id)}:
             profile = self.access.profile_for(request)
             text, blocks = channel_post(request, profile.label() if profile else request.profile_id)
-            response = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-            self.outbox.remember(request.id, audience, response["channel"], response["ts"])
-        if self.outbox.channel_works(channel):
-            log.info("notify channel %s accepts posts again", channel)
+            made.remember(audience, self.client.chat_postMessage(channel=channel, text=text, blocks=blocks))
+        if channel in self._problem_channels():
+            made.channel_works = channel
 
-    def _alert_admins(self, item: Notification) -> None:
+    def _problem_channels(self) -> set[str]:
+        """Channels with an open problem (read only: a post elsewhere resolves nothing, so writes nothing)."""
+        return {problem.channel for problem in self.outbox.channel_problems()}
+
+    def _alert_admins(self, item: Notification, made: _Made) -> None:
         """DM every admin of the config about a channel problem (each once, even when retried).
 
         An admin Slack cannot DM (left the workspace) is skipped; any other failure is raised after the other
@@ -205,7 +222,7 @@ class Notifier:
                     continue
                 failure = failure or exc
                 continue
-            self.outbox.remember(item.request_id, audience, response["channel"], response["ts"])
+            made.remember(audience, response)
         if failure is not None:
             raise failure
 
@@ -241,7 +258,10 @@ class Notifier:
     def _dm_channel(self, user_id: str) -> str:
         return str(self.client.conversations_open(users=user_id)["channel"]["id"])
 
-    def _post_dm(self, request: AccessRequest, user_id: str, audience_key: str, audience: Audience, label: str) -> None:
+    def _post_dm(
+        self, request: AccessRequest, user_id: str, audience_key: str, audience: Audience, label: str, made: _Made
+    ) -> None:
         text, blocks = request_message(request, audience=audience, profile_label=label)
-        response = self.client.chat_postMessage(channel=self._dm_channel(user_id), text=text, blocks=blocks)
-        self.outbox.remember(request.id, audience_key, response["channel"], response["ts"])
+        made.remember(
+            audience_key, self.client.chat_postMessage(channel=self._dm_channel(user_id), text=text, blocks=blocks)
+        )

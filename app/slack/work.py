@@ -7,6 +7,17 @@ lookup, a whole EDR sync — every other click, shortcut and options load of the
 So listeners acknowledge first, on ``Pools.ack``, and hand anything that may wait to ``Pools.work``; a check
 whose outcome must travel in the acknowledgement runs on ``Pools.answer`` with a budget (``Pools.within``).
 
+Sized for what we ship, per process: ``accessbot serve`` (the Procfile's ``web``, waitress, ``HTTP_THREADS`` 8)
+or gunicorn (``--workers 2 --threads 8``, each worker its own pools). Every HTTP thread waits in Bolt's ack poll
+for its listener to reach ``ack()`` on ``Pools.ack``, so that pool needs one thread per HTTP thread, plus room for
+listeners that keep theirs a moment after the ack (``views.open`` with the click's trigger): 16 = 2 x 8. At most
+one budgeted check per request runs on ``Pools.answer``, and a check past its budget keeps its thread: 16 again.
+``Pools.work`` delivers notifications (one submission to 10 approvers is ~22 Slack calls but only two write
+transactions: the claim, then the delivery's messages and completion together) and writes grants: threads there
+mostly wait for Slack or the tailnet, while the database takes one writer at a time (SQLite) — 16 keeps deliveries
+of 16 requests under way without queueing writers behind each other. More HTTP threads need ``ACK_THREADS`` and
+``ANSWER_THREADS`` raised with them; ``bench/load.py`` measures 200 concurrent flows against this sizing.
+
 Written here rather than taken from a library because it is three ``ThreadPoolExecutor``\\ s plus a count of
 tasks in flight (what graceful shutdown and the tests wait on); Bolt's lazy listeners would share Bolt's
 one executor between acknowledgements and slow work, which is the starvation this avoids.
@@ -94,7 +105,7 @@ class TrackedExecutor(ThreadPoolExecutor):
 
 
 class Pools:
-    """The two pools of one Slack app (see the module docstring)."""
+    """The three pools of one Slack app (see the module docstring)."""
 
     def __init__(
         self, *, ack_threads: int = ACK_THREADS, work_threads: int = WORK_THREADS, answer_threads: int = ANSWER_THREADS

@@ -33,7 +33,7 @@ class RecordingNotifier(Notifier):
         self.holding = threading.Event()
         self.release = threading.Event()
 
-    def _deliver(self, item: Notification) -> None:
+    def _deliver(self, item: Notification, *_: object) -> None:
         if item.kind == self.hold_kind:
             self.holding.set()
             assert self.release.wait(10)
@@ -115,7 +115,7 @@ def test_a_follower_of_a_failing_predecessor_waits_and_keeps_its_attempts(
     log: list[str] = []
 
     class SlackDown(RecordingNotifier):
-        def _deliver(self, item: Notification) -> Any:
+        def _deliver(self, item: Notification, *_: object) -> Any:
             raise RuntimeError("slack down")
 
     assert SlackDown(Outbox(db, clock=clock), service, log).deliver(request.id) == 0
