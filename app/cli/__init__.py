@@ -1,30 +1,67 @@
-"""The ``accessbot`` command line (typer). Each command group lives in its own module."""
+"""The ``accessbot`` command line (typer). Each command group lives in its own module, imported when it runs."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
 
-from app.cli import attrs, audit, db, devices, integrations, posture, serve, sync, tailnet
 from app.cli.common import fail, injected
+from app.cli.lazy import LazyCommand, LazyGroup
 from app.core.errors import ConfigError
-from app.db.migrate import SchemaOutdated
 from app.tailnet.errors import TailnetError
 
+COMMANDS: dict[str, LazyCommand] = {
+    "audit": LazyCommand(
+        "app.cli.audit", "Show the audit log in time order; expired attributes are purged (and audited) first."
+    ),
+    "serve": LazyCommand(
+        "app.cli.serve", "Run the Slack app: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on POST /slack/events."
+    ),
+    "worker": LazyCommand(
+        "app.cli.serve", "Run only the scheduler: expiry sweeps, request timeouts, reminders, notices, device refresh."
+    ),
+    "sync": LazyCommand(
+        "app.cli.sync",
+        "Fetch the vendors' agents, match them to devices by serial number and write posture attributes now.",
+    ),
+    "db": LazyCommand("app.cli.db", "Database schema migrations."),
+    "devices": LazyCommand("app.cli.devices", "Devices of the built-in tailnet: add, import, list."),
+    "attrs": LazyCommand("app.cli.attrs", "Posture attributes of a device: get, set, delete."),
+    "tailnet": LazyCommand("app.cli.tailnet", "The built-in tailnet's Tailscale-compatible HTTP API."),
+    "integrations": LazyCommand(
+        "app.cli.integrations", "EDR posture integrations (Huntress, SentinelOne): connect, change, remove, list."
+    ),
+    "posture": LazyCommand("app.cli.posture", "Postures of the tailnet policy file: check a device, lint the file."),
+}
+"""Every command, in the order ``--help`` lists them, with the module that defines it and its one-line help."""
 
-class _Group(TyperGroup):
+
+def _schema_outdated(exc: Exception) -> bool:
+    """Whether ``exc`` is ``app.db.migrate.SchemaOutdated``, without importing alembic to find out (every
+    ``--help`` of a command ends in an exception): it can only have been raised once that module is loaded."""
+    migrate = sys.modules.get("app.db.migrate")
+    return migrate is not None and isinstance(exc, migrate.SchemaOutdated)
+
+
+class _Group(LazyGroup):
     """Turns accessbot's known errors into one clear line on stderr and a non-zero exit."""
+
+    table = COMMANDS
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             with injected(ctx.obj):
                 return super().invoke(ctx)
-        except (ConfigError, SchemaOutdated) as exc:
+        except ConfigError as exc:
             fail(str(exc), code=2)
         except TailnetError as exc:
             fail(exc.message, code=1)
+        except Exception as exc:
+            if not _schema_outdated(exc):
+                raise
+            fail(str(exc), code=2)
 
 
 cli = typer.Typer(
@@ -35,8 +72,11 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (db, devices, attrs, tailnet, audit, integrations, posture, serve, sync):
-    module.register(cli)
+
+
+@cli.callback()
+def _root() -> None:
+    """Nothing to do before a command (typer builds a group, rather than a single command, for a callback)."""
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
-from wsgiref.types import WSGIApplication
 
 import typer
 from rich.console import Console
@@ -22,30 +21,41 @@ from rich.table import Table
 
 from app.core.clock import Clock, utcnow
 from app.tailnet.models import Actor
-from app.vendors.registry import REGISTRY, VendorRegistry
-from app.web.server import HttpServer, ServerLimits, make_server
 
 if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
+
     from app.bootstrap import Services
+    from app.vendors.registry import VendorRegistry
+    from app.web.server import HttpServer, ServerLimits
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _shipped_vendors() -> VendorRegistry:
+    """Every vendor accessbot ships."""
+    from app.vendors.registry import REGISTRY  # the vendor clients (httpx, metrics): when a command runs, not --help
+
+    return REGISTRY
+
 
 @dataclass(frozen=True)
 class CliDeps:
     """What a caller may inject into commands (``CliRunner().invoke(cli, args, obj=CliDeps(clock=...))``)."""
 
     clock: Clock = utcnow
-    vendors: VendorRegistry = field(default_factory=lambda: REGISTRY)
+    vendors: VendorRegistry = field(default_factory=_shipped_vendors)
 
 
-_DEPS: ContextVar[CliDeps] = ContextVar("accessbot_cli_deps")
+_DEPS: ContextVar[CliDeps | None] = ContextVar("accessbot_cli_deps", default=None)
 
 
 @contextmanager
 def injected(obj: object) -> Iterator[None]:
-    """Run one CLI invocation with ``obj`` (the ``obj=`` of ``invoke``) as its ``CliDeps`` if it is one."""
-    token = _DEPS.set(obj if isinstance(obj, CliDeps) else CliDeps())
+    """Run one CLI invocation with ``obj`` (the ``obj=`` of ``invoke``) as its ``CliDeps`` if it is one (else the
+    defaults, built when a command first asks: ``--help`` needs no vendor registry)."""
+    token = _DEPS.set(obj if isinstance(obj, CliDeps) else None)
     try:
         yield
     finally:
@@ -53,7 +63,7 @@ def injected(obj: object) -> Iterator[None]:
 
 
 def _deps() -> CliDeps:
-    return _DEPS.get(None) or CliDeps()
+    return _DEPS.get() or CliDeps()
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
@@ -92,6 +102,8 @@ def opened_services() -> Iterator[Services]:
 
 def listen(app: WSGIApplication, host: str, port: int, limits: ServerLimits) -> HttpServer:
     """Bind an HTTP server for ``app``; a port in use or an address we cannot bind is one line, exit 2."""
+    from app.web.server import make_server  # the HTTP server: for the commands that serve, not for every command
+
     try:
         return make_server(app, host, port, limits)
     except OSError as exc:
