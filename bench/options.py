@@ -1,46 +1,68 @@
-"""Benchmark the device picker's options answer: in-memory index against a full fetch per keystroke.
+"""Benchmark the device picker's options answer through the HTTP app: inline against Bolt's path.
 
-    python bench/options.py [--devices 50000] [--keystrokes 200] [--naive-keystrokes 30]
+    python bench/options.py [--devices 50000] [--keystrokes 200] [--rounds 3] [--refreshes 4]
 
-Builds a synthetic tailnet (realistic names, owners, tags, IPv4/IPv6 addresses) and a sequence of
-keystrokes (people typing device names, IPs, tags and ids letter by letter), then measures:
+Builds a synthetic tailnet (realistic names, owners, tags, IPv4/IPv6 addresses, Tailscale's device JSON) in the
+built-in store on a temporary SQLite file, and a sequence of keystrokes (people typing device names, IPs, tags
+and ids letter by letter). Serves the Slack app over HTTP on 127.0.0.1 twice, on one set of services:
 
-* indexed: ``DeviceIndex.search`` + ``device_option_groups`` + ``json.dumps`` per keystroke, index built
-  once (also while a background rebuild is running, to show GIL contention);
-* naive (what Tailscale's bot does): per keystroke ``GET /api/v2/tailnet/-/devices?fields=all`` from a
-  loopback fake of the Tailscale API with httpx, parse, substring filter, 80 own + 20 other options;
-* the index's build time (from Device objects and over HTTP) and memory.
+* inline: the production app (``Services.slack_wsgi``): the gate answers ``block_suggestion`` itself;
+* naive:  the same app without inline answers: Bolt's listener, acknowledged through Bolt's ack poll.
 
-The naive run stops after 75 s even if it has not done ``--naive-keystrokes`` yet.
+Each keystroke is a signed ``block_suggestion`` posted over one persistent connection per app (signed before
+the clock starts); both apps must give the same answer. Reports p50/p99 per round and their medians over
+``--rounds`` rounds, then the same while the index refreshes back to back (a device changes, the scheduler's
+job sees the counter move and rebuilds), and the cost of a refresh: ``list_devices`` (the ORM JSON decode of
+every column) against ``index_devices``, and a refresh when nothing changed (the counter read only).
+Client and server share this process's CPUs (and the machine's with whatever else runs).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import http.client
 import json
 import random
+import statistics
 import sys
+import tempfile
 import threading
 import time
-import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.slack.device_index import DeviceIndex, DeviceMatches
-from app.slack.views.device_options import device_option_groups
-from app.tailnet.devicejson import device_from_api, device_to_api
-from app.tailnet.models import Device
+from app import bootstrap
+from app.config.settings import Settings
+from app.config.source import ConfigSource
+from app.db import Database
+from app.db.migrate import upgrade
+from app.slack.client import slack_client
+from app.slack.device_index import DeviceIndex
+from app.slack.http_app import events_app
+from app.slack.ids import ActionId, BlockId
+from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.devicejson import device_to_api
+from app.tailnet.models import Actor, Device
+from app.web.server import make_server
+from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlackAPI
+from tests.fakes.slack_payloads import block_suggestion, sign
 
+SIGNING_SECRET = "options-bench-signing-secret-0123456789"
+CONFIG_YAML = """
+profiles:
+  - id: prod
+    description: Production access
+    attribute: custom:prodAccess
+    max_duration: 4h
+    approvers: [approver@corp.example.com]
+"""
+ADMIN = Actor("cli:bench")
 TAILNET = "tail4f2c9.ts.net"
 DEVICES_PATH = "/api/v2/tailnet/-/devices"
 FIRST = [
@@ -152,231 +174,235 @@ def keystrokes(devices: list[Device], count: int, seed: int = 7) -> list[tuple[s
 # -- measuring ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Latencies (seconds) of single requests."""
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+@dataclass
+class Run:
+    """Latencies (seconds) of one app over one pass of keystrokes."""
 
     latencies: list[float]
 
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+    @property
+    def p50(self) -> float:
+        return percentile(self.latencies, 50)
 
-    def line(self, label: str) -> str:
-        return (
-            f"  {label:<46}{len(self.latencies):>5} keystrokes   "
-            f"p50 {self.percentile(50) * 1000:9.3f} ms   p99 {self.percentile(99) * 1000:9.3f} ms"
-        )
+    @property
+    def p99(self) -> float:
+        return percentile(self.latencies, 99)
 
 
-def timed(answer: Callable[[str, str], object], queries: list[tuple[str, str]], budget: float = float("inf")) -> Timing:
-    """Time each answer; stop early once ``budget`` seconds have been spent."""
-    latencies: list[float] = []
-    for query, requester in queries:
+def line(label: str, runs: list[Run]) -> str:
+    """``label  n keystrokes  p50 .. p99 ..`` with medians over ``runs``."""
+    p50 = statistics.median(run.p50 for run in runs) * 1000
+    p99 = statistics.median(run.p99 for run in runs) * 1000
+    count = sum(len(run.latencies) for run in runs)
+    each = "  ".join(f"{run.p50 * 1000:.2f}/{run.p99 * 1000:.2f}" for run in runs)
+    return f"  {label:<40}{count:>6} keystrokes  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms   (rounds p50/p99: {each})"
+
+
+class Poster:
+    """Signed ``block_suggestion`` posts over one persistent HTTP connection."""
+
+    def __init__(self, port: int, users: dict[str, str]) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.users = users
+
+    def post(self, query: str, requester: str) -> tuple[float, dict[str, Any]]:
+        body = block_suggestion(ActionId.DEVICE_SELECT, BlockId.DEVICE, query, self.users[requester]).encode()
+        headers = sign(SIGNING_SECRET, body)
         start = time.perf_counter()
-        answer(query, requester)
-        latencies.append(time.perf_counter() - start)
-        if sum(latencies) >= budget:
-            break
-    return Timing(latencies)
+        self.conn.request("POST", "/slack/events", body=body, headers=headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        elapsed = time.perf_counter() - start
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {data[:200]!r}")
+        return elapsed, json.loads(data)
+
+    def run(self, queries: list[tuple[str, str]], answers: list[dict[str, Any]] | None = None) -> Run:
+        latencies = []
+        for i, (query, requester) in enumerate(queries):
+            elapsed, answer = self.post(query, requester)
+            latencies.append(elapsed)
+            if answers is not None and len(answers) > i and answers[i] != answer:
+                raise RuntimeError(f"inline and Bolt answer {query!r} differently")
+            if answers is not None and len(answers) == i:
+                answers.append(answer)
+        return Run(latencies)
 
 
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-# -- the loopback Tailscale API -----------------------------------------------------------------------------
+# -- the app under test ---------------------------------------------------------------------------------------
 
 
 @contextmanager
-def fake_tailscale_api(body: bytes) -> Iterator[str]:
-    """``GET /api/v2/tailnet/-/devices`` on 127.0.0.1 answering ``body``; yields the base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] != DEVICES_PATH:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def serving(app: Any) -> Iterator[int]:
+    server = make_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield server.server_port
     finally:
         server.shutdown()
         server.server_close()
 
 
-class HttpDevices:
-    """A device source over the loopback API, as the Tailscale adapter would fetch it."""
-
-    def __init__(self, client: httpx.Client) -> None:
-        self.client = client
-
-    def list_devices(self) -> list[Device]:
-        response = self.client.get(DEVICES_PATH, params={"fields": "all"})
-        response.raise_for_status()
-        return [device_from_api(item) for item in response.json()["devices"]]
+def seed(builtin: BuiltinTailnet, devices: list[Device]) -> None:
+    """Import the synthetic devices as an admin would (``tailnet import``), in chunks."""
+    payload = [device_to_api(device, fields_all=True) for device in devices]
+    for start in range(0, len(payload), 5000):
+        builtin.import_devices(payload[start : start + 5000], actor=ADMIN)
 
 
-def naive_answer(client: httpx.Client) -> Callable[[str, str], str]:
-    """Tailscale's bot: fetch every device per keystroke, substring filter, 80 own + 20 others."""
+class ListOnly:
+    """The tailnet as the index saw it before: ``list_devices`` and nothing else."""
 
-    def answer(query: str, requester: str) -> str:
-        response = client.get(DEVICES_PATH, params={"fields": "all"})
-        response.raise_for_status()
-        q = query.strip().casefold()
-        me = requester.casefold()
-        mine: list[dict[str, Any]] = []
-        others: list[dict[str, Any]] = []
-        for item in sorted(response.json()["devices"], key=lambda d: d["name"]):
-            fields = [item["name"], item["hostname"], *item.get("addresses", ()), *item.get("tags", ())]
-            if q and not any(q in field.casefold() for field in fields):
-                continue
-            (mine if item["user"].casefold() == me else others).append(item)
-        matches = DeviceMatches(
-            mine=[device_from_api(item) for item in mine[:80]],
-            others=[device_from_api(item) for item in others[:20]],
-        )
-        return json.dumps(device_option_groups(matches))
-
-    return answer
-
-
-def indexed_answer(index: DeviceIndex) -> Callable[[str, str], str]:
-    def answer(query: str, requester: str) -> str:  # as the options listener: memory only
-        return json.dumps(device_option_groups(index.search(query, owner_email=requester)))
-
-    return answer
-
-
-class StaticSource:
-    """Returns the same device list every time."""
-
-    def __init__(self, devices: list[Device]) -> None:
-        self.devices = devices
+    def __init__(self, inner: BuiltinTailnet) -> None:
+        self.inner = inner
 
     def list_devices(self) -> list[Device]:
-        return self.devices
+        return self.inner.list_devices()
 
 
-class ChurningSource:
-    """Returns the device list with one more changed device each call, so every refresh rebuilds."""
+def timed_refresh(index: DeviceIndex) -> float:
+    start = time.perf_counter()
+    if not index.refresh():
+        raise RuntimeError(f"refresh failed: {index.last_error}")
+    return time.perf_counter() - start
 
-    def __init__(self, devices: list[Device]) -> None:
-        self.devices = devices
-        self.calls = 0
 
-    def list_devices(self) -> list[Device]:
-        self.calls += 1
-        changed = list(self.devices)
-        changed[self.calls % len(changed)] = replace(changed[self.calls % len(changed)], os=f"v{self.calls}")
-        return changed
+def refresh_costs(builtin: BuiltinTailnet, index: DeviceIndex) -> None:
+    before = [timed_refresh(DeviceIndex(ListOnly(builtin))) for _ in range(3)]
+    after = [timed_refresh(DeviceIndex(builtin)) for _ in range(3)]
+    start = time.perf_counter()
+    for _ in range(20):
+        index.refresh_if_stale()
+    unchanged = (time.perf_counter() - start) / 20
+    print("\nrefresh of the index (fetch + build), medians of 3:")
+    print(f"  list_devices + build (before)           {statistics.median(before):7.2f} s")
+    print(f"  index_devices + build (now)             {statistics.median(after):7.2f} s")
+    print(f"  scheduler job, nothing changed          {unchanged * 1000:7.2f} ms (reads the change counter only)")
+
+
+@contextmanager
+def churning(builtin: BuiltinTailnet, index: DeviceIndex, devices: list[Device]) -> Iterator[list[float]]:
+    """Back-to-back refreshes: one device changes, the scheduler's job sees the counter move and rebuilds."""
+    stop = threading.Event()
+    done: list[float] = []
+
+    def job() -> None:
+        rng = random.Random(3)
+        while not stop.is_set():
+            changed = rng.choice(devices)
+            item = device_to_api(changed, fields_all=True)
+            builtin.import_devices([{**item, "os": f"{changed.os}-{len(done)}"}], actor=ADMIN)
+            start = time.perf_counter()
+            if index.refresh_if_stale():
+                done.append(time.perf_counter() - start)
+
+    thread = threading.Thread(target=job, name="device-index-job", daemon=True)
+    thread.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        thread.join(120)
+
+
+def while_refreshing(
+    inline: Poster, naive: Poster, queries: list[tuple[str, str]], refreshes: int, churn: list[float]
+) -> tuple[list[Run], list[Run]]:
+    """Rounds of both apps until ``refreshes`` refreshes have run (and at least one round each)."""
+    inline_runs: list[Run] = []
+    naive_runs: list[Run] = []
+    deadline = time.monotonic() + 300
+    while (len(churn) < refreshes or not inline_runs) and time.monotonic() < deadline:
+        inline_runs.append(inline.run(queries))
+        naive_runs.append(naive.run(queries))
+    return inline_runs, naive_runs
 
 
 # -- main ------------------------------------------------------------------------------------------------------
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=50_000, help="devices in the tailnet (default 50000)")
-    parser.add_argument("--keystrokes", type=int, default=200, help="keystrokes for the index (default 200)")
-    parser.add_argument(
-        "--naive-keystrokes", type=int, default=30, help="keystrokes for the naive baseline (default 30)"
-    )
+    parser.add_argument("--keystrokes", type=int, default=200, help="keystrokes per round (default 200)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each app (default 3)")
+    parser.add_argument("--refreshes", type=int, default=4, help="refreshes to overlap at least (default 4)")
     args = parser.parse_args()
-    if args.devices < 10 or args.keystrokes < 1 or args.naive_keystrokes < 1:
-        parser.error("--devices must be at least 10, keystroke counts at least 1")
+    if args.devices < 10 or args.keystrokes < 1 or args.rounds < 1 or args.refreshes < 1:
+        parser.error("--devices must be at least 10, the other counts at least 1")
+    return args
+
+
+def build_services(tmp: Path, db: Database, builtin: BuiltinTailnet, fake: FakeSlackAPI) -> bootstrap.Services:
+    (tmp / "accessbot.yml").write_text(CONFIG_YAML)
+    settings = Settings(  # type: ignore[call-arg]
+        DATABASE_URL=db.engine.url.render_as_string(hide_password=False),
+        ACCESSBOT_CONFIG=str(tmp / "accessbot.yml"),
+        SLACK_BOT_TOKEN=DEFAULT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=fake.base_url,
+    )
+    return bootstrap.build(
+        settings,
+        db=db,
+        tailnet=builtin,
+        config=ConfigSource(tmp / "accessbot.yml"),
+        slack_client=slack_client(DEFAULT_TOKEN, fake.base_url),
+    )
+
+
+def main() -> None:
+    args = arguments()
     started = time.perf_counter()
-
-    t0 = time.perf_counter()
     devices = synthetic_devices(args.devices)
-    queries = keystrokes(devices, max(args.keystrokes, args.naive_keystrokes))
-    body = json.dumps({"devices": [device_to_api(d, fields_all=True) for d in devices]}).encode()
-    owners = len({d.user for d in devices})
-    tagged = sum(1 for d in devices if d.tags)
-    print(
-        f"synthetic tailnet: {len(devices):,} devices ({tagged:,} tagged, {owners:,} owners), "
-        f"API response {len(body) / 2**20:.1f} MiB, made in {time.perf_counter() - t0:.1f} s"
-    )
-    print(f"keystrokes: e.g. {', '.join(repr(q) for q, _ in queries[:12])}, ...")
-
-    # Index build: time without tracing, then memory of the snapshot with tracemalloc.
-    source = StaticSource(devices)
-    index = DeviceIndex(source)
-    gc.collect()
-    rss_before = rss_mib()
-    t0 = time.perf_counter()
-    index.refresh()
-    build = time.perf_counter() - t0
-    rss_after = rss_mib()
-    source.devices = [replace(d) for d in devices]  # equal but new objects, as a fresh fetch gives
-    t0 = time.perf_counter()
-    index.refresh()
-    unchanged = time.perf_counter() - t0
-    tracemalloc.start()
-    traced = DeviceIndex(StaticSource(devices))
-    traced.refresh()
-    index_bytes, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    del traced
-    print("\nindex:")
-    print(f"  build from {len(devices):,} Device objects        {build * 1000:9.1f} ms")
-    print(f"  refresh with an unchanged list (no rebuild)  {unchanged * 1000:9.1f} ms")
-    print(
-        f"  memory of the index structures             {index_bytes / 2**20:9.1f} MiB (tracemalloc), "
-        f"RSS +{rss_after - rss_before:.1f} MiB"
-    )
-
-    indexed = timed(indexed_answer(index), queries[: args.keystrokes])
-    hits = [len(index.search(q, owner_email=r)) for q, r in queries[: args.keystrokes]]
-    print("\noptions answer = search + device_option_groups + json.dumps:")
-    print(indexed.line("indexed (in-process)"))
-    print(f"  {'':<46}options per answer: median {sorted(hits)[len(hits) // 2]}, max {max(hits)}")
-
-    churning = ChurningSource(devices)
-    churn = DeviceIndex(churning, max_age=timedelta(0))
-    churn.refresh()
-    stop = threading.Event()
-
-    def refresh_job() -> None:  # the scheduler's device-index job, run back to back: a rebuild at every call
-        while not stop.is_set():
-            churn.refresh_if_stale()
-
-    refresher = threading.Thread(target=refresh_job, name="device-index-job", daemon=True)
-    refresher.start()
-    busy = timed(indexed_answer(churn), queries[: args.keystrokes])
-    stop.set()
-    refresher.join(60)
-    rebuilds = churning.calls - 1
-    print(busy.line(f"indexed, rebuilding in background ({rebuilds}x)"))
-
-    with fake_tailscale_api(body) as base, httpx.Client(base_url=base, timeout=60) as client:
-        http_index = DeviceIndex(HttpDevices(client))
+    queries = keystrokes(devices, args.keystrokes)
+    users = {email: f"U{i:07d}" for i, email in enumerate(sorted({r for _, r in queries}))}
+    with tempfile.TemporaryDirectory(prefix="accessbot-bench-") as tmp, FakeSlackAPI(token=DEFAULT_TOKEN) as fake:
+        db = Database(f"sqlite:///{tmp}/bench.db")
+        upgrade(db.engine)
+        builtin = BuiltinTailnet(db)
         t0 = time.perf_counter()
-        http_index.refresh()
-        http_build = time.perf_counter() - t0
-        naive = timed(naive_answer(client), queries[: args.naive_keystrokes], budget=NAIVE_BUDGET)
-    print(naive.line("naive: GET all devices + filter (loopback)"))
-    print(
-        f"\nratio naive/indexed: p50 {naive.percentile(50) / indexed.percentile(50):,.0f}x, "
-        f"p99 {naive.percentile(99) / indexed.percentile(99):,.0f}x"
-    )
-    print(f"background refresh over loopback HTTP (fetch + parse + build): {http_build:.2f} s")
+        seed(builtin, devices)
+        print(f"built-in tailnet: {len(devices):,} devices imported in {time.perf_counter() - t0:.1f} s (SQLite)")
+        print(f"keystrokes: e.g. {', '.join(repr(q) for q, _ in queries[:10])}, ...")
+        for email, user_id in users.items():
+            fake.add_user(user_id, email, email.split("@", 1)[0])
+        services = build_services(Path(tmp), db, builtin, fake)
+        ctx = services.slack
+        ctx.devices.refresh()
+        ctx.directory.warm()  # as ``accessbot serve`` does at start
+        bolt_app = services.bolt_app()
+        inline_app = services.slack_wsgi(bolt_app)
+        naive_app = services.ops(
+            events_app(bolt_app, signing_secret=SIGNING_SECRET), name="slack", health=services.health(devices=True)
+        )
+        with serving(inline_app) as inline_port, serving(naive_app) as naive_port:
+            inline, naive = Poster(inline_port, users), Poster(naive_port, users)
+            answers: list[dict[str, Any]] = []
+            naive.run(queries[:20], answers)  # warm both (Bolt's auth.test, connections)
+            inline.run(queries[:20], answers)
+            answers.clear()
+            inline_runs, naive_runs = [], []
+            for _ in range(args.rounds):
+                inline_runs.append(inline.run(queries, answers))
+                naive_runs.append(naive.run(queries, answers))
+            print(f"\noptions answer through the HTTP app, {args.rounds} rounds, medians (answers identical):")
+            print(line("inline (the gate answers)", inline_runs))
+            print(line("naive (Bolt's listener and ack poll)", naive_runs))
+            refresh_costs(builtin, ctx.devices)
+            with churning(builtin, ctx.devices, devices) as churn:
+                busy_inline, busy_naive = while_refreshing(inline, naive, queries, args.refreshes, churn)
+            took = ", ".join(f"{t:.2f}" for t in churn)
+            print(f"\nwhile the index refreshes back to back ({len(churn)} refreshes: {took} s):")
+            print(line("inline", busy_inline))
+            print(line("naive", busy_naive))
+        services.db.dispose()
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
 
 

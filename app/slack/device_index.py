@@ -4,9 +4,14 @@ Slack's ``external_select`` asks for options on every keystroke and wants an ans
 the device picker must never fetch the whole device list per keystroke. ``DeviceIndex`` fetches it, builds
 immutable search structures (a snapshot) and swaps them in with one assignment; readers take the current
 snapshot with one attribute read and never lock. ``refresh_if_stale`` is the scheduler's device-index job
-(``app.scheduler.add_device_job``, every 30 s, in every process that serves Slack): it refetches once the
-snapshot is ``max_age`` old, so answers may be up to ``max_age`` (plus one job interval) old. A request that
-finds the index never loaded loads it synchronously (``ensure_loaded``); nothing here starts a thread.
+(``app.scheduler.add_device_job``, every 30 s, in every process that serves Slack). A tailnet with a change
+counter (``DeviceGeneration``: the built-in store bumps it in the transaction of every device change) is
+refetched only when the counter moved, or once the snapshot is ``counted_max_age`` old as a safety net: a
+rebuild holds the GIL for a second or two at 50k devices, which every request of the process would feel.
+Any other tailnet (the Tailscale adapter) is refetched once the snapshot is ``max_age`` old, so answers may be
+up to ``max_age`` (plus one job interval) old. A tailnet that offers ``index_devices`` (a listing without
+the vendor JSON) is listed with it. A request that finds the index never loaded loads it synchronously
+(``ensure_loaded``); nothing here starts a thread.
 
 Search is a case-insensitive *prefix* search: every device contributes tokens (full MagicDNS name, its
 first label, hostname, nodeId, id, each address, each tag with and without ``tag:``) to one sorted array,
@@ -23,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from app.core.clock import Clock, utcnow
 from app.tailnet.models import Device
@@ -31,6 +36,8 @@ from app.tailnet.models import Device
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE = timedelta(seconds=60)
+DEFAULT_COUNTED_MAX_AGE = timedelta(minutes=15)
+"""How old a snapshot of a tailnet with a change counter may get before it is refetched anyway."""
 DEFAULT_RETRY_AFTER = timedelta(seconds=10)
 
 _DIRECT_RANGE = 2048
@@ -50,6 +57,24 @@ class DeviceSource(Protocol):
 
     def list_devices(self) -> list[Device]:
         """Every device of the tailnet."""
+        ...
+
+
+@runtime_checkable
+class DeviceGeneration(Protocol):
+    """An optional capability of a ``Tailnet``: a counter that moves with every change of its devices."""
+
+    def device_generation(self) -> int:
+        """The current value; equal values mean an unchanged device list."""
+        ...
+
+
+@runtime_checkable
+class IndexListing(Protocol):
+    """An optional capability of a ``Tailnet``: every device without ``raw``, cheaper than ``list_devices``."""
+
+    def index_devices(self) -> list[Device]:
+        """Every device (``raw`` may be empty: the index never reads it)."""
         ...
 
 
@@ -197,11 +222,15 @@ class DeviceIndex:
         tailnet: DeviceSource,
         *,
         max_age: timedelta = DEFAULT_MAX_AGE,
+        counted_max_age: timedelta = DEFAULT_COUNTED_MAX_AGE,
         retry_after: timedelta = DEFAULT_RETRY_AFTER,
         clock: Clock = utcnow,
     ) -> None:
         self._tailnet = tailnet
-        self._max_age = max_age
+        self._list = tailnet.index_devices if isinstance(tailnet, IndexListing) else tailnet.list_devices
+        self._generation = tailnet.device_generation if isinstance(tailnet, DeviceGeneration) else None
+        self._max_age = counted_max_age if self._generation is not None else max_age
+        self._loaded_generation: int | None = None
         self._retry_after = retry_after
         self._clock = clock
         self._snapshot = _Snapshot.build(())
@@ -236,7 +265,7 @@ class DeviceIndex:
 
     @property
     def is_stale(self) -> bool:
-        """Never loaded, or loaded longer than ``max_age`` ago."""
+        """Never loaded, or loaded longer than ``max_age`` (``counted_max_age``) ago."""
         loaded_at = self._loaded_at
         return loaded_at is None or self._clock() - loaded_at >= self._max_age
 
@@ -258,15 +287,15 @@ class DeviceIndex:
             return self._fetch_locked()
 
     def refresh_if_stale(self) -> bool:
-        """The scheduler's job: refresh now if the snapshot is stale; ``True`` if it fetched.
+        """The scheduler's job: refresh now if the devices changed or the snapshot is stale; ``True`` if it fetched.
 
         Does nothing while another refresh runs (single flight; readers keep the old snapshot), nor within
         ``retry_after`` of a failed refresh.
         """
-        if not self._due() or not self._lock.acquire(blocking=False):
+        if not self._lock.acquire(blocking=False):
             return False
         try:
-            if not self._due():  # another refresh ended between the check and the lock
+            if not self._due() or not self._changed():
                 return False
             self._fetch_locked()
             return True
@@ -292,16 +321,27 @@ class DeviceIndex:
             self._lock.release()
 
     def _due(self) -> bool:
-        """Stale, and not within ``retry_after`` of a failure."""
-        now = self._clock()
-        if self._loaded_at is not None and now - self._loaded_at < self._max_age:
+        """Not within ``retry_after`` of a failure."""
+        return self._failed_at is None or self._clock() - self._failed_at >= self._retry_after
+
+    def _changed(self) -> bool:
+        """Never loaded, stale, or the tailnet's change counter moved since the snapshot's fetch."""
+        if self.is_stale:
+            return True
+        if self._generation is None:
             return False
-        return self._failed_at is None or now - self._failed_at >= self._retry_after
+        try:
+            return self._generation() != self._loaded_generation
+        except Exception as exc:  # the database is away: the refresh itself will fail and say so
+            log.debug("could not read the device generation: %s", exc)
+            return True
 
     def _fetch_locked(self) -> bool:
         started = self._clock()
         try:
-            devices = self._tailnet.list_devices()
+            # the counter first: a change after this read moves it again, and the next job refetches
+            generation = self._generation() if self._generation is not None else None
+            devices = self._list()
             current = self._snapshot
             snapshot = current if tuple(devices) == current.source else _Snapshot.build(devices)
         except Exception as exc:
@@ -317,6 +357,7 @@ class DeviceIndex:
             return False
         self._snapshot = snapshot
         self._loaded_at = started
+        self._loaded_generation = generation
         self._last_error = None
         self._failed_at = None
         log.debug("device index refreshed: %d devices", len(snapshot.devices))

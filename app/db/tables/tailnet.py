@@ -48,6 +48,16 @@ class DeviceRow(Base):
     )
 
 
+class DeviceGenerationRow(Base):
+    """One row (``id`` 1): a counter bumped in the same transaction as every change of the device table, so a
+    reader (the Slack device index) refreshes only when the devices changed."""
+
+    __tablename__ = "device_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class AttributeKeyRow(Base):
     """One posture attribute key of the tailnet: its exact spelling and its value type."""
 
