@@ -24,14 +24,13 @@ HEAVY = ("sqlalchemy", "alembic", "httpx", "slack_bolt", "slack_sdk", "prometheu
 """Libraries only commands need; ``--help`` must not import them (nor the service graph)."""
 
 HELP_RUN = """
-import contextlib, io, json, sys
-from app.cli import main
-sys.argv = ["accessbot", *sys.argv[1:]]
+import contextlib, io, json, runpy, sys
 out = io.StringIO()
 with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-    main()
+    runpy.run_module("app", run_name="__main__", alter_sys=True)
 print(json.dumps({"help": out.getvalue(), "modules": sorted(sys.modules)}))
 """
+"""``python -m app ARGS``, then the modules it imported."""
 
 COMMAND_MODULES = {spec.module for spec in COMMANDS.values()}
 
