@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,14 +47,18 @@ COMMANDS: list[list[str]] = [["--help"], ["attrs", "--help"], ["devices", "list"
 SIDES = {"accessbot": [sys.executable, "-c", SHIPPED], "naive": [sys.executable, "-c", NAIVE]}
 
 
-def run(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, str]:
-    """One process: its wall time and its standard output; a failure stops the benchmark."""
+def run(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, float, str]:
+    """One process: its wall time, its CPU time (user + system: less swayed by other processes on the machine)
+    and its standard output; a failure stops the benchmark."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0 or "Traceback" in proc.stderr:
         sys.exit(f"{' '.join(argv[-3:])} failed ({proc.returncode}):\n{proc.stderr}")
-    return elapsed, proc.stdout
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return elapsed, cpu, proc.stdout
 
 
 def modules_imported(argv: list[str], env: dict[str, str], cwd: str) -> int:
@@ -63,19 +69,37 @@ def modules_imported(argv: list[str], env: dict[str, str], cwd: str) -> int:
     return sum(line.startswith("import time:") for line in proc.stderr.splitlines()) - 1  # minus the header
 
 
-def measure(args: list[str], runs: int, env: dict[str, str], cwd: str) -> dict[str, tuple[list[float], int]]:
+@dataclass
+class Side:
+    """The timed runs of one side for one command."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    modules: int = 0
+
+    def line(self) -> str:
+        runs = ", ".join(f"{t:.3f}" for t in self.wall)
+        return (
+            f"{statistics.median(self.wall):.3f} s wall ({runs}), {statistics.median(self.cpu):.3f} s CPU, "
+            f"{self.modules} modules imported"
+        )
+
+
+def measure(args: list[str], runs: int, env: dict[str, str], cwd: str) -> dict[str, Side]:
     """``runs`` timed runs per side (after one warm-up each), alternating sides; outputs must match."""
-    times: dict[str, list[float]] = {side: [] for side in SIDES}
+    sides = {side: Side() for side in SIDES}
     outputs: dict[str, str] = {}
     for number in range(runs + 1):
         for side, prefix in SIDES.items():
-            elapsed, out = run([*prefix, *args], env, cwd)
-            outputs[side] = out
+            elapsed, cpu, outputs[side] = run([*prefix, *args], env, cwd)
             if number:
-                times[side].append(elapsed)
+                sides[side].wall.append(elapsed)
+                sides[side].cpu.append(cpu)
     if outputs["accessbot"] != outputs["naive"]:
         sys.exit(f"accessbot {' '.join(args)}: the two sides printed different output")
-    return {side: (times[side], modules_imported([*SIDES[side], *args], env, cwd)) for side in SIDES}
+    for side, prefix in SIDES.items():
+        sides[side].modules = modules_imported([*prefix, *args], env, cwd)
+    return sides
 
 
 def main() -> None:
@@ -92,11 +116,10 @@ def main() -> None:
         for command in COMMANDS:
             result = measure(command, args.runs, env, tmp)
             print(f"\n  accessbot {' '.join(command)}")
-            for side, (times, modules) in result.items():
-                runs = ", ".join(f"{t:.3f}" for t in times)
-                print(f"    {side:<10} {statistics.median(times):.3f} s  ({runs}; {modules} modules imported)")
+            for side, measured in result.items():
+                print(f"    {side:<10} {measured.line()}")
             if command == ["--help"]:
-                help_median = statistics.median(result["accessbot"][0])
+                help_median = statistics.median(result["accessbot"].wall)
         assert help_median is not None
         verdict = "met" if help_median <= TARGET_HELP_S else "NOT met"
         print(f"\n  target accessbot --help <= {TARGET_HELP_S} s: {verdict} ({help_median:.3f} s)")
