@@ -161,14 +161,17 @@ class Outbox:
         then: Iterable[FollowUp] = (),
         posted: Iterable[PostedMessage] = (),
         channel_works: str | None = None,
-    ) -> None:
+        claim_then: bool = False,
+    ) -> list[Notification]:
         """Mark delivered in one transaction with what the delivery made: the messages it ``posted``, the
         notifications to queue ``then``, and ``channel_works`` (a channel whose open problems its post resolved).
 
         Only the first to mark it queues ``then``, so a notification delivered twice (its lease ran out
-        mid-delivery) still has its follow-ups once.
+        mid-delivery) still has its follow-ups once. With ``claim_then`` they are queued already claimed by the
+        caller (returned; no claim transaction of their own): deliver them now, or they wait for the lease.
         """
         now = self.clock()
+        queued: list[NotificationRow] = []
         with self.db.session() as session:
             _remember(session, notification.request_id, posted)
             result = session.execute(
@@ -177,17 +180,24 @@ class Outbox:
                 .values(sent_at=now, claimed_until=None, last_error=None)
             )
             if result.rowcount == 1:  # type: ignore[attr-defined]
-                for follow_up in then:
-                    session.add(
-                        NotificationRow(
-                            request_id=notification.request_id,
-                            kind=follow_up.kind,
-                            created_at=now,
-                            payload=follow_up.payload,
-                        )
+                claimed_until = now + self.lease() if claim_then else None
+                queued = [
+                    NotificationRow(
+                        request_id=notification.request_id,
+                        kind=follow_up.kind,
+                        created_at=now,
+                        payload=follow_up.payload,
+                        claimed_until=claimed_until,
+                        attempts=1 if claim_then else 0,
                     )
+                    for follow_up in then
+                ]
+                session.add_all(queued)
+                session.flush()
             if channel_works is not None:
                 _resolve_channel(session, channel_works, now)
+            claimed = [Notification(r.id, r.request_id, r.kind, dict(r.payload or {}), r.attempts) for r in queued]
+        return claimed if claim_then else []
 
     def failed(
         self,

@@ -110,9 +110,15 @@ class SlackDirectory:
         return count
 
     def known_email(self, user_id: str) -> str | None:
-        """The user's email if it is in memory now (never asks Slack: for the options path)."""
-        found, info = self._fresh("user", user_id)
-        return _email(info) if found else None
+        """The user's email if it is in memory, however old (never asks Slack: for the options path).
+
+        Past ``ttl`` it is still the best answer for ranking the person's own devices first; asking Slack again
+        for everyone whose entry expired would put a ``users.info`` per person behind every burst of options
+        loads (the next request form the person opens refreshes it, off the acknowledgement).
+        """
+        with self._lock:
+            hit = self._cache.get(("user", user_id))
+        return _email(hit[1]) if hit is not None else None
 
     def email_of(self, user_id: str) -> str | None:
         """The user's email (needs ``users:read.email``), lower-cased; ``DirectoryUnavailable`` if Slack fails."""

@@ -37,6 +37,10 @@ PERMANENT_CHANNEL_ERRORS = frozenset(
 )
 """Answers to a channel post that retrying cannot change: an admin has to act (invite the bot, fix the config)."""
 
+DM_CHANNELS_KEPT = 10_000
+"""DM channel ids remembered per process (a person's DM with the app never changes its id; past this many the
+memory starts again, costing one ``conversations.open`` per person)."""
+
 ADMIN_AUDIENCE = "admin"
 """Audience prefix of the admins' alert DMs (``admin:<user id>:<notification id>``), remembered per admin so a
 retried alert does not DM twice."""
@@ -73,6 +77,7 @@ class Notifier:
         self.client = client
         self.outbox = outbox
         self.access = access
+        self._dm_channels: dict[str, str] = {}
 
     def deliver(self, request_id: int | None = None) -> int:
         """Deliver due notifications (of one request, or all); returns how many were delivered.
@@ -85,12 +90,14 @@ class Notifier:
         for _ in range(MAX_ROUNDS):
             progressed = False
             deferred: list[Notification] = []
-            for item in self.outbox.claim(request_id=request_id):
+            claimed = self.outbox.claim(request_id=request_id)
+            while claimed:  # a delivery may add its follow-ups, queued already claimed
+                item = claimed.pop(0)
                 if self.outbox.earlier_unsent(item):
                     self.outbox.defer(item)
                     deferred.append(item)
                     continue
-                outcome = self._try(item)
+                outcome = self._try(item, claimed)
                 if outcome is _Outcome.DELIVERED:
                     delivered += 1
                 if outcome is not _Outcome.RETRY:  # delivered, or given up (which may have queued an alert)
@@ -99,9 +106,10 @@ class Notifier:
                 break
         return delivered
 
-    def _try(self, item: Notification) -> _Outcome:
-        """Deliver one claimed notification; on failure release it for a retry after a backoff (a channel post
-        Slack refused for good is given up instead, and the channel problem recorded)."""
+    def _try(self, item: Notification, claimed: list[Notification]) -> _Outcome:
+        """Deliver one claimed notification (its follow-ups, queued claimed, join ``claimed``); on failure release
+        it for a retry after a backoff (a channel post Slack refused for good is given up instead, and the
+        channel problem recorded)."""
         made = _Made()
         try:
             self._deliver(item, made)
@@ -117,7 +125,9 @@ class Notifier:
             log.exception("delivering %s for request %s failed", item.kind, item.request_id)
             self.outbox.failed(item, f"{exc.__class__.__name__}: {exc}", posted=made.posted)
         else:
-            self.outbox.done(item, then=made.follow_ups, posted=made.posted, channel_works=made.channel_works)
+            claimed += self.outbox.done(
+                item, then=made.follow_ups, posted=made.posted, channel_works=made.channel_works, claim_then=True
+            )
             if made.channel_works:
                 log.info("notify channel %s accepts posts", made.channel_works)
             return _Outcome.DELIVERED
@@ -256,7 +266,15 @@ class Notifier:
             self.client.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=blocks)
 
     def _dm_channel(self, user_id: str) -> str:
-        return str(self.client.conversations_open(users=user_id)["channel"]["id"])
+        """The DM channel with ``user_id``: opened once per person and process, not once per message (a
+        submission to 10 approvers made 11 ``conversations.open`` calls besides its 11 posts)."""
+        channel = self._dm_channels.get(user_id)
+        if channel is None:
+            channel = str(self.client.conversations_open(users=user_id)["channel"]["id"])
+            if len(self._dm_channels) >= DM_CHANNELS_KEPT:
+                self._dm_channels.clear()
+            self._dm_channels[user_id] = channel
+        return channel
 
     def _post_dm(
         self, request: AccessRequest, user_id: str, audience_key: str, audience: Audience, label: str, made: _Made

@@ -5,8 +5,9 @@ Always: the Slack endpoint's time per request is printed as ``BENCH-ACCESS <step
 
 With ``ACCESSBOT_LOAD_NAIVE=1``, the naive baseline the bench compares against, i.e. delivery as it was before
 issue 12: a submission's notifications delivered on the thread that acknowledged it (Bolt's listener pool),
-one write transaction per claimed notification and per posted message, and a write to resolve channel
-problems after every channel post. Everything else (the flows, the checks) is the same code.
+one write transaction per claimed notification and per posted message, a write to resolve channel problems
+after every channel post, and a ``conversations.open`` before every DM. Everything else (the flows, the
+checks) is the same code.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 MARK = "BENCH-ACCESS"
@@ -132,12 +134,24 @@ def _naive() -> None:
     def submit_on_listener_pool(ctx: Any, ack: Any, body: Any, view: Any, client: Any) -> None:  # Bolt reads the names
         submit(dataclasses.replace(ctx, pools=ListenerPool(ctx.pools)), ack, body, view, client)
 
+    done = Outbox.done
+
+    def done_without_claiming(self: Outbox, notification: Notification, **kwargs: Any) -> list[Notification]:
+        kwargs["claim_then"] = False  # follow-ups claimed by a transaction of their own, in the next round
+        return done(self, notification, **kwargs)
+
+    def open_every_time(self: notify.Notifier, user_id: str) -> str:
+        return str(self.client.conversations_open(users=user_id)["channel"]["id"])
+
     Outbox.claim = claim  # type: ignore[method-assign]
+    Outbox.done = done_without_claiming  # type: ignore[method-assign]
+    notify.Notifier._dm_channel = open_every_time  # type: ignore[method-assign]
     notify.Notifier._deliver = deliver_naively  # type: ignore[method-assign]
     views.submit_request = submit_on_listener_pool  # type: ignore[assignment]
 
 
 if os.environ.get("ACCESSBOT_LOAD_BENCH") == "1":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tree of this bench, not an installed one
     _time_waitress()
     if os.environ.get("ACCESSBOT_LOAD_NAIVE") == "1":
         _naive()

@@ -88,6 +88,23 @@ def test_a_submission_is_delivered_in_two_write_transactions(
     assert writes.count == 2  # the claim; the three messages and the completion
 
 
+def test_a_grant_and_its_channel_announcement_are_delivered_in_three_write_transactions(
+    fake: FakeSlackAPI, service: AccessService, device: Device, db: Database, clock: FrozenClock
+) -> None:
+    fake.add_user(REQ, EMAILS[REQ], "req")
+    fake.add_channel("CNOTIFY", "access-requests")  # the prod profile's notify channel
+    request = submit(service, device, approver_ids=[BOB])
+    delivering = notifier(fake, db, clock, service)
+    assert delivering.deliver(request.id) == 1
+    service.approve(request.id, BOB)
+    writes = WriteTransactions(db)
+
+    assert delivering.deliver(request.id) == 2  # "granted", then the announcement it queued
+
+    assert sum(1 for c in fake.calls("chat.postMessage") if c.ok and c.response.get("channel") == "CNOTIFY") == 1
+    assert writes.count == 3  # the claim; the notice and the completion (claiming the announcement); its own
+
+
 def test_a_delivery_that_fails_half_way_remembers_what_it_posted_and_the_retry_posts_the_rest(
     fake: FakeSlackAPI, service: AccessService, device: Device, db: Database, clock: FrozenClock
 ) -> None:
@@ -102,3 +119,18 @@ def test_a_delivery_that_fails_half_way_remembers_what_it_posted_and_the_retry_p
 
     assert (dms(fake, BOB), dms(fake, CAROL), dms(fake, REQ)) == (1, 1, 1)  # nobody DMed twice
     assert posted(db, request.id) == ["approver:UBOB", "approver:UCAROL", "requester"]
+
+
+def test_a_dm_channel_is_opened_once_per_person_not_once_per_message(
+    fake: FakeSlackAPI, service: AccessService, device: Device, db: Database, clock: FrozenClock
+) -> None:
+    fake.add_user(REQ, EMAILS[REQ], "req")
+    delivering = notifier(fake, db, clock, service)
+    for _ in range(2):
+        request = submit(service, device, approver_ids=[BOB, CAROL])
+        assert delivering.deliver(request.id) == 1
+        service.deny(request.id, BOB, "not now")
+        assert delivering.deliver(request.id) == 1
+
+    assert (dms(fake, BOB), dms(fake, CAROL)) == (2, 2)
+    assert sorted(str(c.params["users"]) for c in fake.calls("conversations.open")) == [BOB, CAROL, REQ]

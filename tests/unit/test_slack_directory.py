@@ -72,6 +72,18 @@ def test_warm_fills_the_memory_the_options_path_reads(fake: FakeSlackAPI, direct
     assert len(fake.calls()) == before  # both from memory
 
 
+def test_the_options_path_reads_an_expired_email_from_memory_rather_than_ask_slack(fake: FakeSlackAPI) -> None:
+    now = [0.0]
+    directory = SlackDirectory(slack_client(fake.token, fake.base_url), ttl=300, clock=lambda: now[0])
+    directory.warm()
+    now[0] = 3600.0  # an hour later: every entry is past its ttl
+    before = len(fake.calls())
+    assert directory.known_email("UBOB") == "bob@example.com"
+    assert len(fake.calls()) == before
+    assert directory.email_of("UBOB") == "bob@example.com"  # the form's own lookup still refreshes it
+    assert len(fake.calls("users.info")) == 1
+
+
 def test_names_never_raise(fake: FakeSlackAPI, directory: SlackDirectory) -> None:
     fake.fail_next("users.info", status=429, retry_after=60)
     assert directory.name_of("UBOB") == "UBOB"
