@@ -7,11 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.timefmt import format_rfc3339
-from app.db import Database
+from app.db import Database, bulk
 from app.db.tables import AuditEventRow
 
 
@@ -99,10 +99,10 @@ def record(session: Session, **fields: Any) -> None:
 def record_many(session: Session, events: list[dict[str, Any]]) -> None:
     """Append many events (``event`` dicts) with one bulk INSERT in the caller's transaction, in order.
 
-    Through the Core table: an executemany without the ORM's per-row bulk bookkeeping (a sync writes 100k+).
+    Through the Core table, without the ORM's per-row bookkeeping (a sync writes 100k+): executemany, or COPY on
+    PostgreSQL.
     """
-    if events:
-        session.execute(insert(AuditEventRow.__table__), events)
+    bulk.insert_rows(session, AuditEventRow.__table__, events)
 
 
 def record_refusal(db: Database, *, at: datetime, actor: str, target: str, details: dict[str, Any]) -> None:

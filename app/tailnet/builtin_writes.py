@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
-from app.db import Database, audit
+from app.db import Database, audit, bulk
 from app.db.audit import AuditAction
 from app.db.tables import AttributeKeyRow, AttributeRow, DeviceRow
 from app.tailnet import rules
@@ -270,7 +270,8 @@ def _write_final(
 ) -> int:
     """Write each pair's final state with bulk statements: DELETE by id, executemany UPDATE and INSERT.
 
-    Returns how many values were inserted. Inserts go through the Core table (no ORM bulk bookkeeping per row).
+    Returns how many values were inserted. Inserts go through the Core table (no ORM bookkeeping per row), or
+    COPY on PostgreSQL.
 
     A row read in this transaction but gone meanwhile (only expiry purges delete rows without the device lock)
     makes the DELETE match fewer rows, or the UPDATE raise ``StaleDataError``: a conflict to retry.
@@ -301,7 +302,7 @@ def _write_final(
     if updates:
         session.execute(update(AttributeRow), updates)
     if inserts:
-        session.execute(insert(AttributeRow.__table__), inserts)
+        bulk.insert_rows(session, AttributeRow.__table__, inserts)
     return len(inserts)
 
 
