@@ -28,12 +28,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,11 +44,13 @@ from app.config.settings import Settings
 from app.config.source import ConfigSource
 from app.db import Database
 from app.db.migrate import upgrade
+from app.db.tables import DeviceRow
 from app.slack.client import slack_client
 from app.slack.device_index import DeviceIndex
 from app.slack.http_app import events_app
 from app.slack.ids import ActionId, BlockId
 from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.builtin_devices import bump_generation
 from app.tailnet.devicejson import device_to_api
 from app.tailnet.models import Actor, Device
 from app.web.server import make_server
@@ -223,6 +227,8 @@ class Poster:
         return elapsed, json.loads(data)
 
     def run(self, queries: list[tuple[str, str]], answers: list[dict[str, Any]] | None = None) -> Run:
+        self.conn.close()  # the server drops idle connections: a fresh one, opened before the clock starts
+        self.post(*queries[0])
         latencies = []
         for i, (query, requester) in enumerate(queries):
             elapsed, answer = self.post(query, requester)
@@ -249,11 +255,27 @@ def serving(app: Any) -> Iterator[int]:
         server.server_close()
 
 
-def seed(builtin: BuiltinTailnet, devices: list[Device]) -> None:
-    """Import the synthetic devices as an admin would (``tailnet import``), in chunks."""
-    payload = [device_to_api(device, fields_all=True) for device in devices]
-    for start in range(0, len(payload), 5000):
-        builtin.import_devices(payload[start : start + 5000], actor=ADMIN)
+def seed(db: Database, devices: list[Device]) -> None:
+    """Store the synthetic devices with one executemany (``tailnet import`` does the same rows through the ORM,
+    slower) and count the change as the store does."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            **{column: getattr(device, column) for column in ("id", "node_id", "name", "hostname", "user", "os")},
+            "client_version": device.client_version,
+            "tags": list(device.tags),
+            "addresses": list(device.addresses),
+            "serial_numbers": list(device.serial_numbers),
+            "posture_identity_disabled": device.posture_identity_disabled,
+            "last_seen": device.last_seen,
+            "created": now,
+            "extra": device.raw,
+        }
+        for device in devices
+    ]
+    with db.session() as session:
+        session.execute(insert(DeviceRow), rows)
+        bump_generation(session)
 
 
 class ListOnly:
@@ -274,15 +296,24 @@ def timed_refresh(index: DeviceIndex) -> float:
 
 
 def refresh_costs(builtin: BuiltinTailnet, index: DeviceIndex) -> None:
-    before = [timed_refresh(DeviceIndex(ListOnly(builtin))) for _ in range(3)]
-    after = [timed_refresh(DeviceIndex(builtin)) for _ in range(3)]
+    def fetch(listing: Callable[[], Any]) -> float:
+        start = time.perf_counter()
+        list(listing())
+        return time.perf_counter() - start
+
+    before = [fetch(builtin.list_devices) for _ in range(3)]
+    after = [fetch(builtin.index_devices) for _ in range(3)]
+    old = [timed_refresh(DeviceIndex(ListOnly(builtin))) for _ in range(3)]
+    new = [timed_refresh(DeviceIndex(builtin)) for _ in range(3)]
     start = time.perf_counter()
     for _ in range(20):
         index.refresh_if_stale()
     unchanged = (time.perf_counter() - start) / 20
-    print("\nrefresh of the index (fetch + build), medians of 3:")
-    print(f"  list_devices + build (before)           {statistics.median(before):7.2f} s")
-    print(f"  index_devices + build (now)             {statistics.median(after):7.2f} s")
+    print("\nrefresh of the index, medians of 3:")
+    print(f"  fetch: list_devices (before)            {statistics.median(before):7.2f} s")
+    print(f"  fetch: index_devices (now)              {statistics.median(after):7.2f} s")
+    print(f"  refresh: list_devices + build (before)  {statistics.median(old):7.2f} s")
+    print(f"  refresh: paced index_devices + build    {statistics.median(new):7.2f} s (rests every 2 ms, no GC)")
     print(f"  scheduler job, nothing changed          {unchanged * 1000:7.2f} ms (reads the change counter only)")
 
 
@@ -368,8 +399,8 @@ def main() -> None:
         upgrade(db.engine)
         builtin = BuiltinTailnet(db)
         t0 = time.perf_counter()
-        seed(builtin, devices)
-        print(f"built-in tailnet: {len(devices):,} devices imported in {time.perf_counter() - t0:.1f} s (SQLite)")
+        seed(db, devices)
+        print(f"built-in tailnet: {len(devices):,} devices stored in {time.perf_counter() - t0:.1f} s (SQLite)")
         print(f"keystrokes: e.g. {', '.join(repr(q) for q, _ in queries[:10])}, ...")
         for email, user_id in users.items():
             fake.add_user(user_id, email, email.split("@", 1)[0])

@@ -13,10 +13,9 @@ up to ``max_age`` (plus one job interval) old. A tailnet that offers ``index_dev
 the vendor JSON) is listed with it. A request that finds the index never loaded loads it synchronously
 (``ensure_loaded``); nothing here starts a thread.
 
-Search is a case-insensitive *prefix* search: every device contributes tokens (full MagicDNS name, its
-first label, hostname, nodeId, id, each address, each tag with and without ``tag:``) to one sorted array,
-so a prefix is a contiguous range found with two ``bisect`` calls — O(log n + k), never a scan of all
-devices. Results come in name order; the requester's own devices first.
+Search is a case-insensitive *prefix* search over the tokens of ``app.slack.device_snapshot`` — O(log n + k),
+never a scan of all devices. Results come in name order; the requester's own devices first. A rebuild rests
+every couple of milliseconds and keeps the garbage collector out (``app.slack.pacing``).
 """
 
 from __future__ import annotations
@@ -24,14 +23,25 @@ from __future__ import annotations
 import logging
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 from app.core.clock import Clock, utcnow
+from app.slack.device_snapshot import Snapshot, device_tokens, fold_email
+from app.slack.pacing import Pacer, collector_paused
 from app.tailnet.models import Device
+
+__all__ = [
+    "DeviceGeneration",
+    "DeviceIndex",
+    "DeviceMatches",
+    "DeviceSource",
+    "IndexListing",
+    "device_tokens",
+    "fold_email",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +49,6 @@ DEFAULT_MAX_AGE = timedelta(seconds=60)
 DEFAULT_COUNTED_MAX_AGE = timedelta(minutes=15)
 """How old a snapshot of a tailnet with a change counter may get before it is refetched anyway."""
 DEFAULT_RETRY_AFTER = timedelta(seconds=10)
-
-_DIRECT_RANGE = 2048
-"""Prefix ranges up to this many tokens are answered directly; larger ones go through the memo."""
-_MEMO_RANKS = 256
-"""How many of the smallest ranks a memo entry keeps (covers any ``limit`` up to this)."""
-_MEMO_ENTRIES = 2048
-"""Memo entries per snapshot at most (a few MB in the worst case)."""
-_MAX_CHAR = 0x10FFFF
-
-RangeHead = Callable[[int, int], tuple[tuple[int, ...], bool]]
-"""``(lo, hi)`` -> the ``_MEMO_RANKS`` smallest distinct ranks of ``ranks[lo:hi]``, and whether that is all."""
 
 
 class DeviceSource(Protocol):
@@ -73,8 +72,8 @@ class DeviceGeneration(Protocol):
 class IndexListing(Protocol):
     """An optional capability of a ``Tailnet``: every device without ``raw``, cheaper than ``list_devices``."""
 
-    def index_devices(self) -> list[Device]:
-        """Every device (``raw`` may be empty: the index never reads it)."""
+    def index_devices(self) -> Iterable[Device]:
+        """Every device (``raw`` may be empty: the index never reads it), possibly as they are read."""
         ...
 
 
@@ -92,117 +91,6 @@ class DeviceMatches:
     def devices(self) -> list[Device]:
         """Own devices followed by the others."""
         return [*self.mine, *self.others]
-
-
-def fold_email(email: str) -> str:
-    """The comparison form of an owner's login email."""
-    return email.strip().casefold()
-
-
-def device_tokens(device: Device) -> tuple[str, ...]:
-    """The case-folded search tokens of one device, unique and sorted."""
-    tokens = {
-        device.name.casefold(),
-        device.short_name.casefold(),
-        device.hostname.casefold(),
-        device.node_id.casefold(),
-        device.id.casefold(),
-    }
-    tokens.update(address.casefold() for address in device.addresses)
-    for tag in device.tags:
-        folded = tag.casefold()
-        tokens.add(folded)
-        tokens.add(folded.removeprefix("tag:"))
-    tokens.discard("")
-    return tuple(sorted(tokens))
-
-
-def _range_head(ranks: list[int]) -> RangeHead:
-    """A bounded memo of the smallest ranks of big prefix ranges, for one snapshot's ``ranks``.
-
-    ``lru_cache`` is documented as thread-safe (its structure stays coherent under concurrent calls), so
-    readers on many threads share it without a lock of ours; it closes over ``ranks`` only, not the snapshot.
-    """
-
-    @lru_cache(maxsize=_MEMO_ENTRIES)
-    def head(lo: int, hi: int) -> tuple[tuple[int, ...], bool]:
-        unique = sorted(set(ranks[lo:hi]))
-        return tuple(unique[:_MEMO_RANKS]), len(unique) <= _MEMO_RANKS
-
-    return head
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _Snapshot:
-    """Immutable search structures over one device list; ``head`` is a thread-safe memo of derived answers."""
-
-    source: tuple[Device, ...]
-    devices: tuple[Device, ...]
-    tokens: tuple[tuple[str, ...], ...]
-    keys: list[str]
-    ranks: list[int]
-    by_id: dict[str, int]
-    by_owner: dict[str, tuple[int, ...]]
-    head: RangeHead = field(repr=False)
-
-    @classmethod
-    def build(cls, devices: Iterable[Device]) -> _Snapshot:
-        """Sort devices by name and index their tokens; a device id seen twice keeps its last entry."""
-        source = tuple(devices)
-        unique = {device.id: device for device in source}
-        ordered = tuple(sorted(unique.values(), key=lambda d: (d.name.casefold(), d.name, d.id)))
-        tokens = tuple(device_tokens(device) for device in ordered)
-        by_id: dict[str, int] = {}
-        owners: dict[str, list[int]] = {}
-        flat_keys: list[str] = []
-        flat_ranks: list[int] = []
-        for rank, device in enumerate(ordered):
-            by_id.setdefault(device.id, rank)
-            owner = fold_email(device.user)
-            if owner:
-                owners.setdefault(owner, []).append(rank)
-            flat_keys.extend(tokens[rank])
-            flat_ranks.extend([rank] * len(tokens[rank]))
-        for rank, device in enumerate(ordered):
-            by_id.setdefault(device.node_id, rank)
-        # A stable sort by token keeps each token's ranks ascending, i.e. in name order.
-        order = sorted(range(len(flat_keys)), key=flat_keys.__getitem__)
-        ranks = [flat_ranks[i] for i in order]
-        return cls(
-            source=source,
-            devices=ordered,
-            tokens=tokens,
-            keys=[flat_keys[i] for i in order],
-            ranks=ranks,
-            by_id=by_id,
-            by_owner={owner: tuple(owned) for owner, owned in owners.items()},
-            head=_range_head(ranks),
-        )
-
-    def prefix_range(self, prefix: str) -> tuple[int, int]:
-        """The slice of ``keys`` whose tokens start with ``prefix`` (non-empty, case-folded)."""
-        lo = bisect_left(self.keys, prefix)
-        last = ord(prefix[-1])
-        if last == _MAX_CHAR:
-            hi = lo
-            while hi < len(self.keys) and self.keys[hi].startswith(prefix):
-                hi += 1
-            return lo, hi
-        return lo, bisect_left(self.keys, prefix[:-1] + chr(last + 1), lo)
-
-    def smallest_ranks(self, lo: int, hi: int, count: int) -> list[int]:
-        """The ``count`` smallest distinct device ranks among ``ranks[lo:hi]``, ascending."""
-        if count <= 0 or lo >= hi:
-            return []
-        if hi - lo <= _DIRECT_RANGE:
-            return sorted(set(self.ranks[lo:hi]))[:count]
-        head, complete = self.head(lo, hi)
-        if complete or count <= len(head):
-            return list(head[:count])
-        return sorted(set(self.ranks[lo:hi]))[:count]
-
-    def matches(self, rank: int, prefix: str) -> bool:
-        return any(token.startswith(prefix) for token in self.tokens[rank])
 
 
 def _contains(sorted_ranks: Sequence[int], rank: int) -> bool:
@@ -233,7 +121,7 @@ class DeviceIndex:
         self._loaded_generation: int | None = None
         self._retry_after = retry_after
         self._clock = clock
-        self._snapshot = _Snapshot.build(())
+        self._snapshot = Snapshot.build(())
         self._loaded_at: datetime | None = None
         self._failed_at: datetime | None = None
         self._last_error: Exception | None = None
@@ -341,9 +229,14 @@ class DeviceIndex:
         try:
             # the counter first: a change after this read moves it again, and the next job refetches
             generation = self._generation() if self._generation is not None else None
-            devices = self._list()
-            current = self._snapshot
-            snapshot = current if tuple(devices) == current.source else _Snapshot.build(devices)
+            with collector_paused():
+                pace = Pacer()
+                devices = []
+                for device in self._list():
+                    devices.append(device)
+                    pace()
+                current = self._snapshot
+                snapshot = current if tuple(devices) == current.source else Snapshot.build(devices, pace)
         except Exception as exc:
             self._last_error = exc
             self._failed_at = self._clock()
@@ -415,7 +308,7 @@ class DeviceIndex:
 
     @staticmethod
     def _own_matches(
-        snapshot: _Snapshot, owned: tuple[int, ...], prefix: str, lo: int, hi: int, limit: int
+        snapshot: Snapshot, owned: tuple[int, ...], prefix: str, lo: int, hi: int, limit: int
     ) -> list[int]:
         """The requester's matching devices: check their own tokens, or the match range if smaller."""
         if not owned or lo >= hi:

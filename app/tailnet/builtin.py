@@ -8,7 +8,7 @@ the work lives beside it: ``builtin_devices`` (device rows), ``builtin_writes`` 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -75,10 +75,11 @@ class BuiltinTailnet:
         with self.db.session() as session:
             return device_generation(session)
 
-    def index_devices(self) -> list[Device]:
-        """Every device, ordered by name, without ``raw``: what the Slack device index searches, read cheaply."""
+    def index_devices(self) -> Iterator[Device]:
+        """Every device, ordered by name, without ``raw``: what the Slack device index searches, read cheaply and
+        yielded as read (the session stays open until the last one)."""
         with self.db.session() as session:
-            return index_devices(session)
+            yield from index_devices(session)
 
     def sync_devices(self) -> list[SyncDevice]:
         """Every device as the EDR sync matches it (id, serial numbers, identity flag): a narrow listing."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -40,14 +40,20 @@ _API_FIELDS = (
 )
 """Device JSON fields stored in their own columns; any other field of an imported device is kept in ``extra``."""
 
-_LISTS = ("tags", "addresses", "serial_numbers")
 INDEX_COLUMNS = [
-    cast(column, String).label(column.key) if column.key in _LISTS else column
-    for column in DEVICE_COLUMNS
-    if column.key != "extra"
+    DeviceRow.id,
+    DeviceRow.node_id,
+    DeviceRow.name,
+    DeviceRow.hostname,
+    DeviceRow.user,
+    DeviceRow.os,
+    DeviceRow.client_version,
+    *(cast(column, String) for column in (DeviceRow.tags, DeviceRow.addresses, DeviceRow.serial_numbers)),
+    DeviceRow.posture_identity_disabled,
+    DeviceRow.last_seen,
 ]
-"""What the Slack device index needs: every device column but ``extra``, the JSON lists as text (decoded here,
-not by the driver or the ORM type)."""
+"""What the Slack device index needs: every device column but ``extra`` and ``created``, the JSON lists as text
+(decoded here, not by the driver or the ORM type)."""
 _GENERATION_ID = 1
 
 _NODE_ID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
@@ -72,11 +78,12 @@ def to_device(row: Any) -> Device:
     )
 
 
-def index_devices(session: Session) -> list[Device]:
+def index_devices(session: Session, batch: int = 1000) -> Iterator[Device]:
     """Every device, ordered by name, without ``raw`` (the vendor JSON nothing searching devices reads).
 
-    Plain rows of the needed columns, the JSON lists decoded here with a memo (tags and empty lists repeat):
-    at 50k devices this is several times faster than decoding every JSON column through the ORM's type.
+    Plain tuples of the needed columns on the session's connection (no ORM loading), fetched ``batch`` rows at a
+    time, the JSON lists decoded here with a memo (tags and empty lists repeat): at 50k devices 2-3x faster than
+    ``list_devices``, and yielded as read so that the consumer can pace itself.
     """
     memo: dict[str | None, tuple[str, ...]] = {None: ()}
 
@@ -89,24 +96,23 @@ def index_devices(session: Session) -> list[Device]:
                 memo[None] = ()
         return found
 
-    rows = session.execute(select(*INDEX_COLUMNS).order_by(DeviceRow.name, DeviceRow.id))
-    return [
-        Device(
-            id=row.id,
-            node_id=row.node_id,
-            name=row.name,
-            hostname=row.hostname,
-            user=row.user,
-            os=row.os,
-            tags=strings(row.tags),
-            addresses=strings(row.addresses),
-            last_seen=row.last_seen,
-            serial_numbers=strings(row.serial_numbers),
-            posture_identity_disabled=row.posture_identity_disabled,
-            client_version=row.client_version,
-        )
-        for row in rows
-    ]
+    result = session.connection().execute(select(*INDEX_COLUMNS).order_by(DeviceRow.name, DeviceRow.id))
+    for rows in result.partitions(batch):
+        for row in rows:
+            yield Device(
+                id=row[0],
+                node_id=row[1],
+                name=row[2],
+                hostname=row[3],
+                user=row[4],
+                os=row[5],
+                client_version=row[6],
+                tags=strings(row[7]),
+                addresses=strings(row[8]),
+                serial_numbers=strings(row[9]),
+                posture_identity_disabled=row[10],
+                last_seen=row[11],
+            )
 
 
 def device_generation(session: Session) -> int:

@@ -1,0 +1,53 @@
+"""``app.slack.pacing``: a paced sort gives exactly ``sorted``'s (stable) order; the collector is paused inside and
+restored after; the pacer rests only once its slice of work is used up (a fake clock, no sleeping on timing)."""
+
+from __future__ import annotations
+
+import gc
+import random
+
+import pytest
+
+from app.slack import pacing
+from app.slack.pacing import Pacer, collector_paused, no_pace, paced_sorted
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 4096, 4097, 20_000])
+def test_a_paced_sort_is_sorted_and_stable(size: int) -> None:
+    rng = random.Random(size)
+    items = [(rng.choice("abcde"), i) for i in range(size)]  # many equal keys: stability shows
+    calls: list[None] = []
+    result = paced_sorted(items, lambda item: item[0], lambda: calls.append(None), run=1000)
+    assert result == sorted(items, key=lambda item: item[0])
+    assert (len(calls) > 0) == (size > 1000)
+
+
+def test_the_collector_is_paused_inside_and_restored_after() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.unfreeze()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def test_the_pacer_rests_once_per_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    slept: list[float] = []
+    monkeypatch.setattr(pacing.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(pacing.time, "sleep", slept.append)
+    pace = Pacer(work=0.002, rest=0.0005, check_every=1)
+    pace()
+    assert slept == []
+    now[0] = 0.0025
+    pace()
+    pace()
+    assert slept == [0.0005] and pace.rests == 1
+    no_pace()
