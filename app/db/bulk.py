@@ -1,9 +1,11 @@
-"""Bulk INSERT of many rows in the caller's transaction: executemany, or COPY on PostgreSQL.
+"""Bulk INSERT of many rows in the caller's transaction: a prepared executemany, or COPY on PostgreSQL.
 
 A first EDR sync inserts hundreds of thousands of attribute values and as many audit rows. psycopg's executemany
 still sends one statement per row; ``COPY ... FROM STDIN`` streams them (several times faster), with the same
 values as the executemany would store: JSON columns get the JSON text SQLAlchemy would write (``None`` is JSON
-``null``), times go in as aware UTC datetimes.
+``null``), times go in as aware UTC datetimes. On SQLite the statement is compiled once and each column's
+SQLAlchemy bind conversion is applied once per distinct scalar value (a batch shares its time, actor, comment
+and a handful of values), then handed to the driver's executemany.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Table, insert
+from sqlalchemy import JSON, Connection, Table, insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeDecorator
 
 from app.db.types import UTCDateTime
 
 COPY_MIN_ROWS = 500
-"""Below this many rows an executemany is as quick as a COPY."""
+"""Below this many rows the plain executemany is as quick as a COPY or the prepared one."""
 
 
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -27,8 +31,11 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     if not rows:
         return
     connection = session.connection()
-    if connection.dialect.name != "postgresql" or len(rows) < COPY_MIN_ROWS:
+    if len(rows) < COPY_MIN_ROWS:
         session.execute(insert(table), rows)
+        return
+    if connection.dialect.name != "postgresql":
+        _executemany(connection, table, rows)
         return
     names = list(rows[0])
     convert = [_copy_value(table.c[name].type) for name in names]
@@ -39,6 +46,44 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
         for row in rows:
             copy.write_row([conv(row[name]) for name, conv in zip(names, convert, strict=True)])
+
+
+def _executemany(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """The INSERT compiled once, each column's bind conversion done once per distinct scalar value."""
+    dialect = connection.dialect
+    names = list(rows[0])
+    compiled = insert(table).compile(dialect=dialect, column_keys=names)
+    convert = {name: _cached(_bind_processor(table.c[name].type, dialect)) for name in names}
+    order = compiled.positiontup
+    if order is not None:
+        params: list[Any] = [tuple(convert[name](row[name]) for name in order) for row in rows]
+    else:
+        params = [{name: convert[name](row[name]) for name in names} for row in rows]
+    connection.exec_driver_sql(compiled.string, params)
+
+
+def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """SQLAlchemy's own conversion of a bound value of this type (a TypeDecorator's includes its impl's)."""
+    if isinstance(column_type, TypeDecorator):
+        return column_type.bind_processor(dialect)
+    return column_type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _cached(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """``process``, remembered per (type, value) for scalars; other values (dicts, lists) converted each time."""
+    if process is None:
+        return _same
+    seen: dict[tuple[type, Any], Any] = {}
+
+    def convert(value: Any) -> Any:
+        if not isinstance(value, (str, int, float, datetime)) and value is not None:
+            return process(value)
+        key = (type(value), value)
+        if key not in seen:
+            seen[key] = process(value)
+        return seen[key]
+
+    return convert
 
 
 def _copy_value(column_type: Any) -> Callable[[Any], Any]:
