@@ -89,7 +89,7 @@ def plan_sync(
         by_serial.setdefault(serial, []).append(agent)
     chosen: dict[str, Agent] = {}
     for serial, group in by_serial.items():
-        chosen[serial] = best_agent(group)
+        chosen[serial] = group[0] if len(group) == 1 else best_agent(group)
         plan.duplicate_serials_resolved += len(group) - 1
     existing_ids = set()
     for device in devices:
@@ -102,11 +102,13 @@ def plan_sync(
             candidates = [chosen[s] for s in serials if s in chosen]
             if candidates:
                 plan.matches += 1
-                agent = best_agent(candidates)
+                agent = candidates[0] if len(candidates) == 1 else best_agent(candidates)
                 wanted = {k: v for k, v in map_attributes(agent.attributes, mode).items() if k in owned}
         else:
             plan.devices_without_identity += 1
         have = {k: v for k, v in current.get(device.id, {}).items() if k in owned}
+        if len(have) == len(wanted) and all(k in have and _same(have[k], v) for k, v in wanted.items()):
+            continue  # unchanged: the common case of a re-sync
         diff: dict[str, AttributeWrite | None] = {}
         for key, value in sorted(wanted.items()):
             if key not in have or not _same(have[key], value):
