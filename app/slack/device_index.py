@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from app.core.clock import Clock, utcnow
 from app.slack.device_snapshot import Snapshot, device_tokens, fold_email
-from app.slack.pacing import Pacer, collector_paused
+from app.slack.pacing import Pacer, collector_paused, release
 from app.tailnet.models import Device
 
 __all__ = [
@@ -235,8 +235,8 @@ class DeviceIndex:
                 for device in self._list():
                     devices.append(device)
                     pace()
-                current = self._snapshot
-                snapshot = current if tuple(devices) == current.source else Snapshot.build(devices, pace)
+                unchanged = tuple(devices) == self._snapshot.source
+                snapshot = self._snapshot if unchanged else Snapshot.build(devices, pace)
         except Exception as exc:
             self._last_error = exc
             self._failed_at = self._clock()
@@ -248,12 +248,14 @@ class DeviceIndex:
                 exc_info=exc,
             )
             return False
+        parts = self._snapshot.parts() if snapshot is not self._snapshot else []
         self._snapshot = snapshot
         self._loaded_at = started
         self._loaded_generation = generation
         self._last_error = None
         self._failed_at = None
         log.debug("device index refreshed: %d devices", len(snapshot.devices))
+        release(parts, Pacer(check_every=1))  # the old snapshot, freed a slice at a time (not in one 50-90 ms go)
         return True
 
     # -- reading -----------------------------------------------------------------------------------------

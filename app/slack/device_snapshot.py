@@ -11,6 +11,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from app.slack.pacing import no_pace, paced_sorted
 from app.tailnet.models import Device
@@ -118,6 +119,11 @@ class Snapshot:
             by_owner={owner: tuple(owned) for owner, owned in owners.items()},
             head=_range_head(ranks),
         )
+
+    def parts(self) -> list[list[Any]]:
+        """Mutable copies of the big containers, for ``pacing.release`` once this snapshot is dropped (the
+        snapshot itself stays intact: a reader may still hold it)."""
+        return [list(self.source), list(self.devices), list(self.tokens), list(self.keys), list(self.ranks)]
 
     def prefix_range(self, prefix: str) -> tuple[int, int]:
         """The slice of ``keys`` whose tokens start with ``prefix`` (non-empty, case-folded)."""

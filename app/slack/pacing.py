@@ -4,10 +4,11 @@ A device index rebuild at 50k devices is a second or two of pure Python on one t
 to a waiting thread only every 5 ms (``sys.getswitchinterval``), and not at all inside one long C call (a
 ``sorted`` of 400k strings) or a full garbage collection of a million new objects (100-300 ms measured): every
 options answer of the process would wait behind it. ``Pacer`` makes the builder rest briefly every couple of
-milliseconds (a sleep releases the GIL), ``paced_sorted`` cuts a big sort into short C calls and a merge, and
-``collector_paused`` keeps the cyclic garbage collector out of the rebuild and the new snapshot out of later
-full collections (``gc.freeze``: frozen objects are still freed by reference counting; only a reference cycle
-among objects alive at that moment would outlive its use, and nothing of the index holds one).
+milliseconds (a sleep releases the GIL), ``paced_sorted`` cuts a big sort into short C calls and a merge,
+``release`` frees a replaced snapshot in slices (dropping it at once took 50-90 ms), and ``collector_paused``
+keeps the cyclic garbage collector out of the rebuild and the new snapshot out of later full collections
+(``gc.freeze``: frozen objects are still freed by reference counting; only a reference cycle among objects
+alive at that moment would outlive its use, and nothing of the index holds one).
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ def paced_sorted(items: list[T], key: Callable[[T], Any], pace: Callable[[], Non
         out.append(item)
         pace()
     return out
+
+
+def release(parts: list[list[Any]], pace: Callable[[], None], run: int = RUN) -> None:
+    """Empty ``parts`` ``run`` items at a time, pacing between: whatever only they hold is freed in slices, where
+    dropping the last reference to a million objects at once frees them in one long C call."""
+    for part in parts:
+        while part:
+            del part[-run:]
+            pace()
 
 
 @contextmanager

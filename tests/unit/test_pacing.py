@@ -9,7 +9,7 @@ import random
 import pytest
 
 from app.slack import pacing
-from app.slack.pacing import Pacer, collector_paused, no_pace, paced_sorted
+from app.slack.pacing import Pacer, collector_paused, no_pace, paced_sorted, release
 
 
 @pytest.mark.parametrize("size", [0, 1, 5, 4096, 4097, 20_000])
@@ -51,3 +51,16 @@ def test_the_pacer_rests_once_per_slice(monkeypatch: pytest.MonkeyPatch) -> None
     pace()
     assert slept == [0.0005] and pace.rests == 1
     no_pace()
+
+
+def test_release_empties_the_copies_and_leaves_a_held_snapshot_intact() -> None:
+    from app.slack.device_snapshot import Snapshot
+    from app.tailnet.models import Device
+
+    devices = [Device(id=str(i), node_id=f"n{i}", name=f"d{i}.ts.net", hostname=f"d{i}") for i in range(50)]
+    snapshot = Snapshot.build(devices)
+    parts = snapshot.parts()
+    paces: list[None] = []
+    release(parts, lambda: paces.append(None), run=7)
+    assert all(part == [] for part in parts) and len(paces) > 5
+    assert len(snapshot.devices) == 50 and snapshot.prefix_range("d4") != (0, 0)  # a reader's snapshot still works
