@@ -40,7 +40,6 @@ import argparse
 import os
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,8 @@ import httpx
 from sqlalchemy import func, inspect, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from load_report import STEPS, Flow, Run, report, summary
 
 from app.access.outbox import MAX_ATTEMPTS
 from app.db import Database, normalize_url
@@ -85,11 +86,8 @@ SHIM = ROOT / "bench" / "load_shim"
 SIGNING_SECRET = "load-bench-signing-secret-0123456789"
 ATTRIBUTE = "custom:prodAccess"
 GROUP_HANDLE = "approvers"
-STEPS = ("shortcut", "options", "submit", "approve")
 STEP_HEADER = "X-Bench-Step"
 ACCESS_MARK = "BENCH-ACCESS"
-SLACK_ACK_LIMIT = 3.0
-"""Slack shows the user an error when the app answers later than this (Slack's 3-second acknowledgement deadline)."""
 CONFIG_YAML = f"""
 request_timeout: 1h
 reminder_before: 10m
@@ -283,21 +281,7 @@ def server_times(server: Process) -> dict[str, list[float]]:
     return out
 
 
-# -- one flow ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Flow:
-    index: int
-    requester: str
-    approver: str
-    device_id: str
-    device_name: str
-    latencies: dict[str, float] = field(default_factory=dict)
-    total: float | None = None
-    request_id: int | None = None
-    error: str | None = None
-    stage: str = "not started"
+# -- one flow (its record: load_report.Flow) ------------------------------------------------------------------
 
 
 class Load:
@@ -424,21 +408,6 @@ class Load:
 # -- reporting --------------------------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def latency_line(label: str, values: list[float], *, ack: bool = True) -> str:
-    if not values:
-        return f"  {label:<12}     0"
-    line = (
-        f"  {label:<12}{len(values):>5}   p50 {percentile(values, 50) * 1000:8.1f} ms   "
-        f"p99 {percentile(values, 99) * 1000:8.1f} ms   max {max(values) * 1000:8.1f} ms"
-    )
-    return line + (f"   over 3 s: {sum(v > SLACK_ACK_LIMIT for v in values)}" if ack else "")
-
-
 def check_exactly_once(db: Database, fake: IndexedSlack, flows: list[Flow]) -> list[str]:
     """Every flow's request granted exactly once; returns the violations."""
     problems: list[str] = []
@@ -536,213 +505,124 @@ def deferred_notices(db: Database) -> int:
         )
 
 
-@dataclass
-class Run:
-    """What one run of the flows measured."""
+def seed(db: Database, fake: IndexedSlack, flows: int, approver_count: int) -> list[Flow]:
+    """One requester with a device of their own per flow, the approver group, all known to the fake Slack."""
+    builtin, setup = BuiltinTailnet(db), Actor("cli:bench")
+    approvers = [f"UAPPR{a:03d}" for a in range(approver_count)]
+    seeded = []
+    for i in range(flows):
+        name = f"load{i:04d}-laptop.tail1.ts.net"
+        device = builtin.add_device(name=name, user=f"user{i}@load.example.com", os="linux", actor=setup)
+        seeded.append(Flow(i, f"UREQ{i:04d}", approvers[i % len(approvers)], device.id, name))
+        fake.add_user(f"UREQ{i:04d}", f"user{i}@load.example.com", f"user{i}")
+    for a, approver in enumerate(approvers):
+        fake.add_user(approver, f"approver{a}@load.example.com", f"approver{a}")
+    fake.add_group("S0APPROVERS", GROUP_HANDLE, approvers)
+    return seeded
 
-    variant: str
-    flows: list[Flow]
-    served: dict[str, list[float]]
-    took: float
-    problems: list[str]
-    locked: int
-    tracebacks: int
-    log_errors: int
-    deferred: int
-    slack_calls: int
-    users_info: int
-    cpu_app: float
-    cpu_bench: float
-    checking: int
 
-    @property
-    def failed(self) -> list[Flow]:
-        return [f for f in self.flows if f.error is not None or f.total is None]
+def app_env(url: str, tmp: Path, fake: IndexedSlack, naive: bool) -> dict[str, str]:
+    """The environment of the processes under load (the shim on ``PYTHONPATH``; see ``load_shim``)."""
+    config = tmp / "accessbot.yml"
+    config.write_text(CONFIG_YAML)
+    (tmp / "metrics").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TAILSCALE_"))}
+    env.update(
+        DATABASE_URL=url,
+        ACCESSBOT_CONFIG=str(config),
+        ACCESSBOT_SECRET_KEY="load bench credentials passphrase",
+        SLACK_BOT_TOKEN=DEFAULT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=fake.base_url,
+        NO_PROXY="127.0.0.1",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),  # several workers share their metrics
+        PYTHONPATH=os.pathsep.join(filter(None, [str(SHIM), env.get("PYTHONPATH")])),
+        ACCESSBOT_LOAD_BENCH="1",
+        ACCESSBOT_LOAD_NAIVE="1" if naive else "0",
+    )
+    return env
 
-    def client(self, step: str) -> list[float]:
-        return [f.latencies[step] for f in self.flows if step in f.latencies]
 
-    def late(self, step: str) -> int:
-        return sum(v > SLACK_ACK_LIMIT for v in self.client(step))
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.problems and not self.locked
+def drive(load: Load, flows: list[Flow], app_pids: list[int], args: argparse.Namespace) -> tuple[float, float, float]:
+    """Start every flow at the same moment and wait for them: (seconds, app CPU seconds, bench CPU seconds)."""
+    barrier = threading.Barrier(len(flows) + 1)
+    threads = [
+        threading.Thread(target=load.run, args=(flow, barrier), name=f"flow-{flow.index}", daemon=True)
+        for flow in flows
+    ]
+    for thread in threads:
+        thread.start()
+    cpu_app, cpu_bench = cpu_seconds(app_pids), time.process_time()
+    barrier.wait()
+    began = time.monotonic()
+    for thread in threads:
+        thread.join(max(0.0, load.deadline + args.http_timeout + 1 - time.monotonic()))
+    return time.monotonic() - began, cpu_seconds(app_pids) - cpu_app, time.process_time() - cpu_bench
 
 
 def one_run(args: argparse.Namespace, naive: bool) -> Run:
     """Start the app (fresh database) and drive every flow once; ``naive`` runs the baseline (see ``load_shim``)."""
     started = time.monotonic()
     variant = "naive" if naive else "accessbot"
-    with fresh_database(args.database_url) as (url, label), tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "accessbot.yml"
-        config.write_text(CONFIG_YAML)
-        (Path(tmp) / "metrics").mkdir()
+    web = (
+        f"gunicorn {args.workers} workers x {args.threads} threads"
+        if args.server == "gunicorn"
+        else f"accessbot serve (waitress, {args.threads} threads; the Procfile's web)"
+    )
+    with (
+        fresh_database(args.database_url) as (url, label),
+        tempfile.TemporaryDirectory() as tmp,
+        IndexedSlack() as fake,
+    ):
         db = Database(url)
-        builtin = BuiltinTailnet(db)
-        setup = Actor("cli:bench")
-        flows = []
-        approvers = [f"UAPPR{a:03d}" for a in range(args.approvers)]
-        for i in range(args.flows):
-            name = f"load{i:04d}-laptop.tail1.ts.net"
-            device = builtin.add_device(name=name, user=f"user{i}@load.example.com", os="linux", actor=setup)
-            flows.append(Flow(i, f"UREQ{i:04d}", approvers[i % len(approvers)], device.id, name))
-        web = (
-            f"gunicorn {args.workers} workers x {args.threads} threads"
-            if args.server == "gunicorn"
-            else f"accessbot serve (waitress, {args.threads} threads; the Procfile's web)"
-        )
+        flows = seed(db, fake, args.flows, args.approvers)
         print(
             f"[{variant}] {label}: {args.flows} concurrent flows; {web} + accessbot worker; fake Slack and clients "
             f"in this process; {os.cpu_count()} CPUs"
         )
-
-        with IndexedSlack() as fake:
-            for flow in flows:
-                fake.add_user(flow.requester, f"user{flow.index}@load.example.com", f"user{flow.index}")
-            for a, approver in enumerate(approvers):
-                fake.add_user(approver, f"approver{a}@load.example.com", f"approver{a}")
-            fake.add_group("S0APPROVERS", GROUP_HANDLE, approvers)
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TAILSCALE_"))}
-            env.update(
-                DATABASE_URL=url,
-                ACCESSBOT_CONFIG=str(config),
-                ACCESSBOT_SECRET_KEY="load bench credentials passphrase",
-                SLACK_BOT_TOKEN=DEFAULT_TOKEN,
-                SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                SLACK_API_URL=fake.base_url,
-                NO_PROXY="127.0.0.1",
-                PROMETHEUS_MULTIPROC_DIR=str(Path(tmp) / "metrics"),  # several workers share their metrics
-                PYTHONPATH=os.pathsep.join(filter(None, [str(SHIM), env.get("PYTHONPATH")])),
-                ACCESSBOT_LOAD_BENCH="1",
-                ACCESSBOT_LOAD_NAIVE="1" if naive else "0",
-            )
-            web_server = (
-                gunicorn(env, args.workers, args.threads)
-                if args.server == "gunicorn"
-                else procfile_web(env, args.threads)
-            )
-            with (
-                web_server as (server, server_url),
-                process("worker", [sys.executable, "-m", "app", "worker"], env) as worker,
-            ):
-                if worker.wait_for(r"running jobs", 30) is None:
-                    raise SystemExit("accessbot worker did not start:\n" + "".join(worker.lines))
-                if not server.wait_for(r"loaded \d+ workspace members", 30):
-                    print("  note: the web process did not say it loaded the workspace's members")
-                print(f"  app up at {server_url} after {time.monotonic() - started:.1f} s")
-                app_pids = [server.proc.pid, worker.proc.pid]
-                deadline = time.monotonic() + args.time_limit
-                load = Load(fake, server_url, deadline, args.http_timeout)
-                barrier = threading.Barrier(len(flows) + 1)
-                threads = [
-                    threading.Thread(target=load.run, args=(flow, barrier), name=f"flow-{flow.index}", daemon=True)
-                    for flow in flows
-                ]
-                for thread in threads:
-                    thread.start()
-                cpu_app, cpu_bench = cpu_seconds(app_pids), time.process_time()
-                users_info_before = len(fake.calls("users.info"))
-                barrier.wait()
-                began = time.monotonic()
-                for thread in threads:
-                    thread.join(max(0.0, deadline + args.http_timeout + 1 - time.monotonic()))
-                took = time.monotonic() - began
-                cpu_app, cpu_bench = cpu_seconds(app_pids) - cpu_app, time.process_time() - cpu_bench
-                users_info = len(fake.calls("users.info")) - users_info_before
-                settle = time.monotonic() + 10  # a grant acked but still being written finishes (or not) now
-                while granting_count(db) and time.monotonic() < settle:
-                    time.sleep(0.2)
-                logs = [*server.lines, *worker.lines]
-                if args.server_log:
-                    with args.server_log.open("a") as out:
-                        out.write(f"==== {variant}\n" + "".join(logs))
-            run = Run(
-                variant=variant,
-                flows=flows,
-                served=server_times(server),
-                took=took,
-                problems=check_exactly_once(db, fake, flows),
-                locked=sum("database is locked" in line for line in logs),
-                tracebacks=sum("Traceback" in line for line in logs),
-                log_errors=sum(" ERROR " in line or "[ERROR]" in line for line in logs),
-                deferred=deferred_notices(db),
-                slack_calls=len(fake.calls()),
-                users_info=users_info,
-                cpu_app=cpu_app,
-                cpu_bench=cpu_bench,
-                checking=load.checking,
-            )
+        env = app_env(url, Path(tmp), fake, naive)
+        web_server = (
+            gunicorn(env, args.workers, args.threads) if args.server == "gunicorn" else procfile_web(env, args.threads)
+        )
+        with (
+            web_server as (server, server_url),
+            process("worker", [sys.executable, "-m", "app", "worker"], env) as worker,
+        ):
+            if worker.wait_for(r"running jobs", 30) is None:
+                raise SystemExit("accessbot worker did not start:\n" + "".join(worker.lines))
+            if not server.wait_for(r"loaded \d+ workspace members", 30):
+                print("  note: the web process did not say it loaded the workspace's members")
+            print(f"  app up at {server_url} after {time.monotonic() - started:.1f} s")
+            load = Load(fake, server_url, time.monotonic() + args.time_limit, args.http_timeout)
+            users_info_before = len(fake.calls("users.info"))
+            took, cpu_app, cpu_bench = drive(load, flows, [server.proc.pid, worker.proc.pid], args)
+            users_info = len(fake.calls("users.info")) - users_info_before
+            settle = time.monotonic() + 10  # a grant acked but still being written finishes (or not) now
+            while granting_count(db) and time.monotonic() < settle:
+                time.sleep(0.2)
+            logs = [*server.lines, *worker.lines]
+            if args.server_log:
+                with args.server_log.open("a") as out:
+                    out.write(f"==== {variant}\n" + "".join(logs))
+        run = Run(
+            variant=variant,
+            flows=flows,
+            served=server_times(server),
+            took=took,
+            problems=check_exactly_once(db, fake, flows),
+            locked=sum("database is locked" in line for line in logs),
+            tracebacks=sum("Traceback" in line for line in logs),
+            log_errors=sum(" ERROR " in line or "[ERROR]" in line for line in logs),
+            deferred=deferred_notices(db),
+            slack_calls=len(fake.calls()),
+            users_info=users_info,
+            cpu_app=cpu_app,
+            cpu_bench=cpu_bench,
+            checking=load.checking,
+        )
         db.dispose()
     report(run)
     return run
-
-
-def report(run: Run) -> None:
-    """The details of one run."""
-    done = len(run.flows) - len(run.failed)
-    print(
-        f"  {done} of {len(run.flows)} flows completed in {run.took:.1f} s; {run.slack_calls} Slack Web API calls "
-        f"served ({run.users_info} users.info during the flows); CPU: app processes {run.cpu_app:.1f} s, "
-        f"this process {run.cpu_bench:.1f} s"
-    )
-    print("  HTTP answer (the ack) per step, as the client saw it / as the server measured it:")
-    for step in STEPS:
-        print(latency_line(step, run.client(step)))
-        print(latency_line("  server", run.served.get(step, [])))
-    print(f"  submissions acknowledged with the 'checking' view (outcome shown after): {run.checking}")
-    print(latency_line("overall", [f.total for f in run.flows if f.total is not None], ack=False))
-    per_step = Counter(
-        f.error.split(":", 1)[0] for f in run.failed if f.error and ("HTTP" in f.error or "within" in f.error)
-    )
-    print(
-        f"  errors: {sum(per_step.values())} non-2xx or timed-out requests"
-        + (f" {dict(per_step)}" if per_step else "")
-        + f", {len(run.failed)} flows not completed"
-    )
-    for flow in run.failed[:5]:
-        print(f"    flow {flow.index}: {flow.error}")
-    print(f"  app logs: {run.locked} 'database is locked', {run.tracebacks} tracebacks, {run.log_errors} ERROR lines")
-    print(
-        f"  exactly-once: {'ok' if not run.problems else 'VIOLATED'} "
-        "(one attribute set event, one granted notification, one granted notice per request; none in granting)"
-    )
-    for problem in run.problems[:10]:
-        print(f"    {problem}")
-    if run.deferred:
-        print(f"  note: {run.deferred} granted notices were delivered by the worker (a retry or a later round)")
-
-
-def summary(runs: list[Run]) -> None:
-    """Medians over the rounds, accessbot and the naive baseline side by side."""
-
-    def median(values: list[float]) -> float:
-        return statistics.median(values) if values else float("nan")
-
-    variants = list(dict.fromkeys(r.variant for r in runs))
-    print(f"\nmedians of {max(sum(r.variant == v for r in runs) for v in variants)} runs (ms; late = acks after 3 s):")
-    print(f"  {'step':<10}" + "".join(f"{v:>46}" for v in variants))
-    print(f"  {'':<10}" + "".join(f"{'client p50/p99':>24}{'server p50/p99':>16}{'late':>6}" for _ in variants))
-    for step in STEPS:
-        cells = []
-        for v in variants:
-            mine = [r for r in runs if r.variant == v]
-            client = [(percentile(r.client(step), 50), percentile(r.client(step), 99)) for r in mine if r.client(step)]
-            server = [(percentile(s, 50), percentile(s, 99)) for r in mine if (s := r.served.get(step))]
-            cells.append(
-                f"{median([c[0] for c in client]) * 1000:>12.0f}/{median([c[1] for c in client]) * 1000:<7.0f}"
-                f"{median([s[0] for s in server]) * 1000:>12.0f}/{median([s[1] for s in server]) * 1000:<7.0f}"
-                f"{median([r.late(step) for r in mine]):>6.0f}"
-            )
-        print(f"  {step:<10}" + "".join(f"{c:>46}" for c in cells))
-    for v in variants:
-        mine = [r for r in runs if r.variant == v]
-        print(
-            f"  {v}: flow p50 {median([median([f.total for f in r.flows if f.total]) for r in mine]):.1f} s, "
-            f"exactly-once {'ok' if all(not r.problems for r in mine) else 'VIOLATED'} in {len(mine)} runs, "
-            f"{sum(len(r.failed) for r in mine)} flows not completed, "
-            f"{sum(r.users_info for r in mine)} users.info calls during flows"
-        )
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ recorded as a channel problem (one per channel and Slack error), which alerts th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,13 @@ from app.db.tables.access import ChannelProblemRow, NotificationRow, PostedMessa
 LEASE = timedelta(minutes=2)
 """How long a claim lasts by default (config ``notification_lease``)."""
 MAX_ATTEMPTS = 12
+
+_WRITER = threading.Lock()
+"""One outbox write transaction at a time per process (claim, done, failed, defer). Deliveries run on many work
+threads; on SQLite's single writer they all waited in its busy handler (a poll that sleeps up to 100 ms, no
+queue), and a submission or approval waiting among them was acknowledged past Slack's 3 s. Queued here, they wait
+in order and leave the busy handler to the writes someone waits for. Each transaction takes milliseconds, so
+one at a time costs PostgreSQL nothing that matters."""
 
 
 class Delivery(StrEnum):
@@ -114,7 +122,7 @@ class Outbox:
             candidates = list(session.scalars(stmt))
         if not candidates:
             return []
-        with self.db.session() as session:
+        with _WRITER, self.db.session() as session:
             rows = session.execute(
                 update(NotificationRow)
                 .where(NotificationRow.id.in_(candidates), NotificationRow.sent_at.is_(None), due)
@@ -172,7 +180,7 @@ class Outbox:
         """
         now = self.clock()
         queued: list[NotificationRow] = []
-        with self.db.session() as session:
+        with _WRITER, self.db.session() as session:
             _remember(session, notification.request_id, posted)
             result = session.execute(
                 update(NotificationRow)
@@ -210,7 +218,7 @@ class Outbox:
         """Release the claim so the notification is retried after a backoff; remember what it ``posted`` before
         failing (same transaction), so the retry posts only what is missing."""
         delay = retry_in or min(timedelta(seconds=15 * 2 ** (notification.attempts - 1)), timedelta(hours=1))
-        with self.db.session() as session:
+        with _WRITER, self.db.session() as session:
             _remember(session, notification.request_id, posted)
             session.execute(
                 update(NotificationRow)
@@ -220,7 +228,7 @@ class Outbox:
 
     def defer(self, notification: Notification) -> None:
         """Release a claim at once without counting an attempt: the notification waits for an earlier one."""
-        with self.db.session() as session:
+        with _WRITER, self.db.session() as session:
             session.execute(
                 update(NotificationRow)
                 .where(NotificationRow.id == notification.id, NotificationRow.sent_at.is_(None))
