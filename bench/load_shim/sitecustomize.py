@@ -5,13 +5,14 @@ Always: the Slack endpoint's time per request is printed as ``BENCH-ACCESS <step
 
 With ``ACCESSBOT_LOAD_NAIVE=1``, the naive baseline the bench compares against, i.e. delivery as it was before
 issue 12: a submission's notifications delivered on the thread that acknowledged it (Bolt's listener pool),
-one write transaction per claimed notification and per posted message, a write to resolve channel problems
-after every channel post, and a ``conversations.open`` before every DM. Everything else (the flows, the
-checks) is the same code.
+outbox writes from every thread at once, one write transaction per claimed notification and per posted
+message, a write to resolve channel problems after every channel post, and a ``conversations.open`` before
+every DM. Everything else (the flows, the checks) is the same code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -62,6 +63,7 @@ def _time_waitress() -> None:
 def _naive() -> None:
     from sqlalchemy import or_, select, update
 
+    from app.access import outbox
     from app.access.outbox import MAX_ATTEMPTS, Notification, Outbox, PostedMessage
     from app.db.tables.access import NotificationRow
     from app.slack import notify
@@ -143,6 +145,7 @@ def _naive() -> None:
     def open_every_time(self: notify.Notifier, user_id: str) -> str:
         return str(self.client.conversations_open(users=user_id)["channel"]["id"])
 
+    outbox._WRITER = contextlib.nullcontext()  # type: ignore[assignment]  # every write to SQLite's busy handler
     Outbox.claim = claim  # type: ignore[method-assign]
     Outbox.done = done_without_claiming  # type: ignore[method-assign]
     notify.Notifier._dm_channel = open_every_time  # type: ignore[method-assign]
