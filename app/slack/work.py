@@ -13,10 +13,11 @@ for its listener to reach ``ack()`` on ``Pools.ack``, so that pool needs one thr
 listeners that keep theirs a moment after the ack (``views.open`` with the click's trigger): 16 = 2 x 8. At most
 one budgeted check per request runs on ``Pools.answer``, and a check past its budget keeps its thread: 16 again.
 ``Pools.work`` delivers notifications (one submission to 10 approvers is ~22 Slack calls but only two write
-transactions: the claim, then the delivery's messages and completion together) and writes grants: threads there
-mostly wait for Slack or the tailnet, while the database takes one writer at a time (SQLite) — 16 keeps deliveries
-of 16 requests under way without queueing writers behind each other. More HTTP threads need ``ACK_THREADS`` and
-``ANSWER_THREADS`` raised with them; ``bench/load.py`` measures 200 concurrent flows against this sizing.
+transactions: the claim, then the delivery's messages and completion together, one outbox writer at a time per
+process) and writes grants: threads there mostly wait for Slack or the tailnet, so 16 keeps deliveries of 16
+requests under way, and their writes queue in the outbox rather than in front of the acknowledgements' writes.
+More HTTP threads need ``ACK_THREADS`` and ``ANSWER_THREADS`` raised with them; ``bench/load.py`` measures 200
+concurrent flows against this sizing.
 
 Written here rather than taken from a library because it is three ``ThreadPoolExecutor``\\ s plus a count of
 tasks in flight (what graceful shutdown and the tests wait on); Bolt's lazy listeners would share Bolt's
