@@ -12,10 +12,11 @@ or gunicorn (``--workers 2 --threads 8``, each worker its own pools). Every HTTP
 for its listener to reach ``ack()`` on ``Pools.ack``, so that pool needs one thread per HTTP thread, plus room for
 listeners that keep theirs a moment after the ack (``views.open`` with the click's trigger): 16 = 2 x 8. At most
 one budgeted check per request runs on ``Pools.answer``, and a check past its budget keeps its thread: 16 again.
-``Pools.work`` delivers notifications (one submission to 10 approvers is ~22 Slack calls but only two write
-transactions: the claim, then the delivery's messages and completion together, one outbox writer at a time per
-process) and writes grants: threads there mostly wait for Slack or the tailnet, so 16 keeps deliveries of 16
-requests under way, and their writes queue in the outbox rather than in front of the acknowledgements' writes.
+``Pools.work`` delivers notifications (one submission to 10 approvers is 11 posts, plus a DM opened per person
+new to the process, but only two write transactions: the claim, then the delivery's messages and completion
+together, one outbox writer at a time per process) and writes grants: threads there mostly wait for Slack or the
+tailnet, so 16 keeps deliveries of 16 requests under way, and their writes queue in the outbox rather than in
+front of the acknowledgements' writes.
 More HTTP threads need ``ACK_THREADS`` and ``ANSWER_THREADS`` raised with them; ``bench/load.py`` measures 200
 concurrent flows against this sizing.
 
