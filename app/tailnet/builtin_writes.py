@@ -64,7 +64,8 @@ def check_changes(changes: AttributeChanges, actor: Actor, now: datetime) -> dic
     """
     checked: dict[str, list[Checked]] = {}
     batch_types: dict[str, tuple[str, str]] = {}
-    namespaces: dict[str, str] = {}  # a sync batch repeats a handful of keys on thousands of devices
+    namespaces: dict[str, str] = {}  # a sync batch repeats a handful of keys and values on thousands of devices
+    values: dict[tuple[type, Any, str], AttributeValue] = {}
     for device_id, per_key in changes.items():
         items = checked.setdefault(device_id, [])
         for key, write in per_key.items():
@@ -73,7 +74,7 @@ def check_changes(changes: AttributeChanges, actor: Actor, now: datetime) -> dic
                 namespace = rules.validate_key(key, actor.namespaces)
                 namespaces[key] = namespace
             if write is not None:
-                value = rules.validate_value(write.value, namespace)
+                value = _valid_value(values, write.value, namespace)
                 expiry = rules.validate_expiry(write.expiry, now)
                 folded = rules.fold_key(key)
                 seen = batch_types.get(folded)
@@ -84,6 +85,17 @@ def check_changes(changes: AttributeChanges, actor: Actor, now: datetime) -> dic
                 write = AttributeWrite(value, expiry)
             items.append(Checked(key, write))
     return checked
+
+
+def _valid_value(seen: dict[tuple[type, Any, str], AttributeValue], value: Any, namespace: str) -> AttributeValue:
+    """``rules.validate_value``, remembered per (type, value, namespace) among the valid values of a batch."""
+    try:
+        return seen[(type(value), value, namespace)]
+    except KeyError:
+        seen[(type(value), value, namespace)] = valid = rules.validate_value(value, namespace)
+        return valid
+    except TypeError:  # unhashable: not a valid value, and validate_value says why
+        return rules.validate_value(value, namespace)
 
 
 def apply_batch(
@@ -187,11 +199,15 @@ def _register_new_keys(
 ) -> None:
     """Check each write against the key registry and register the keys it does not hold yet (into ``registry``)."""
     new_keys: list[AttributeKeyRow] = []
+    passed: set[tuple[str, str]] = set()  # (key, type) already checked: a sync batch repeats them thousands of times
     for items in checked.values():
         for item in items:
             if item.write is None:
                 continue
             kind = rules.value_type(item.write.value)
+            if (item.key, kind) in passed:
+                continue
+            passed.add((item.key, kind))
             existing = registry.get(rules.fold_key(item.key))
             if existing is None:
                 existing = AttributeKeyRow(key=item.key, key_folded=rules.fold_key(item.key), value_type=kind)
