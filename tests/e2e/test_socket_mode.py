@@ -116,8 +116,14 @@ def test_serve_in_socket_mode_answers_commands_and_runs_the_access_flow(
             lambda: BuiltinTailnet(db).get_attributes(laptop.id).attributes.get("custom:prodAccess") is True,
         )
         assert written(BuiltinTailnet(db).get_attributes(laptop.id)) == {"custom:prodAccess": True}
-        with db.session() as session:
-            assert session.get(AccessRequestRow, request_id).status == RequestStatus.GRANTED  # type: ignore[union-attr]
+
+        def status(request_id: int = request_id) -> str | None:
+            with db.session() as session:
+                row = session.get(AccessRequestRow, request_id)
+                return row.status if row is not None else None
+
+        # the request is settled as granted in the transaction after the write (the process answers Slack meanwhile)
+        wait_until("the request settled as granted", lambda: status() == RequestStatus.GRANTED)
         fake_slack.wait_for(
             "chat.postMessage",
             lambda c: c.response.get("channel") == f"D{REQUESTER}" and "granted until" in c.params.get("text", ""),
