@@ -4,15 +4,16 @@ writes, and helpers to submit requests and read their notifications (fixtures ar
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from app.access.read_model import AccessRequest
 from app.access.service import AccessService
 from app.config.model import Config
 from app.db import Database
-from app.db.tables.access import NotificationRow
+from app.db.tables.access import NotificationRow, RequestStatus
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Device
 
@@ -93,3 +94,37 @@ def kinds(db: Database, request_id: int) -> list[str]:
                 .order_by(NotificationRow.id)
             )
         )
+
+
+def access_request(created_at: datetime, **fields: Any) -> AccessRequest:
+    """A pending request's read model for view tests: ``fields`` replace the defaults (no decision, no grant yet)."""
+    values: dict[str, Any] = {
+        "id": 7,
+        "status": RequestStatus.PENDING,
+        "requester_id": "UREQ",
+        "requester_email": "req@example.com",
+        "profile_id": "prod",
+        "attribute": "custom:prodAccess",
+        "value": True,
+        "approvals_required": 1,
+        "device_id": "123",
+        "device_name": "laptop.tail.ts.net",
+        "device_owner": "a@x.io",
+        "device_os": "macos",
+        "duration": timedelta(hours=1),
+        "reason": "",
+        "approver_ids": ("UBOB",),
+        "created_at": created_at,
+        "timeout_at": created_at + timedelta(hours=24),
+        "decided_at": None,
+        "decided_by": None,
+        "deny_reason": None,
+        "granted_at": None,
+        "expires_at": None,
+        "ended_at": None,
+        "ended_by": None,
+        "ended_note": None,
+        "last_error": None,
+        "extends_request_id": None,
+    }
+    return AccessRequest(**{**values, **fields})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +23,7 @@ from app.slack.views.request_modal import (
     request_modal,
 )
 from app.tailnet.models import Device
+from tests.unit.access_support import access_request
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 PROFILE = Profile.model_validate(
@@ -50,36 +50,7 @@ DEVICE = Device(id="123", node_id="nABCCNTRL", name="laptop.tail.ts.net", hostna
 
 
 def request(**changes: Any) -> AccessRequest:
-    base = AccessRequest(
-        id=7,
-        status=RequestStatus.PENDING,
-        requester_id="UREQ",
-        requester_email="req@example.com",
-        profile_id="prod",
-        attribute="custom:prodAccess",
-        value=True,
-        approvals_required=1,
-        device_id="123",
-        device_name="laptop.tail.ts.net",
-        device_owner="a@x.io",
-        device_os="macos",
-        duration=timedelta(hours=1),
-        reason="fix <prod> & more",
-        approver_ids=("UBOB",),
-        created_at=NOW,
-        timeout_at=NOW + timedelta(hours=24),
-        decided_at=None,
-        decided_by=None,
-        deny_reason=None,
-        granted_at=None,
-        expires_at=None,
-        ended_at=None,
-        ended_by=None,
-        ended_note=None,
-        last_error=None,
-        extends_request_id=None,
-    )
-    return replace(base, **changes)
+    return access_request(NOW, reason="fix <prod> & more", **changes)
 
 
 def walk(obj: Any) -> list[dict[str, Any]]:

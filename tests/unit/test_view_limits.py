@@ -41,6 +41,7 @@ from app.vendors.base import CredentialField
 from app.vendors.registry import vendors
 from app.vendors.sync import SyncReport
 from tests.fakes.slack_api import blocks_problems, options_response_problems, view_problems
+from tests.unit.access_support import access_request
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 NASTY = "<@U123> <!channel> <!here> <https://evil.example|click> a & b > c &amp; &lt;x&gt; *bold* `code`"
@@ -101,37 +102,19 @@ def device(i: int) -> Device:
 
 
 def request(i: int = 7, **changes: Any) -> AccessRequest:
-    base = AccessRequest(
-        id=i,
-        status=RequestStatus.PENDING,
-        requester_id="UREQ",
-        requester_email="req@example.com",
-        profile_id="p001",
-        attribute="custom:prod<&>Access",
-        value=NASTY,
-        approvals_required=2,
-        device_id="123",
-        device_name=LONG,
-        device_owner=LONG,
-        device_os=LONG,
-        duration=timedelta(hours=1),
-        reason=LONG,
-        approver_ids=tuple(f"UAPPROVER{n}" for n in range(100)),
-        created_at=NOW,
-        timeout_at=NOW + timedelta(hours=24),
-        decided_at=None,
-        decided_by=None,
-        deny_reason=None,
-        granted_at=None,
-        expires_at=None,
-        ended_at=None,
-        ended_by=None,
-        ended_note=None,
-        last_error=None,
-        extends_request_id=None,
-        approvals=("UBOB",),
-    )
-    return replace(base, **changes)
+    adversarial: dict[str, Any] = {
+        "profile_id": "p001",
+        "attribute": "custom:prod<&>Access",
+        "value": NASTY,
+        "approvals_required": 2,
+        "device_name": LONG,
+        "device_owner": LONG,
+        "device_os": LONG,
+        "reason": LONG,
+        "approver_ids": tuple(f"UAPPROVER{n}" for n in range(100)),
+        "approvals": ("UBOB",),
+    }
+    return access_request(NOW, id=i, **{**adversarial, **changes})
 
 
 STATUSES: dict[RequestStatus, dict[str, Any]] = {
