@@ -51,6 +51,7 @@ from app.slack.client import slack_client
 from app.slack.device_index import DeviceIndex
 from app.slack.http_app import events_app
 from app.slack.ids import ActionId, BlockId
+from app.slack.pacing import SLICE
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.builtin_devices import bump_generation
 from app.tailnet.devicejson import device_to_api
@@ -324,7 +325,8 @@ def refresh_costs(builtin: BuiltinTailnet, index: DeviceIndex) -> None:
     print(f"  fetch: list_devices (before)            {statistics.median(before):7.2f} s")
     print(f"  fetch: index_devices (now)              {statistics.median(after):7.2f} s")
     print(f"  refresh: list_devices + build (before)  {statistics.median(old):7.2f} s")
-    print(f"  refresh: paced index_devices + build    {statistics.median(new):7.2f} s (rests every 2 ms, no GC)")
+    paced = f"rests every {SLICE * 1000:g} ms, no GC"
+    print(f"  refresh: paced index_devices + build    {statistics.median(new):7.2f} s ({paced})")
     print(f"  scheduler job, nothing changed          {unchanged * 1000:7.2f} ms (reads the change counter only)")
 
 

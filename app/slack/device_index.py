@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from app.core.clock import Clock, utcnow
 from app.slack.device_snapshot import Snapshot, device_tokens, fold_email
-from app.slack.pacing import Pacer, collector_paused, release
+from app.slack.pacing import Pacer, collector_paused, paced_equal, release
 from app.tailnet.models import Device
 
 __all__ = [
@@ -235,7 +235,7 @@ class DeviceIndex:
                 for device in self._list():
                     devices.append(device)
                     pace()
-                unchanged = tuple(devices) == self._snapshot.source
+                unchanged = paced_equal(devices, self._snapshot.source, pace)
                 snapshot = self._snapshot if unchanged else Snapshot.build(devices, pace)
         except Exception as exc:
             self._last_error = exc

@@ -293,6 +293,25 @@ def test_search_equals_a_brute_force_reference_on_a_large_tailnet(clock: FrozenC
     assert index.search("l", limit=300) == reference("l", None, 300)
 
 
+def test_the_ranges_warmed_at_build_equal_the_ones_computed_on_demand() -> None:
+    """The memo entries a snapshot computes while it is built (run by run, paced) are exactly what a request
+    would compute itself, complete or not."""
+    from app.slack.device_snapshot import _smallest_distinct, _warm_heads
+
+    rng = random.Random(7)
+    keys = sorted(rng.choice(["a", "ab", "abc", "b", "ba", "c"]) + str(rng.randrange(50)) for _ in range(30_000))
+    ranks = [rng.randrange(9_000) for _ in keys]
+    few = [rng.randrange(100) for _ in keys]  # at most 100 distinct: complete entries
+    for source in (ranks, few):
+        warm = _warm_heads(keys, source, lambda weight=1: None)
+        assert warm, "the test must reach ranges big enough to be warmed"
+        for (lo, hi), value in warm.items():
+            unique = sorted(set(source[lo:hi]))
+            assert value == (tuple(unique[:256]), len(unique) <= 256)
+            assert len({key[:2] for key in keys[lo:hi]}) == 1 or len({key[:1] for key in keys[lo:hi]}) == 1
+        assert _smallest_distinct(source, 5, 5, lambda weight=1: None) == ((), True)
+
+
 # -- lookups -----------------------------------------------------------------------------------------------
 
 
