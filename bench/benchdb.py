@@ -14,6 +14,17 @@ from app.db.migrate import upgrade
 from app.db.session import make_engine
 
 
+def child_url(db: Database) -> str:
+    """A ``DATABASE_URL`` under which another process (``accessbot ...``) sees the same database: for PostgreSQL
+    the throwaway schema is passed as the connection's ``search_path``."""
+    url = db.engine.url.render_as_string(hide_password=False)
+    if db.engine.dialect.name != "postgresql":
+        return url
+    with db.engine.connect() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
 @contextmanager
 def sqlite_database() -> Iterator[Database]:
     with tempfile.TemporaryDirectory(prefix="accessbot-bench-") as tmp:

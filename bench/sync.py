@@ -30,9 +30,13 @@ import argparse
 import cProfile
 import dataclasses
 import io
+import json
+import os
 import pstats
 import random
+import re
 import resource
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -43,7 +47,7 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchdb import postgres_database, sqlite_database
+from benchdb import child_url, postgres_database, sqlite_database
 
 from app.core.crypto import Cipher
 from app.db import Database
@@ -74,6 +78,16 @@ ACTOR = Actor("cli:bench")
 IMPORT_CHUNK = 5000
 PLACEHOLDERS = ("To Be Filled By O.E.M.", "System Serial Number", "Default string", "0")
 MIB = 1024  # ru_maxrss is in KiB on Linux
+BENCH_PASSPHRASE = "accessbot benchmark passphrase"
+CHILD_WITH_PEAK = (
+    "import atexit, pathlib, runpy, sys\n"
+    "atexit.register(lambda: sys.stderr.write(next(l for l in pathlib.Path('/proc/self/status').read_text()"
+    ".splitlines() if l.startswith('VmHWM')) + '\\n'))\n"
+    "sys.argv[0] = 'accessbot'\n"
+    "runpy.run_module('app', run_name='__main__', alter_sys=True)\n"
+)
+"""``python -m app`` that prints its peak RSS (``VmHWM``) on stderr at exit: the RSS a process's rusage reports
+after ``exec`` still counts the parent's pages (Linux keeps the pre-exec high-water mark)."""
 
 
 # -- measuring ----------------------------------------------------------------------------------------------
@@ -397,7 +411,7 @@ class Bench:
         self.builtin = BuiltinTailnet(db)
         self.tailnet = TimedTailnet(self.builtin, self.watch)
         self.integrations = Integrations(
-            db, Cipher.from_secret("accessbot benchmark passphrase"), vendors=bench_specs(self.watch)
+            db, Cipher.from_secret(BENCH_PASSPHRASE), vendors=bench_specs(self.watch)
         )
         self.runner = SyncRunner(db, self.tailnet, self.integrations, mode=NamespaceMode.VENDOR)  # type: ignore[arg-type]
         self.failures: list[str] = []
@@ -475,6 +489,43 @@ class Bench:
             f"{third.duplicate_serials_resolved:,} duplicate serials resolved, "
             f"{third.devices_without_identity:,} devices without identity"
         )
+        if self.args.own_process == vendor:
+            self.own_process(vendor, spec, third)
+
+    def own_process(self, vendor: str, spec: VendorSpec, last: SyncReport) -> None:
+        """A first sync as production runs it: ``accessbot sync VENDOR`` in a process of its own (the CLI's real
+        vendor client and wiring), after the vendor's attributes were cleared; its peak RSS is the process's."""
+        cleared = self.runner.clear(vendor)
+        env = {
+            **os.environ,
+            "DATABASE_URL": child_url(self.db),
+            "ACCESSBOT_SECRET_KEY": BENCH_PASSPHRASE,
+            "ACCESSBOT_LOG_LEVEL": "WARNING",
+        }
+        start = time.perf_counter()
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD_WITH_PEAK, "sync", vendor, "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        out, err = child.communicate(timeout=600)
+        took = time.perf_counter() - start
+        if child.returncode != 0:
+            self.failures.append(f"{spec.label}: accessbot sync exited {child.returncode}: {err.decode()[-500:]}")
+            return
+        report = json.loads(out)[0]
+        peak = re.search(rb"VmHWM:\s*(\d+) kB", err)
+        held = self.held_by(spec)
+        if report["result"] != "ok" or held != last.matches or report["sets"] == 0:
+            self.failures.append(f"{spec.label}: own-process sync {report['result']}: {held} devices hold attributes")
+        print(
+            f"  {'process':<9}{took:>8.2f}   accessbot sync {vendor} in its own process after {cleared:,} attributes "
+            f"were cleared: {report['sets']:,} sets, {report['matches']:,} matches; peak RSS "
+            f"{int(peak.group(1)) / MIB if peak else float('nan'):,.0f} MiB (start-up, imports and the sync; issue 12 "
+            "measured 293-300 MB)"
+        )
 
 
 def run(db: Database, label: str, args: argparse.Namespace) -> list[str]:
@@ -509,6 +560,14 @@ def main() -> None:
     parser.add_argument("--change", type=float, default=0.01, help="share of agents changed before run 3 (0.01)")
     parser.add_argument("--remove", type=float, default=0.001, help="share of agents removed before run 3 (0.001)")
     parser.add_argument("--profile", action="store_true", help="cProfile the first import and each first sync")
+    parser.add_argument(
+        "--own-process",
+        choices=["sentinelone", "huntress", "none"],
+        default="sentinelone",
+        help="after its runs, sync this vendor again from scratch with `accessbot sync` in a process of its own and "
+        "report that process's peak RSS (default sentinelone: Huntress's real client waits for its 60-a-minute "
+        "rate limit)",
+    )
     parser.add_argument("--profile-top", type=int, default=20, help="functions to show per profile (default 20)")
     args = parser.parse_args()
     if args.agents < 100 or args.devices < 100:

@@ -444,6 +444,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 resets connections once a few dozen clients connect at once (seen in
+    # bench/load.py at 200 flows); Slack's edge accepts them
+    request_queue_size = 512
     fake: FakeSlackAPI
 
 
