@@ -341,7 +341,7 @@ def churning(builtin: BuiltinTailnet, index: DeviceIndex, devices: list[Device])
         while not stop.is_set():
             changed = rng.choice(devices)
             item = device_to_api(changed, fields_all=True)
-            builtin.import_devices([{**item, "os": f"{changed.os}-{len(done)}"}], actor=ADMIN)
+            builtin.import_devices([{**item, "clientVersion": f"1.76.{len(done)}"}], actor=ADMIN)
             start = time.perf_counter()
             if index.refresh_if_stale():
                 done.append(time.perf_counter() - start)

@@ -8,6 +8,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from slack_bolt import App
 
+from app.slack.pacing import FOREGROUND
 from app.slack.payloads import InlineAnswer, SlackEventsHandler
 from app.web.ops import HEALTH_PATH, METRICS_PATH, RouteOf, fixed_routes, json_response
 
@@ -32,7 +33,8 @@ def events_app(
         if path == EVENTS_PATH:
             if method != "POST":
                 return json_response(start_response, "405 Method Not Allowed", {"message": "use POST"})
-            return slack(environ, start_response)
+            with FOREGROUND.serving():  # an index rebuild of this process stands aside meanwhile
+                return slack(environ, start_response)
         return json_response(start_response, "404 Not Found", {"message": f"no route for {path}"})
 
     return application
