@@ -34,6 +34,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "app.cli.integrations", "EDR posture integrations (Huntress, SentinelOne): connect, change, remove, list."
     ),
     "posture": LazyCommand("app.cli.posture", "Postures of the tailnet policy file: check a device, lint the file."),
+    "demo": LazyCommand(
+        "app.cli.demo", "Play request -> approve -> grant -> expiry offline, in seconds, through the real app."
+    ),
 }
 """Every command, in the order ``--help`` lists them, with the module that defines it and its one-line help."""
 
