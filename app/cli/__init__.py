@@ -26,6 +26,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "app.cli.sync",
         "Fetch the vendors' agents, match them to devices by serial number and write posture attributes now.",
     ),
+    "doctor": LazyCommand(
+        "app.cli.doctor", "Check the set-up (database, key, config, Slack, tailnet, EDR credentials); read-only."
+    ),
     "db": LazyCommand("app.cli.db", "Database schema migrations."),
     "devices": LazyCommand("app.cli.devices", "Devices of the built-in tailnet: add, import, list."),
     "attrs": LazyCommand("app.cli.attrs", "Posture attributes of a device: get, set, delete."),

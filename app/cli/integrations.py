@@ -18,8 +18,8 @@ from app.cli import common
 from app.cli.common import cli_actor, console, fail, opened_services, print_json, print_table
 from app.core.crypto import CipherError
 from app.core.timefmt import format_rfc3339
-from app.vendors.base import CredentialField, VendorSpec
-from app.vendors.integrations import Integration, IntegrationError, Integrations, vendor_spec
+from app.vendors.base import CredentialField, VendorAuthError, VendorError, VendorSpec
+from app.vendors.integrations import Integration, IntegrationError, Integrations, validate, vendor_spec
 from app.vendors.status import status_of
 
 if TYPE_CHECKING:
@@ -40,7 +40,15 @@ FLAGS: dict[str, str] = {
 """Friendly flags → field names; any field can also be given as ``--set NAME=VALUE``."""
 
 PROMPT_VALUE = "-"
-SYNC_NOTE = "sync requested: it runs with 'accessbot sync' or at the scheduler's next run"
+
+
+def sync_note(vendor: str) -> str:
+    """What happens to the requested sync: the scheduler of a running ``serve``/``worker`` checks every minute."""
+    return (
+        f"sync requested: a running 'accessbot serve' or 'accessbot worker' starts it within about a minute; "
+        f"to sync now, run: accessbot sync {vendor}"
+    )
+
 
 VENDOR_HELP = "Vendor id: huntress or sentinelone (all: accessbot integrations vendors)"
 FIELDS_HELP = (
@@ -50,9 +58,11 @@ FIELDS_HELP = (
 )
 
 ADD_HELP = (
-    f"Connect a vendor account and request an immediate sync.\n\n{FIELDS_HELP}\n\n"
+    f"Connect a vendor account and request a sync.\n\n{FIELDS_HELP}\n\n"
     "A field not given is read from the environment variable ACCESSBOT_<VENDOR>_<FIELD> "
-    "(e.g. ACCESSBOT_HUNTRESS_API_SECRET), else asked for like a value of -."
+    "(e.g. ACCESSBOT_HUNTRESS_API_SECRET), else asked for like a value of -.\n\n"
+    "The credentials are checked first by fetching one agent from the vendor; nothing is stored when the vendor "
+    "refuses them or cannot be reached (--no-verify stores them unchecked, for a set-up without network access)."
 )
 
 UPDATE_HELP = (
@@ -78,6 +88,10 @@ Url = Annotated[
 ]
 ApiToken = Annotated[
     str | None, typer.Option("--api-token", help="SentinelOne API token (field api_token)", show_default=False)
+]
+NoVerify = Annotated[
+    bool,
+    typer.Option("--no-verify", help="Store the credentials without asking the vendor first (offline set-ups)"),
 ]
 Sets = Annotated[
     list[str] | None,
@@ -177,6 +191,24 @@ def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+def _verify(spec: VendorSpec, values: dict[str, str]) -> int:
+    """Fetch one agent with ``values`` before they are stored; one ``error:`` line (nothing stored) if that fails."""
+    clean = {name: value for name, value in validate(spec, values, partial=False).items() if value is not None}
+    try:
+        client = spec.build(clean)
+    except ValueError as exc:
+        fail(f"{spec.label}: {exc}; nothing stored")
+    offline = "or pass --no-verify to store them unchecked"
+    try:
+        return client.verify()
+    except VendorAuthError as exc:
+        fail(f"{exc.message}; nothing stored (check the {spec.label} credentials, {offline})")
+    except VendorError as exc:
+        fail(f"could not check the credentials: {exc.message}; nothing stored (check the URL and network, {offline})")
+    finally:
+        client.close()
+
+
 @group.command("add", help=ADD_HELP)
 def add_cmd(
     vendor: Annotated[str, typer.Argument(metavar="VENDOR", help=VENDOR_HELP)],
@@ -187,8 +219,9 @@ def add_cmd(
     url: Url = None,
     api_token: ApiToken = None,
     sets: Sets = None,
+    no_verify: NoVerify = False,
 ) -> None:
-    """Connect a vendor account and request an immediate sync."""
+    """Connect a vendor account (its credentials checked with the vendor first) and request a sync."""
     with _errors():
         spec = vendor_spec(vendor, common.vendors())
         flags = _flags(
@@ -207,9 +240,14 @@ def add_cmd(
                     values[spec_field.name] = from_env
                 elif spec_field.required:
                     values[spec_field.name] = _ask(spec, spec_field)
+            listed = None if no_verify else _verify(spec, values)
             integration = service.add(spec.id, values, actor=cli_actor().id)
     _say(f"connected {_describe(integration)}")
-    _say(SYNC_NOTE)
+    if listed is None:
+        _say("credentials not checked (--no-verify): 'accessbot doctor' checks them")
+    else:
+        _say(f"{spec.label} accepted the credentials ({'agents are listed' if listed else 'no agents listed yet'})")
+    _say(sync_note(spec.id))
 
 
 @group.command("update", help=UPDATE_HELP)
@@ -240,7 +278,7 @@ def update_cmd(
     _say(f"updated {_describe(integration)}")
     if before.paused(now) and not integration.paused(now):
         _say("the pause after an authentication failure is lifted")
-    _say(SYNC_NOTE)
+    _say(sync_note(spec.id))
 
 
 @group.command("remove")

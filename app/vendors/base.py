@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from app.core.http import RetryPolicy
 from app.tailnet.models import AttributeValue
 
 
@@ -46,10 +47,18 @@ class Agent:
     last_seen: datetime | None = None
     active: bool = True
     decommissioned: bool = False
+    mac_addresses: tuple[str, ...] = ()
+    """MAC addresses the vendor reports for the machine, as 12 lowercase hex digits (matching after serials)."""
 
 
 Progress = Callable[[int, int | None], None]
 """Called as pages arrive: (agents so far, total if the vendor tells)."""
+
+VERIFY_RETRY = RetryPolicy(max_attempts=2, budget=10.0, base=0.5, cap=2.0, max_retry_after=5.0, min_attempt=1.0)
+"""``verify()`` runs while a person waits (``integrations add``, ``doctor``): one retry, ten seconds in all, and
+every attempt's timeouts cut to what is left of them."""
+VERIFY_PAGE_SIZE = 1
+"""``verify()`` asks for one agent: the answer proves the credentials and the URL without fetching a page of 500."""
 
 
 class VendorClient(Protocol):
@@ -57,6 +66,14 @@ class VendorClient(Protocol):
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """A complete snapshot of agents; raises ``VendorError`` if any page could not be fetched."""
+        ...
+
+    def verify(self) -> int:
+        """Fetch ONE page of agents (``VERIFY_PAGE_SIZE``, ``VERIFY_RETRY``) to check the credentials and the URL.
+
+        Returns how many agents that page listed; raises ``VendorAuthError`` when the vendor refuses the
+        credentials and another ``VendorError`` for anything else (unreachable, wrong URL, not the vendor's API).
+        """
         ...
 
     def close(self) -> None:

@@ -33,7 +33,16 @@ from app.vendors._http import (
     parse_timestamp,
     shared_limiter,
 )
-from app.vendors.base import Agent, CredentialField, KnownAttribute, Progress, VendorDataError, VendorSpec
+from app.vendors.base import (
+    VERIFY_PAGE_SIZE,
+    VERIFY_RETRY,
+    Agent,
+    CredentialField,
+    KnownAttribute,
+    Progress,
+    VendorDataError,
+    VendorSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,28 +181,46 @@ class HuntressClient(OwnedClient):
         self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
         basic = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
-        self._http = VendorHttp(
-            self._client,
-            label=LABEL,
-            policy=retry or RETRY_POLICY,
-            sleep=sleep,
-            rng=rng,
-            limiter=self.limiter,
-            secrets=(api_key, api_secret, basic),
-            monotonic=clock,
+        self._http, self._verify_http = (
+            VendorHttp(
+                self._client,
+                label=LABEL,
+                policy=policy,
+                sleep=sleep,
+                rng=rng,
+                limiter=self.limiter,
+                secrets=(api_key, api_secret, basic),
+                monotonic=clock,
+            )
+            for policy in (retry or RETRY_POLICY, VERIFY_RETRY)
         )
 
     def __repr__(self) -> str:
         return f"HuntressClient(base_url={self.base_url!r}, organization_id={self.organization_id!r})"
+
+    def _params(self, limit: int) -> dict[str, str]:
+        params = {"limit": str(limit)}
+        if self.organization_id is not None:
+            params["organization_id"] = str(self.organization_id)
+        return params
+
+    def verify(self) -> int:
+        """One agent of the first page (the organization's, if one is set), on a short retry budget; how many
+        agents it listed. The agent is checked like a synced one, so a URL that answers something else fails."""
+        body = self._verify_http.get_json(
+            f"{self.base_url}{AGENTS_PATH}", params=self._params(VERIFY_PAGE_SIZE), headers=self._headers
+        )
+        items, _next = _page(body)
+        for position, raw in enumerate(items):
+            agent_from_huntress(raw, position)
+        return len(items)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every agent, page by page, in the order Huntress lists them; raises on any failure (no partial list)."""
         url = f"{self.base_url}{AGENTS_PATH}"
 
         def fetch(token: str | None) -> Page:
-            params = {"limit": str(self.page_size)}
-            if self.organization_id is not None:
-                params["organization_id"] = str(self.organization_id)
+            params = self._params(self.page_size)
             if token is not None:
                 params["page_token"] = token
             items, next_token = _page(self._http.get_json(url, params=params, headers=self._headers))

@@ -33,7 +33,16 @@ from app.vendors._http import (
     collect_agents,
     parse_timestamp,
 )
-from app.vendors.base import Agent, CredentialField, KnownAttribute, Progress, VendorDataError, VendorSpec
+from app.vendors.base import (
+    VERIFY_PAGE_SIZE,
+    VERIFY_RETRY,
+    Agent,
+    CredentialField,
+    KnownAttribute,
+    Progress,
+    VendorDataError,
+    VendorSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -197,18 +206,31 @@ class SentinelOneClient(OwnedClient):
         self._owns_client = http_client is None
         self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
         self._headers = {"Authorization": f"ApiToken {api_token}", "Accept": "application/json"}
-        self._http = VendorHttp(
-            self._client,
-            label=LABEL,
-            policy=retry or RETRY_POLICY,
-            sleep=sleep,
-            rng=rng,
-            secrets=(api_token,),
-            monotonic=clock,
+        self._http, self._verify_http = (
+            VendorHttp(
+                self._client,
+                label=LABEL,
+                policy=policy,
+                sleep=sleep,
+                rng=rng,
+                secrets=(api_token,),
+                monotonic=clock,
+            )
+            for policy in (retry or RETRY_POLICY, VERIFY_RETRY)
         )
 
     def __repr__(self) -> str:
         return f"SentinelOneClient(url={self.url!r})"
+
+    def verify(self) -> int:
+        """One agent that is not decommissioned, on a short retry budget; how many agents the page listed. The
+        agent is checked like a synced one, so a console URL that answers something else fails."""
+        params = {"limit": str(VERIFY_PAGE_SIZE), "isDecommissioned": "false"}
+        body = self._verify_http.get_json(f"{self.url}{AGENTS_PATH}", params=params, headers=self._headers)
+        items, _next, _total = _page(body)
+        for position, raw in enumerate(items):
+            agent_from_sentinelone(raw, position)
+        return len(items)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every agent with ``isDecommissioned=false``, in listing order; raises on any failure (no partial list)."""

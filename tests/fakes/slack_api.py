@@ -22,6 +22,17 @@ from urllib.parse import parse_qsl, urlsplit
 from tests.fakes.slack_payloads import API_APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID
 
 DEFAULT_TOKEN = "xoxb-test-token"
+DEFAULT_SCOPES = (
+    "commands",
+    "chat:write",
+    "users:read",
+    "users:read.email",
+    "im:write",
+    "usergroups:read",
+    "channels:read",
+    "groups:read",
+)
+"""The bot scopes manifest.yml asks for: what the fake's token holds unless a test changes ``scopes``."""
 RESPONSE_URL_METHOD = "response_url"
 
 # Form fields that Slack accepts as JSON-encoded strings; decoded when recorded.
@@ -477,6 +488,9 @@ class FakeSlackAPI:
         self._channels: dict[str, dict[str, Any]] = {}
         self.chat_write_public = False
         """Whether the bot holds ``chat:write.public``: it may then post to public channels it is not in."""
+        self.scopes: list[str] | None = list(DEFAULT_SCOPES)
+        """The token's scopes, sent like Slack in every answer's ``x-oauth-scopes`` header (``None``: no header).
+        ``conversations.info`` answers ``missing_scope`` without ``channels:read`` (``groups:read`` for private)."""
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._views: dict[str, dict[str, Any]] = {}
         self._home_view_ids: dict[str, str] = {}
@@ -806,6 +820,8 @@ class FakeSlackAPI:
         except SlackApiProblem as problem:
             status, answer = problem.status, {"ok": False, "error": problem.error, **problem.extra}
         self._record(method, params, status, answer)
+        if self.scopes is not None and answer.get("error") not in ("not_authed", "invalid_auth"):
+            headers = {**headers, "x-oauth-scopes": ",".join(self._granted())}
         return status, answer, headers
 
     def _response_url(self, name: str, params: Params) -> tuple[int, str, dict[str, str]]:
@@ -823,6 +839,7 @@ class FakeSlackAPI:
             "apps.connections.open": self._apps_connections_open,
             "auth.test": self._auth_test,
             "conversations.open": self._conversations_open,
+            "conversations.info": self._conversations_info,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
@@ -891,6 +908,45 @@ class FakeSlackAPI:
             mpim, {"id": mpim, "name": mpim.lower(), "is_private": True, "is_archived": False, "is_member": True}
         )
         return {"channel": {"id": mpim}}
+
+    def _granted(self) -> list[str]:
+        scopes = list(self.scopes or [])
+        if self.chat_write_public and "chat:write.public" not in scopes:
+            scopes.append("chat:write.public")
+        return scopes
+
+    def _conversations_info(self, params: Params) -> dict[str, Any]:
+        """Slack's answer for a channel: ``channel_not_found`` for an unknown one or a private one the bot is not
+        in; ``missing_scope`` (with ``needed``/``provided``) without ``channels:read`` / ``groups:read``."""
+        self._require(params, "channel")
+        info = self._channels.get(str(params["channel"]))
+        granted = self._granted()
+        if "channels:read" not in granted and "groups:read" not in granted:
+            raise SlackApiProblem(
+                "missing_scope", needed="channels:read,groups:read,mpim:read,im:read", provided=",".join(granted)
+            )
+        if info is None or (info["is_private"] and not info["is_member"]):
+            raise SlackApiProblem("channel_not_found")
+        needed = "groups:read" if info["is_private"] else "channels:read"
+        if needed not in granted:
+            raise SlackApiProblem("missing_scope", needed=needed, provided=",".join(granted))
+        return {
+            "channel": {
+                "id": info["id"],
+                "name": info["name"],
+                "is_channel": not info["is_private"],
+                "is_group": False,
+                "is_im": False,
+                "is_mpim": False,
+                "is_private": info["is_private"],
+                "is_archived": info["is_archived"],
+                "is_general": False,
+                "is_member": info["is_member"],
+                "created": 1_700_000_000,
+                "creator": "UADMIN",
+                "context_team_id": TEAM_ID,
+            }
+        }
 
     # chat
 
