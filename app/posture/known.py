@@ -14,7 +14,7 @@ from dataclasses import replace
 from functools import cache
 
 from app.tailnet.models import CUSTOM_NAMESPACE
-from app.vendors.base import KnownAttribute
+from app.vendors.base import AttributeFamily, KnownAttribute
 from app.vendors.mapping import custom_key, custom_value
 from app.vendors.registry import REGISTRY
 
@@ -50,6 +50,15 @@ VALUE_FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
 
 def _vendor_attributes() -> list[KnownAttribute]:
     return [attribute for spec in REGISTRY.values() for attribute in spec.attributes]
+
+
+def _family_forms() -> list[tuple[str, AttributeFamily]]:
+    """(key prefix, family) of every vendor attribute family, in its own form and in its ``custom:`` form."""
+    forms: list[tuple[str, AttributeFamily]] = []
+    for spec in REGISTRY.values():
+        for family in spec.families:
+            forms += [(family.prefix, family), (custom_key(family.prefix), family)]
+    return forms
 
 
 def _fold(text: str) -> str:
@@ -97,18 +106,28 @@ def known_attributes() -> dict[str, KnownAttribute]:
 
 
 def known_attribute(key: str) -> KnownAttribute | None:
-    """The known attribute ``key`` (case-sensitive, as Tailscale compares keys), or ``None``."""
-    return _table().get(key)
+    """The known attribute ``key`` (case-sensitive, as Tailscale compares keys), or ``None``.
+
+    A key under a vendor's attribute family (``fleetPolicy:<any name>``, ``custom:fleetPolicy_<any name>``) is
+    known with the family's type: its names come from the customer's own data, not from a fixed list.
+    """
+    attribute = _table().get(key)
+    if attribute is not None:
+        return attribute
+    for prefix, family in _family_forms():
+        if key.startswith(prefix) and len(key) > len(prefix):
+            return KnownAttribute(key, family.type, description=family.description)
+    return None
 
 
 def known_namespaces() -> set[str]:
     """``node``, ``ip``, ``custom`` and every vendor's namespace."""
-    return {"node", "ip", CUSTOM_NAMESPACE} | {spec.namespace for spec in REGISTRY.values()}
+    return {"node", "ip", CUSTOM_NAMESPACE} | {n for spec in REGISTRY.values() for n in spec.namespaces}
 
 
 def vendor_custom_prefixes() -> set[str]:
     """``custom:huntress_`` etc.: the prefixes of mapped vendor keys on a real tailnet."""
-    return {f"{CUSTOM_NAMESPACE}:{spec.namespace}_" for spec in REGISTRY.values()}
+    return {f"{CUSTOM_NAMESPACE}:{n}_" for spec in REGISTRY.values() for n in spec.namespaces}
 
 
 def similar_keys(key: str, limit: int = 3) -> list[str]:

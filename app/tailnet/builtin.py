@@ -205,9 +205,12 @@ class BuiltinTailnet:
 
         run_write(self.db, self.clock, work)
 
-    def attributes_with_keys(self, keys: Collection[str]) -> dict[str, dict[str, AttributeValue]]:
-        """Live values of the given keys on every device: device id → key → value."""
-        return current_values(self.db, keys, self.clock())
+    def attributes_with_keys(
+        self, keys: Collection[str], *, prefixes: Collection[str] = ()
+    ) -> dict[str, dict[str, AttributeValue]]:
+        """Live values of the given keys, and of keys starting with ``prefixes``, on every device: device id →
+        key → value."""
+        return current_values(self.db, keys, self.clock(), prefixes)
 
     def adopt_write(
         self,

@@ -39,21 +39,23 @@ def sync_devices(db: Database) -> list[SyncDevice]:
         ]
 
 
-def current_values(db: Database, keys: Collection[str], now: datetime) -> dict[str, dict[str, AttributeValue]]:
-    """Live values of ``keys`` on every device: device id → key → value (expired ones left out).
+def current_values(
+    db: Database, keys: Collection[str], now: datetime, prefixes: Collection[str] = ()
+) -> dict[str, dict[str, AttributeValue]]:
+    """Live values of ``keys``, and of every key starting with one of ``prefixes`` (a vendor's attribute family,
+    e.g. ``fleetPolicy:``), on every device: device id → key → value (expired ones left out).
 
     The keys are resolved first, so the value scan needs no join; values come back as their stored JSON text
     and each distinct text is parsed once.
     """
     out: dict[str, dict[str, AttributeValue]] = {}
-    if not keys:
+    if not keys and not prefixes:
         return out
+    wanted = [AttributeKeyRow.key.startswith(prefix, autoescape=True) for prefix in prefixes]
+    if keys:
+        wanted.append(AttributeKeyRow.key.in_(list(keys)))
     with db.session() as session:
-        names = dict(
-            session.execute(
-                select(AttributeKeyRow.id, AttributeKeyRow.key).where(AttributeKeyRow.key.in_(list(keys)))
-            ).all()
-        )
+        names = dict(session.execute(select(AttributeKeyRow.id, AttributeKeyRow.key).where(or_(*wanted))).all())
         if not names:
             return out
         rows = session.execute(

@@ -109,6 +109,22 @@ class KnownAttribute:
     hints: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
+@dataclass(frozen=True, slots=True)
+class AttributeFamily:
+    """Attributes named by the customer's own data rather than by accessbot (Fleet's ``fleetPolicy:<name>``,
+    one per policy): the integration owns EVERY key starting with ``prefix``, so a sync also deletes the key of a
+    name that is gone (a removed policy), and lint accepts any name under it."""
+
+    prefix: str  # "<namespace>:" (e.g. "fleetPolicy:"), optionally followed by the start of a name
+    type: str  # "string" | "number" | "boolean"
+    description: str = ""
+
+    @property
+    def namespace(self) -> str:
+        """The namespace the family's keys are in (``fleetPolicy``)."""
+        return self.prefix.split(":", 1)[0]
+
+
 @dataclass(frozen=True)
 class VendorSpec:
     """Everything accessbot knows about one vendor."""
@@ -120,3 +136,10 @@ class VendorSpec:
     attributes: tuple[KnownAttribute, ...]
     build: Callable[[Mapping[str, str]], VendorClient] = field(repr=False)
     default_base_url: str = ""
+    families: tuple[AttributeFamily, ...] = ()
+    """Attribute families with customer-defined names; their namespaces are written besides ``namespace``."""
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """Every namespace the sync of this vendor writes: its own, then its families' (without repeats)."""
+        return tuple(dict.fromkeys((self.namespace, *(f.namespace for f in self.families))))

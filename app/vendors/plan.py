@@ -50,6 +50,26 @@ class MatchableDevice(Protocol):
     def posture_identity_disabled(self) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class OwnedKeys:
+    """The keys one integration owns in one mode: its catalogue's ``keys`` and every key starting with one of
+    ``prefixes`` (its attribute families, e.g. ``fleetPolicy:``); ``key in owned`` tests both."""
+
+    keys: frozenset[str]
+    prefixes: tuple[str, ...] = ()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys or (bool(self.prefixes) and isinstance(key, str) and key.startswith(self.prefixes))
+
+
+def owned_keys(spec: VendorSpec, mode: NamespaceMode) -> OwnedKeys:
+    """What a sync of ``spec`` in ``mode`` owns: what it writes, and what it deletes once no longer wanted."""
+    return OwnedKeys(
+        frozenset(map_key(a.key, mode) for a in spec.attributes),
+        tuple(map_key(f.prefix, mode) for f in spec.families),
+    )
+
+
 def _same(a: AttributeValue | None, b: AttributeValue | None) -> bool:
     return type(a) is type(b) and a == b
 
@@ -79,7 +99,7 @@ def plan_sync(
 ) -> SyncPlan:
     """Match agents to devices and diff the wanted attributes with ``current`` (device id → key → value)."""
     plan = SyncPlan(agents=len(agents), devices=len(devices))
-    owned = {map_key(a.key, mode) for a in spec.attributes}
+    owned = owned_keys(spec, mode)
     by_serial: dict[str, list[Agent]] = {}
     for agent in agents:
         serial = normalize_serial(agent.serial)

@@ -28,8 +28,8 @@ from app.tailnet.protocol import Tailnet
 from app.vendors.base import VendorAuthError, VendorError, VendorSpec
 from app.vendors.integrations import Integration, Integrations
 from app.vendors.lock import integration_lock
-from app.vendors.mapping import NamespaceMode, map_key
-from app.vendors.plan import MatchableDevice, plan_sync
+from app.vendors.mapping import NamespaceMode
+from app.vendors.plan import MatchableDevice, OwnedKeys, owned_keys, plan_sync
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +178,10 @@ class SyncRunner:
         """Delete every attribute the integration owns from every device (before disconnecting it)."""
         integration = self.integrations.get(vendor_id)
         spec = self.integrations.vendors.vendor(integration.vendor)
-        owned = {map_key(a.key, self.mode) for a in spec.attributes}
+        owned = owned_keys(spec, self.mode)
         current = self._current(integration, owned)
         changes: AttributeChanges = {
-            device_id: dict.fromkeys(sorted(set(values) & owned)) for device_id, values in current.items()
+            device_id: dict.fromkeys(sorted(k for k in values if k in owned)) for device_id, values in current.items()
         }
         changes = {d: c for d, c in changes.items() if c}
         existing = {d.id for d in self._devices()}
@@ -198,7 +198,7 @@ class SyncRunner:
         finally:
             client.close()
         devices = self._devices()
-        owned = {map_key(a.key, self.mode) for a in spec.attributes}
+        owned = owned_keys(spec, self.mode)
         current = self._current(integration, owned)
         plan = plan_sync(spec, devices, agents, current, self.mode)
         for name in (
@@ -224,11 +224,11 @@ class SyncRunner:
             return list(narrow())
         return list(self.tailnet.list_devices())
 
-    def _current(self, integration: Integration, owned: set[str]) -> dict[str, dict[str, AttributeValue]]:
+    def _current(self, integration: Integration, owned: OwnedKeys) -> dict[str, dict[str, AttributeValue]]:
         """What the owned keys hold now: read from the store in bulk, or what this sync last wrote."""
         bulk = getattr(self.tailnet, "attributes_with_keys", None)
         if callable(bulk):
-            return bulk(owned)
+            return bulk(owned.keys, prefixes=owned.prefixes) if owned.prefixes else bulk(owned.keys)
         current: dict[str, dict[str, AttributeValue]] = {}
         with self.db.session() as session:
             rows = session.scalars(select(SyncStateRow).where(SyncStateRow.integration_id == integration.id))
@@ -245,7 +245,7 @@ class SyncRunner:
         report: SyncReport,
         progress: SyncProgress | None,
     ) -> None:
-        actor = Actor.system(f"sync:{spec.id}", spec.namespace)
+        actor = Actor.system(f"sync:{spec.id}", *spec.namespaces)
         size = int(getattr(self.tailnet, "max_batch_devices", 100))
         device_ids = list(changes)
         done = 0
