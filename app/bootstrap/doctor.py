@@ -94,11 +94,17 @@ def database_check(settings: Settings, found: _Findings, db: Database | None = N
         found.add(fail(name, str(exc), f"check DATABASE_URL, or create it: {UPGRADE}"))
         return
     except ConfigError as exc:
-        found.add(fail(name, exc.message if hasattr(exc, "message") else str(exc), "fix DATABASE_URL"))
+        found.add(fail(name, str(exc), "fix DATABASE_URL"))
         return
     except Exception as exc:
         cause = one_line(getattr(exc, "orig", None) or exc)
-        found.add(fail(name, f"cannot connect: {cause}", "check DATABASE_URL: host, port, database, role, password"))
+        if sqlite_database_path(settings.database_url) is not None:
+            hint = "if the file is damaged, restore it from a backup; else point DATABASE_URL at the right file"
+            found.add(fail(name, f"cannot open the SQLite file: {cause}", hint))
+        else:
+            found.add(
+                fail(name, f"cannot connect: {cause}", "check DATABASE_URL: host, port, database, role, password")
+            )
         return
     head = head_revision()
     where = found.db.engine.url.render_as_string(hide_password=True)
