@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet
 
@@ -21,7 +22,7 @@ from app.bootstrap.from_settings import secret_text
 from app.config.model import Config
 from app.config.settings import Settings, get_settings
 from app.config.source import ConfigSource
-from app.core.checks import Check, Status, fail, ok, one_line, warn
+from app.core.checks import Check, Status, count, fail, ok, one_line, warn
 from app.core.clock import Clock, utcnow
 from app.core.crypto import KEY_FILE_NAME, Cipher, CipherError, load_or_create_key_file
 from app.core.errors import ConfigError
@@ -38,6 +39,9 @@ from app.tailnet.tailscale import TailscaleTailnet
 from app.vendors.base import VendorAuthError, VendorError
 from app.vendors.integrations import IntegrationError, Integrations
 from app.vendors.registry import REGISTRY, VendorRegistry
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +179,7 @@ def config_checks(settings: Settings, found: _Findings, config: ConfigSource | N
         found.add(warn("config", "no config file (ACCESSBOT_CONFIG, or accessbot.yml here): no profiles",
                        "write accessbot.yml with your profiles, or set ACCESSBOT_CONFIG"))  # fmt: skip
     else:
-        found.add(ok("config", f"{source.path} is valid ({len(found.config.profiles)} profiles)"))
+        found.add(ok("config", f"{source.path} is valid ({count(len(found.config.profiles), 'profile')})"))
     policy_path = found.config.policy_path(source.path.parent if source.path is not None else None)
     if policy_path is None:
         found.add(ok("policy", "no policy_file configured (no profile requires a posture)"))
@@ -190,10 +194,11 @@ def config_checks(settings: Settings, found: _Findings, config: ConfigSource | N
     warnings = len(findings) - len(errors)
     if errors:
         first = errors[0].format(str(policy_path))
-        more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+        more = f" (and {count(len(errors) - 1, 'more error')})" if len(errors) > 1 else ""
         found.add(fail("policy", f"{first}{more}", f"run `accessbot posture lint {policy_path}`"))
     elif warnings:
-        found.add(warn("policy", f"{policy_path}: {warnings} warnings", f"run `accessbot posture lint {policy_path}`"))
+        lint_it = f"run `accessbot posture lint {policy_path}`"
+        found.add(warn("policy", f"{policy_path}: {count(warnings, 'warning')}", lint_it))
     else:
         found.add(ok("policy", f"{policy_path} lints clean"))
 
@@ -201,7 +206,7 @@ def config_checks(settings: Settings, found: _Findings, config: ConfigSource | N
 # -- Slack ----------------------------------------------------------------------------------------------
 
 
-def slack_checks(settings: Settings, found: _Findings, client: object | None = None) -> None:
+def slack_checks(settings: Settings, found: _Findings, client: WebClient | None = None) -> None:
     """The token, its scopes, the approvers and notify channels (``app.slack.checks``); skipped without a token."""
     token = secret_text(settings.slack_bot_token)
     if client is None and token is None:
@@ -213,7 +218,7 @@ def slack_checks(settings: Settings, found: _Findings, client: object | None = N
 
     web = client or slack_client(token, settings.slack_api_url, timeout=int(TIMEOUT))
     config = found.config or Config()
-    found.add(*_guarded("slack", lambda: checks.slack_checks(web, config)))  # type: ignore[arg-type]
+    found.add(*_guarded("slack", lambda: checks.slack_checks(web, config)))
 
 
 # -- tailnet --------------------------------------------------------------------------------------------
@@ -270,7 +275,7 @@ def tailnet_check(settings: Settings, found: _Findings, clock: Clock, tailnet: T
     except ConfigError as exc:
         found.add(fail(name, str(exc), "set the Tailscale credentials as README says"))
         return
-    found.add(ok(name, f"{where}: {len(devices)} devices listed, attributes of {devices[0].name} read"))
+    found.add(ok(name, f"{where}: {count(len(devices), 'device')} listed, attributes of {devices[0].name} read"))
 
 
 @contextmanager
@@ -337,7 +342,7 @@ def run_checks(
     vendors: VendorRegistry = REGISTRY,
     db: Database | None = None,
     config: ConfigSource | None = None,
-    slack_client: object | None = None,
+    slack_client: WebClient | None = None,
     tailnet: Tailnet | None = None,
 ) -> list[Check]:
     """Every check, in order. Keyword arguments replace the piece they name (tests pass fakes)."""

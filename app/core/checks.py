@@ -47,6 +47,11 @@ def fail(name: str, detail: str, hint: str = "") -> Check:
     return Check(name, Status.FAIL, detail, hint)
 
 
+def count(number: int, noun: str) -> str:
+    """``1 profile``, ``2 profiles``: a count with its noun (plural by ``s``)."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def one_line(error: BaseException | str, limit: int = 300) -> str:
     """An error as one short line: its first non-empty line, whitespace collapsed, cut at ``limit``."""
     text = str(error) if not isinstance(error, str) else error

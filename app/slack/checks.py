@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from app.config.model import Config
-from app.core.checks import Check, fail, ok, one_line, warn
+from app.core.checks import Check, count, fail, ok, one_line, warn
 
 BOT_SCOPES: tuple[str, ...] = (
     "commands",
@@ -192,8 +192,8 @@ def approver_checks(client: WebClient, config: Config) -> list[Check]:
     problems = [*_users(client, emails, "email"), *_users(client, ids, "id"), *_groups(client, handles)]
     if problems:
         return problems
-    counts = f"{len(emails)} emails, {len(ids)} user ids, {len(handles)} user groups"
-    return [ok("approvers", f"every approver resolves ({counts} in {len(config.profiles)} profiles)")]
+    counts = f"{count(len(emails), 'email')}, {count(len(ids), 'user id')}, {count(len(handles), 'user group')}"
+    return [ok("approvers", f"every approver resolves ({counts} in {count(len(config.profiles), 'profile')})")]
 
 
 def _channel_check(client: WebClient, channel: str, profiles: list[str], scopes: frozenset[str] | None) -> Check:

@@ -142,9 +142,9 @@ def test_a_working_set_up_is_all_ok(run: Run, db: Database, device: None, huntre
     assert {c["status"] for c in checks} == {"ok"}, checks
     assert all(set(c) == {"check", "status", "detail", "hint"} and c["hint"] == "" for c in checks)
     assert "bot accessbot" in line(checks, "slack token")["detail"]
-    assert "1 emails, 0 user ids, 1 user groups" in line(checks, "approvers")["detail"]
+    assert "1 email, 0 user ids, 1 user group in 1 profile" in line(checks, "approvers")["detail"]
     assert "#access-grants" in line(checks, f"notify channel {CHANNEL}")["detail"]
-    assert "1 devices listed, attributes of laptop" in line(checks, "tailnet")["detail"]
+    assert "1 device listed, attributes of laptop" in line(checks, "tailnet")["detail"]
     assert "Huntress accepted the credentials" in line(checks, "integration huntress")["detail"]
     assert huntress.requests == 1  # one page, one agent
     assert [r.params.get("limit") for r in huntress.calls] == ["1"]
