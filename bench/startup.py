@@ -31,8 +31,10 @@ TARGET_HELP_S = 0.3
 NAIVE = """
 import importlib, sys
 import typer
+from app.cli import _root  # the same root options (--version, completion) as the shipped CLI
 cli = typer.Typer(name="accessbot", help="Just-in-time Tailscale access from Slack, with EDR posture sync.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
+cli.callback()(_root)
 for name in ("db", "devices", "attrs", "tailnet", "audit", "integrations", "posture", "serve", "sync"):
     importlib.import_module(f"app.cli.{name}").register(cli)
 sys.argv[0] = "accessbot"

@@ -15,7 +15,7 @@ from app.config.model import Config
 from app.config.settings import Settings, get_settings
 from app.config.source import ConfigSource
 from app.core.clock import Clock, utcnow
-from app.core.crypto import KEY_FILE_NAME, Cipher, load_or_create_key_file
+from app.core.crypto import KEY_FILE_NAME, Cipher, CipherError, load_or_create_key_file
 from app.core.errors import ConfigError
 from app.db import Database, sqlite_database_path
 from app.tailnet.builtin import BuiltinTailnet
@@ -37,6 +37,7 @@ class ListenerOptions:
     limits: ServerLimits
     port: int
     metrics_port: int | None
+    metrics_host: str
     scrape_token: str | None
     trusted_proxies: str
 
@@ -63,9 +64,11 @@ class SlackOptions:
         return [name for name, value in needed.items() if not value]
 
 
-def cipher_for(settings: Settings) -> Cipher:
+def cipher_for(settings: Settings, *, create_key_file: bool = True) -> Cipher:
     """The cipher of ``ACCESSBOT_SECRET_KEY``, else of the key file beside an SQLite database.
 
+    ``create_key_file=False`` (what a process's services use): a missing key file is created only when something
+    is first encrypted, so commands that only read leave none behind; an existing one is read (and checked) at once.
     Raises ``ConfigError`` for PostgreSQL without ``ACCESSBOT_SECRET_KEY`` (no safe place for a key file).
     """
     secret = secret_text(settings.accessbot_secret_key)
@@ -77,7 +80,39 @@ def cipher_for(settings: Settings) -> Cipher:
             "ACCESSBOT_SECRET_KEY must be set to encrypt integration credentials when DATABASE_URL is not "
             "SQLite (a Fernet key, or a passphrase of at least 16 characters)"
         )
-    return Cipher(load_or_create_key_file(database.parent / KEY_FILE_NAME))
+    path = database.parent / KEY_FILE_NAME
+    if create_key_file or path.exists():
+        return Cipher(load_or_create_key_file(path))
+    return KeyFileOnFirstWrite(path)
+
+
+class KeyFileOnFirstWrite(Cipher):
+    """The cipher of a key file that does not exist yet: the first ``encrypt`` (a command storing a secret) creates
+    it; ``decrypt`` without it is a ``CipherError`` (nothing can have been encrypted with a key that never was)."""
+
+    def __init__(self, path: Path) -> None:  # no key yet: it is created by the first encrypt
+        self.path = path
+        self._created: Cipher | None = None
+
+    def __repr__(self) -> str:
+        return f"KeyFileOnFirstWrite({self.path})"
+
+    def encrypt(self, data: dict[str, str]) -> str:
+        """Encrypt with the key file's key, creating the key file (mode 0600, a warning says so) if still absent."""
+        if self._created is None:
+            self._created = Cipher(load_or_create_key_file(self.path))
+        return self._created.encrypt(data)
+
+    def decrypt(self, token: str) -> dict[str, str]:
+        """Decrypt with the key file's key; ``CipherError`` when there is no key file."""
+        if self._created is None:
+            if not self.path.exists():
+                raise CipherError(
+                    f"cannot decrypt the stored integration credentials: the key file {self.path} is missing; "
+                    "restore it from the backup of the database (or set ACCESSBOT_SECRET_KEY if that was used)"
+                )
+            self._created = Cipher(load_or_create_key_file(self.path))
+        return self._created.decrypt(token)
 
 
 def tailscale_tailnet(

@@ -96,6 +96,7 @@ class Services:
             ),
             port=settings.port,
             metrics_port=settings.metrics_port,
+            metrics_host=settings.metrics_host,
             scrape_token=secret_text(settings.metrics_token),
             trusted_proxies=settings.trusted_proxies,
         )
@@ -143,8 +144,9 @@ class Services:
 
     @cached_property
     def cipher(self) -> Cipher:
-        """The credentials cipher; ``ConfigError`` when no key can be had (PostgreSQL without a secret)."""
-        return cipher_for(self._settings)
+        """The credentials cipher; ``ConfigError`` when no key can be had (PostgreSQL without a secret). A key file
+        is created by the first secret stored, never by a command that only reads."""
+        return cipher_for(self._settings, create_key_file=False)
 
     @cached_property
     def integrations(self) -> Integrations:

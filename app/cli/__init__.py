@@ -9,7 +9,7 @@ import typer
 
 from app.cli.common import fail, injected
 from app.cli.lazy import LazyCommand, LazyGroup
-from app.core.errors import ConfigError
+from app.core.errors import ConfigError, EnvironmentProblem
 from app.tailnet.errors import TailnetError
 
 COMMANDS: dict[str, LazyCommand] = {
@@ -64,6 +64,8 @@ class _Group(LazyGroup):
             fail(str(exc), code=2)
         except TailnetError as exc:
             fail(exc.message, code=1)
+        except EnvironmentProblem as exc:
+            fail(exc.problem, code=2)
         except Exception as exc:
             if not _schema_outdated(exc):
                 raise
@@ -75,14 +77,33 @@ cli = typer.Typer(
     name="accessbot",
     help="Just-in-time Tailscale access from Slack, with EDR posture sync.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: the installed package's version (importlib.metadata), then exit before any command."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version  # only when asked: not for every start
+
+    try:
+        installed = version("accessbot")
+    except PackageNotFoundError:
+        fail("accessbot is not installed as a package (pip install -e .), so it has no version to show", code=1)
+    typer.echo(f"accessbot {installed}")
+    raise typer.Exit()
+
+
 @cli.callback()
-def _root() -> None:
-    """Nothing to do before a command (typer builds a group, rather than a single command, for a callback)."""
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Nothing to do before a command but ``--version`` (typer builds a group, rather than a single command, for a
+    callback)."""
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -22,6 +22,12 @@ group = typer.Typer(help="Posture attributes of a device: get, set, delete.", no
 
 DEVICE_HELP = "Device id, nodeId, name or hostname"
 _DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+)")
+_INTEGER = re.compile(r"[+-]?(0|[1-9]\d*)")
+_NUMBER_LIKE = re.compile(r"[+-]?(\d[\d_]*(\.\d*)?([eE][+-]?\d+)?|0[xXoObB][\da-fA-F_]+|\.\d+[eE][+-]?\d+)")
+"""Text a person most likely meant as a number: leading zeros, exponents, hex/octal/binary, digit groups."""
+MAX_EXPIRY = timedelta(days=365)
+"""The furthest ``attrs set --expiry`` accepts: Tailscale sets no maximum, but an expiry years ahead is a typo
+(``99999d``) or an attribute that should have none."""
 
 
 def purge_expired(tailnet: Tailnet) -> None:
@@ -46,17 +52,43 @@ def format_expiry(expiry: datetime, now: datetime) -> str:
 
 
 def parse_value(text: str, *, force_string: bool) -> AttributeValue:
-    """CLI value syntax (``rules.parse_cli_value``); a decimal such as ``1.5`` is refused as a number.
-
-    Without ``--string``, ``1.5`` reads as a non-integer number (which no attribute may hold) rather
-    than silently becoming the text ``"1.5"``.
-    """
-    if not force_string and _DECIMAL.fullmatch(text):
+    """CLI value syntax, strictly: ``true``/``false`` in any case (``TRUE``, ``True``) are booleans, a plain
+    integer (``42``, ``-5``, no leading zero) is a number, other text is a string; text that looks like a number
+    but is not a plain integer (``1.5``, ``007``, ``1e3``, ``0x1f``, ``1_000``) is refused rather than silently
+    stored as text. ``--string`` stores the text as given."""
+    if force_string:
+        return text
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _DECIMAL.fullmatch(text):
         try:
             rules.validate_value(float(text))
         except RuleViolation as exc:
             fail(f"{exc.message}; pass --string to store {text!r} as text")
-    return rules.parse_cli_value(text, force_string=force_string)
+    if _NUMBER_LIKE.fullmatch(text):
+        fail(
+            f"{text!r} is not a plain integer (no leading zeros, exponents, hex or underscores); "
+            f"write it as one, or pass --string to store it as text"
+        )
+    return text
+
+
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """``--expiry``: a duration from now or an RFC 3339 time, at most ``MAX_EXPIRY`` ahead (one line otherwise)."""
+    try:
+        expires = parse_when(text, now)
+    except ValueError as exc:
+        fail(f"--expiry: {exc}")
+    except OverflowError:
+        expires = None
+    if expires is None or expires - now > MAX_EXPIRY:
+        fail(
+            f"--expiry {text} is more than {MAX_EXPIRY.days} days ahead; access is meant to expire: choose a "
+            "shorter time, or leave --expiry out for an attribute that never expires"
+        )
+    return expires
 
 
 def _table(attributes: AttributeSet, now: datetime) -> Table:
@@ -100,7 +132,7 @@ def set_cmd(
     device_ref: Annotated[str, typer.Argument(metavar="DEVICE", help=DEVICE_HELP)],
     key: Annotated[str, typer.Argument(metavar="KEY", help="Attribute key, e.g. custom:prodAccess")],
     value: Annotated[
-        str, typer.Argument(metavar="VALUE", help="true/false = boolean, an integer = number, else string")
+        str, typer.Argument(metavar="VALUE", help="true/false (any case) = boolean, an integer = number, else string")
     ],
     expiry: Annotated[
         str | None,
@@ -113,14 +145,7 @@ def set_cmd(
     parsed = parse_value(value, force_string=force_string)
     with opened_services() as rt:
         now = rt.clock()
-        expires: datetime | None = None
-        if expiry is not None:
-            try:
-                expires = parse_when(expiry, now)
-            except ValueError as exc:
-                fail(f"--expiry: {exc}")
-            except OverflowError:
-                fail(f"--expiry: {expiry!r} is too far in the future")
+        expires = parse_expiry(expiry, now) if expiry is not None else None
         purge_expired(rt.tailnet)
         device = resolve_device(rt.tailnet, device_ref)
         rt.tailnet.set_attribute(device.id, key, parsed, actor=cli_actor(), expiry=expires, comment=comment)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -10,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from app.cli.common import console, fail, opened_services
 from app.vendors.integrations import IntegrationError
-from app.vendors.sync import SyncReport
+from app.vendors.sync import SyncReport, SyncRunner
 
 
 def _print_report(report: SyncReport) -> None:
@@ -36,12 +39,27 @@ def _print_report(report: SyncReport) -> None:
         console.print(f"[red]✗[/] {report.label}: {report.error}", highlight=False, soft_wrap=True)
 
 
+@contextmanager
+def _reports_printed_here() -> Iterator[None]:
+    """The runner logs each run's outcome for the scheduler's logs (a summary line, or a warning with the
+    error); this command prints the same report itself, so those lines are held back while it runs (errors with
+    a traceback, a bug, still show)."""
+    runner_log = logging.getLogger(SyncRunner.__module__)
+    before = runner_log.level
+    runner_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        runner_log.setLevel(before)
+
+
 def sync(
     vendor: Annotated[str | None, typer.Argument(help="huntress or sentinelone; all connected when omitted")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON")] = False,
 ) -> None:
     """Fetch the vendors' agents, match them to devices by serial number and write posture attributes now."""
-    with opened_services() as runtime:
+    with opened_services() as runtime, _reports_printed_here():
+        runtime.configure_logging()  # vendor retries are logged as the servers log them (format, redaction)
         runner = runtime.sync
         try:
             targets = (

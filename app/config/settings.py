@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     log_format: str = Field("text", alias="LOG_FORMAT")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     metrics_port: int | None = Field(None, alias="METRICS_PORT", ge=0, le=65535)
+    metrics_host: str = Field("127.0.0.1", alias="METRICS_HOST", min_length=1)
+    """Address of the ``METRICS_PORT`` listener (``0.0.0.0`` to let a scraper on another host in)."""
     metrics_token: SecretStr | None = Field(None, alias="METRICS_TOKEN")
     """When set, ``GET /metrics`` needs ``Authorization: Bearer <token>`` (every server of the process)."""
     trusted_proxies: str = Field("", alias="TRUSTED_PROXIES")
@@ -102,7 +104,6 @@ class Settings(BaseSettings):
         return default if default.exists() else None
 
 
-
 def get_settings(**overrides: Any) -> Settings:
     """Build settings from the environment, with optional overrides (by alias)."""
     try:
@@ -113,5 +114,3 @@ def get_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"invalid environment: {problems}") from None
     settings.check()
     return settings
-
-

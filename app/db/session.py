@@ -9,12 +9,14 @@ from typing import Any
 
 from filelock import FileLock
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.errors import ConfigError
-from app.db import write_queue
+from app.db import problems, write_queue
+
+URL_EXAMPLES = "e.g. sqlite:///accessbot.db or postgresql://user:password@host:5432/accessbot"
 
 
 def normalize_url(url: str) -> str:
@@ -58,18 +60,38 @@ def _use_wal(engine: Engine) -> None:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine: SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL uses psycopg 3."""
     url = normalize_url(url)
-    parsed = make_url(url)
+    parsed = _parsed(url)
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
         if memory:
-            raise ValueError("in-memory SQLite is not supported; use a file path")
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+            raise ConfigError(f"DATABASE_URL: in-memory SQLite is not supported; use a file path ({URL_EXAMPLES})")
+        engine = _engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         _use_wal(engine)
         write_queue.install(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    return _engine(url, **kwargs)
+
+
+def _parsed(url: str) -> URL:
+    """``url`` parsed; ``ConfigError`` (without echoing it: it may hold a password) when it is not a URL."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a database URL ({URL_EXAMPLES})") from None
+
+
+def _engine(url: str, **kwargs: Any) -> Engine:
+    """An engine whose connection failures a person can fix raise one-line errors (``app.db.problems``)."""
+    try:
+        engine = create_engine(url, **kwargs)
+    except (NoSuchModuleError, ImportError):  # an unknown dialect, or one whose driver accessbot does not ship
+        backend = make_url(url).get_backend_name()
+        unsupported = f"DATABASE_URL names a database accessbot does not support, {backend!r}"
+        raise ConfigError(f"{unsupported} ({URL_EXAMPLES})") from None
+    problems.watch(engine)
+    return engine
 
 
 class Database:

@@ -152,7 +152,7 @@ class SyncRunner:
             try:
                 self._sync(integration, spec, report, progress)
             except VendorAuthError as exc:
-                self._fail(integration, report, f"{spec.label} refused the credentials: {exc.message}", pause=True)
+                self._fail(integration, report, exc.message, pause=True)  # names the vendor and what it refused
             except VendorError as exc:
                 self._fail(integration, report, exc.message, pause=False)
             except CipherError as exc:

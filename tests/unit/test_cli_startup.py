@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 import app.bootstrap
-from app.cli import COMMANDS, cli
+from app.cli import COMMANDS, _root, cli
 from app.cli.lazy import load
 from app.core.errors import ConfigError
 from app.db.migrate import SchemaOutdated
@@ -41,8 +41,9 @@ BEFORE = ("db", "devices", "attrs", "tailnet", "audit", "integrations", "posture
 def eager_cli() -> typer.Typer:
     """The CLI as it was built before: every command module imported and registered up front."""
     eager = typer.Typer(
-        name="accessbot", help=cli.info.help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+        name="accessbot", help=cli.info.help, no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False
     )
+    eager.callback()(_root)  # the same root options (--version, completion)
     for name in BEFORE:
         importlib.import_module(f"app.cli.{name}").register(eager)
     return eager
