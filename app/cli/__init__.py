@@ -30,7 +30,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "app.cli.doctor", "Check the set-up (database, key, config, Slack, tailnet, EDR credentials); read-only."
     ),
     "db": LazyCommand("app.cli.db", "Database schema migrations."),
-    "devices": LazyCommand("app.cli.devices", "Devices of the built-in tailnet: add, import, list."),
+    "devices": LazyCommand("app.cli.devices", "Devices of the built-in tailnet: add, import, list, remove."),
     "attrs": LazyCommand("app.cli.attrs", "Posture attributes of a device: get, set, delete."),
     "tailnet": LazyCommand("app.cli.tailnet", "The built-in tailnet's Tailscale-compatible HTTP API."),
     "integrations": LazyCommand(

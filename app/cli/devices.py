@@ -1,4 +1,8 @@
-"""``accessbot devices``: devices of the built-in tailnet (add, import, list)."""
+"""``accessbot devices``: devices of the built-in tailnet (add, import, list, remove).
+
+Bad input is refused with one line naming the field (``app.tailnet.device_input``); the CLI group prints a
+``TailnetError`` as ``error: <message>`` and exits 1.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +21,13 @@ from sqlalchemy.exc import IntegrityError
 from app.cli.common import cli_actor, console, fail, opened_services, print_json, print_table
 from app.core.timefmt import format_rfc3339
 from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.device_input import KNOWN_OS, check_import_item
 from app.tailnet.devicejson import device_from_api, device_to_api
 from app.tailnet.errors import InvalidRequest
 from app.tailnet.models import Device
+from app.tailnet.service import resolve_device
 
-group = typer.Typer(help="Devices of the built-in tailnet: add, import, list.", no_args_is_help=True)
+group = typer.Typer(help="Devices of the built-in tailnet: add, import, list, remove.", no_args_is_help=True)
 
 
 @contextmanager
@@ -41,15 +47,27 @@ def _builtin(command: str) -> Iterator[BuiltinTailnet]:
 
 @group.command("add")
 def add_cmd(
-    name: Annotated[str, typer.Option("--name", help="Device (MagicDNS) name, e.g. laptop.example.ts.net")],
-    user: Annotated[str, typer.Option("--user", help="Owner's login email")],
+    name: Annotated[
+        str,
+        typer.Option("--name", help="Device name: laptop (becomes laptop.<tailnet name>) or a full MagicDNS name"),
+    ],
+    user: Annotated[str, typer.Option("--user", help="Owner's login email (a tagged device: its creator's)")],
     hostname: Annotated[
         str | None, typer.Option("--hostname", help="Hostname (default: first label of the name)")
     ] = None,
-    os: Annotated[str, typer.Option("--os", help="Operating system, e.g. macOS, windows, linux")] = "",
+    os: Annotated[
+        str, typer.Option("--os", help="Operating system: " + ", ".join(KNOWN_OS) + " (any case, e.g. macOS)")
+    ] = "",
     tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag such as tag:server (repeatable)")] = None,
     serials: Annotated[list[str] | None, typer.Option("--serial", help="A hardware serial number (repeatable)")] = None,
-    addresses: Annotated[list[str] | None, typer.Option("--address", help="A tailnet IP address (repeatable)")] = None,
+    addresses: Annotated[
+        list[str] | None,
+        typer.Option("--address", help="A Tailscale address in 100.64.0.0/10 or fd7a:115c:a1e0::/48 (repeatable)"),
+    ] = None,
+    client_version: Annotated[
+        str, typer.Option("--client-version", help="Tailscale client version, e.g. 1.76.1 (node:tsVersion)")
+    ] = "",
+    os_version: Annotated[str, typer.Option("--os-version", help="OS version, e.g. 14.5 (node:osVersion)")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the device in the API's shape")] = False,
 ) -> None:
     """Add a device to the built-in tailnet; prints its generated id and nodeId."""
@@ -62,6 +80,8 @@ def add_cmd(
             tags=tags or (),
             serial_numbers=serials or (),
             addresses=addresses or (),
+            client_version=client_version.strip(),
+            os_version=os_version,
             actor=cli_actor(),
         )
     if as_json:
@@ -98,13 +118,15 @@ def load_device_file(source: str, text: str) -> list[dict[str, Any]]:
     seen: dict[tuple[str, str], int] = {}
     for index, item in enumerate(data):
         try:
+            check_import_item(item)
             device = device_from_api(item)
         except InvalidRequest as exc:
             fail(f"{source}: device at index {index}: {exc.message}")
-        for field, value in (("id", device.id), ("nodeId", device.node_id)):
+        for field, value in (("id", device.id), ("nodeId", device.node_id), ("name", device.name.casefold())):
             first = seen.setdefault((field, value), index)
             if first != index:
-                fail(f"{source}: devices at index {first} and {index} have the same {field} {value!r}")
+                shown = device.name if field == "name" else value
+                fail(f"{source}: devices at index {first} and {index} have the same {field} {shown!r}")
     return data
 
 
@@ -123,6 +145,8 @@ def import_cmd(
             created, updated = tailnet.import_devices(devices, actor=cli_actor())
         except IntegrityError:
             fail(f"{name}: a device's id and nodeId belong to two different existing devices; nothing was imported")
+        except InvalidRequest as exc:
+            fail(f"{name}: {exc.message}")
     console.print(f"{created} created, {updated} updated", highlight=False)
 
 
@@ -159,6 +183,21 @@ def list_cmd(
     for device in devices:
         table.add_row(*_device_row(device))
     print_table(table)
+
+
+@group.command("remove")
+def remove_cmd(
+    device_ref: Annotated[str, typer.Argument(metavar="DEVICE", help="The device's id, nodeId or unique name")],
+) -> None:
+    """Remove a device and its attributes from the built-in tailnet (each removal audited)."""
+    with _builtin("remove") as tailnet:
+        device = resolve_device(tailnet, device_ref)
+        attributes = tailnet.get_attributes(device.id).attributes
+        removed = tailnet.remove_device(device.id, actor=cli_actor())
+    custom = sorted(key for key in attributes if not key.startswith("node:"))
+    console.print(f"removed device {removed.name} ({removed.id})", markup=False, highlight=False, soft_wrap=True)
+    if custom:
+        console.print(f"removed attributes: {', '.join(custom)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(cli: typer.Typer) -> None:

@@ -25,6 +25,7 @@ class AuditAction(StrEnum):
     REVOKE_OAUTH_CLIENT = "Revoke OAuth client"
     ADD_DEVICE = "Add device"
     IMPORT_DEVICES = "Import devices"
+    REMOVE_DEVICE = "Remove device"
     CREATE_POSTURE_INTEGRATION = "Create posture integration"
     UPDATE_POSTURE_INTEGRATION = "Update posture integration"
     REFUSED_COMMAND = "Refused posture command"

@@ -12,7 +12,7 @@ from app.tailnet import rules
 from app.tailnet.api_requests import Request
 from app.tailnet.api_routing import ApiContext, check_tailnet
 from app.tailnet.auth import Principal
-from app.tailnet.errors import InvalidRequest
+from app.tailnet.errors import InvalidRequest, NotFound
 from app.tailnet.models import AttributeChanges, AttributeWrite
 
 
@@ -41,12 +41,20 @@ def set_attribute(api: ApiContext, request: Request, principal: Principal | None
 
 
 def delete_attribute(api: ApiContext, request: Request, principal: Principal | None) -> Any:
-    """``DELETE /api/v2/device/{deviceId}/attributes/{key}`` (an optional body may carry a comment)."""
+    """``DELETE /api/v2/device/{deviceId}/attributes/{key}`` (an optional body may carry a comment).
+
+    Deleting an attribute that is not set (never was, or already expired) succeeds with 200 and changes nothing:
+    Tailscale's OpenAPI document gives this operation only ``200`` and ``404 Device not found`` (no "attribute
+    not found"), and its batch form is a JSON merge patch, where ``null`` for an absent key is a no-op. An unknown
+    device is still 404, and the key is still checked (a key nobody may write is 400)."""
     assert principal is not None
     comment = rules.validate_comment(request.json_object(optional=True).get("comment"))
-    api.tailnet.delete_attribute(
-        request.params["device"], request.params["key"], actor=principal.actor, comment=comment
-    )
+    try:
+        api.tailnet.delete_attribute(
+            request.params["device"], request.params["key"], actor=principal.actor, comment=comment
+        )
+    except NotFound:  # the attribute; an unknown device is DeviceNotFound, answered 404
+        return {}
     return {}
 
 

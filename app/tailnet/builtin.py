@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.clock import Clock, utcnow
@@ -23,19 +23,23 @@ from app.tailnet import rules
 from app.tailnet.builtin_devices import (
     DEVICE_COLUMNS,
     add_row,
+    bump_generation,
     device_generation,
     device_row,
+    devices_named,
     index_devices,
     new_device,
     new_device_ids,
     to_device,
     upsert_devices,
 )
-from app.tailnet.builtin_expiry import EXPIRY_ACTOR, purge
+from app.tailnet.builtin_expiry import EXPIRY_ACTOR, collect_key, purge
 from app.tailnet.builtin_sync import SyncDevice, current_values, sync_devices
-from app.tailnet.builtin_transactions import run_write
+from app.tailnet.builtin_transactions import lock_devices, run_write
 from app.tailnet.builtin_writes import apply_batch, check_changes, delete_one
+from app.tailnet.device_input import check_import_item, duplicate_names
 from app.tailnet.devicejson import device_from_api
+from app.tailnet.errors import InvalidRequest
 from app.tailnet.models import (
     Actor,
     AttributeChanges,
@@ -101,9 +105,11 @@ class BuiltinTailnet:
         serial_numbers: Iterable[str] = (),
         addresses: Iterable[str] = (),
         client_version: str = "",
+        os_version: str = "",
         actor: Actor,
     ) -> Device:
-        """Create a device with generated id and nodeId."""
+        """Create a device with generated ids and keys and Tailscale's defaults (``new_device``); its name must be
+        unique in the tailnet (``InvalidRequest`` otherwise). ``os_version`` feeds ``node:osVersion``."""
         device = new_device(
             name=name,
             user=user,
@@ -113,9 +119,17 @@ class BuiltinTailnet:
             serial_numbers=serial_numbers,
             addresses=addresses,
             client_version=client_version,
+            os_version=os_version,
+            tailnet_name=self.name,
+            now=self.clock(),
         )
         now = self.clock()
         with self.db.session() as session:
+            if devices_named(session, device.name):
+                raise InvalidRequest(
+                    f"a device named {device.name!r} already exists; device names are unique in a tailnet "
+                    "(choose another --name, or `accessbot devices remove` the old one)"
+                )
             add_row(session, device, now)
             audit.record(
                 session,
@@ -128,11 +142,28 @@ class BuiltinTailnet:
         return device
 
     def import_devices(self, devices: list[dict[str, Any]], *, actor: Actor) -> tuple[int, int]:
-        """Create or update devices from the API's device JSON; returns (created, updated)."""
-        parsed = [device_from_api(item) for item in devices]
+        """Create or update devices from the API's device JSON; returns (created, updated).
+
+        Every device is checked first (``InvalidRequest`` names its index and field) and names must stay unique
+        in the tailnet (``InvalidRequest`` lists the names held twice); then all are written, or none."""
+        parsed: list[Device] = []
+        for index, item in enumerate(devices):
+            try:
+                check_import_item(item)
+                parsed.append(device_from_api(item))
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"device at index {index}: {exc.message}") from None
         now = self.clock()
         with self.db.session() as session:
             created, updated = upsert_devices(session, parsed, now)
+            session.flush()
+            stored = session.execute(select(DeviceRow.id, DeviceRow.name))
+            duplicates = duplicate_names((row.id, row.name) for row in stored)
+            if duplicates:
+                raise InvalidRequest(
+                    f"device names must be unique in a tailnet; this import would leave several devices named "
+                    f"{', '.join(duplicates)}; nothing was imported"
+                )
             audit.record(
                 session,
                 at=now,
@@ -142,6 +173,52 @@ class BuiltinTailnet:
                 details={"created": created, "updated": updated},
             )
         return created, updated
+
+    def remove_device(self, device_id: str, *, actor: Actor) -> Device:
+        """Remove a device (by id or nodeId) with its attributes, in one transaction: each attribute's removal and
+        the device's are audited, and the device generation moves (so device lists refresh)."""
+
+        def work(session: Session, now: datetime) -> Device:
+            row = device_row(session, device_id)
+            lock_devices(self.db, session, [row.id], self.max_batch_devices)
+            device = to_device(row)
+            attrs = list(session.scalars(select(AttributeRow).where(AttributeRow.device_id == row.id)))
+            for attr in sorted(attrs, key=lambda a: a.key.key):
+                audit.record(
+                    session,
+                    at=now,
+                    actor=actor.id,
+                    action=AuditAction.UPDATE_NODE_ATTRIBUTE,
+                    target=audit.attribute_target(row.id, attr.key.key),
+                    old=attr.value,
+                    new=None,
+                    comment="device removed",
+                    details={"device_id": row.id, "key": attr.key.key, "change": "delete"},
+                )
+            key_ids = {attr.key_id for attr in attrs}
+            session.execute(delete(AttributeRow).where(AttributeRow.device_id == row.id))
+            session.execute(delete(DeviceRow).where(DeviceRow.id == row.id))
+            session.expunge(row)
+            for key_id in sorted(key_ids):
+                collect_key(session, key_id)
+            bump_generation(session)
+            audit.record(
+                session,
+                at=now,
+                actor=actor.id,
+                action=AuditAction.REMOVE_DEVICE,
+                target=f"device/{row.id}",
+                old={"name": device.name, "nodeId": device.node_id, "user": device.user},
+                details={"attributes": len(attrs)},
+            )
+            return device
+
+        return run_write(self.db, self.clock, work)
+
+    def device_ids_named(self, name: str) -> list[str]:
+        """Ids of the devices called ``name`` (case-insensitively), for look-ups by name."""
+        with self.db.session() as session:
+            return devices_named(session, name)
 
     # -- attributes ----------------------------------------------------------------------------------
 

@@ -12,18 +12,23 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, or_, select, update
+from sqlalchemy import String, cast, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core.timefmt import format_rfc3339
 from app.db.tables import DeviceRow
 from app.db.tables.tailnet import DeviceGenerationRow
 from app.tailnet.builtin_transactions import chunks
+from app.tailnet.device_input import check_addresses, check_os, check_tags, check_user
+from app.tailnet.devicejson import KEY_EXPIRY, ZERO_TIME_TEXT
 from app.tailnet.errors import DeviceNotFound, InvalidRequest
 from app.tailnet.models import Device
+from app.tailnet.posture_identity import HARDWARE_ADDRESSES_FIELD, raw_hardware_addresses
 
-DEVICE_COLUMNS = [column for column in DeviceRow.__table__.c if column.key != "created"]
-"""What a ``Device`` is made of: every column of the device table but its creation time."""
+DEVICE_COLUMNS = list(DeviceRow.__table__.c)
+"""What a ``Device`` is made of: every column of the device table (its creation time becomes ``raw["created"]``
+unless the device's own JSON, kept from an import, has one)."""
 
 _API_FIELDS = (
     "id",
@@ -61,6 +66,9 @@ _NODE_ID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
 
 def to_device(row: Any) -> Device:
     """A ``Device`` from a ``DeviceRow`` or a result row of ``DEVICE_COLUMNS`` (same attribute names)."""
+    raw = dict(row.extra or {})
+    if "created" not in raw and row.created is not None:
+        raw["created"] = format_rfc3339(row.created)
     return Device(
         id=row.id,
         node_id=row.node_id,
@@ -74,7 +82,7 @@ def to_device(row: Any) -> Device:
         serial_numbers=tuple(row.serial_numbers or ()),
         posture_identity_disabled=row.posture_identity_disabled,
         client_version=row.client_version,
-        raw=dict(row.extra or {}),
+        raw=raw,
     )
 
 
@@ -160,26 +168,62 @@ def new_device(
     serial_numbers: Iterable[str],
     addresses: Iterable[str],
     client_version: str,
+    tailnet_name: str,
+    now: datetime,
+    os_version: str = "",
 ) -> Device:
-    """A device to add, with generated ids; ``InvalidRequest`` for an empty name or a malformed tag."""
-    if not name.strip():
+    """A device to add by hand, with generated ids, keys and Tailscale's defaults; ``InvalidRequest`` (one line
+    naming the field) for an empty name, a user that is no email, an address that is no Tailscale address, a
+    malformed tag or an unknown OS.
+
+    A bare name becomes the MagicDNS name ``<name>.<tailnet name>``; a name with a dot is taken as an FQDN."""
+    name = name.strip()
+    if not name:
         raise InvalidRequest("device name must not be empty")
-    bad_tags = [t for t in tags if not t.startswith("tag:") or len(t) < 5]
-    if bad_tags:
-        raise InvalidRequest(f"tags must look like tag:name, got {', '.join(bad_tags)}")
+    if any(ch.isspace() for ch in name) or name.startswith(".") or name.endswith(".") or ".." in name:
+        raise InvalidRequest(f"device name {name!r} is not a DNS name (no spaces, no empty labels)")
+    user = check_user(user)
+    tag_tuple = check_tags(list(tags))
+    address_tuple = check_addresses(list(addresses))
+    os = check_os(os)
+    fqdn = name if "." in name else f"{name}.{tailnet_name}"
     legacy, node = new_device_ids()
+    key_expiry_disabled = bool(tag_tuple)  # Tailscale disables key expiry of tagged devices
+    raw = {
+        "authorized": True,
+        "created": format_rfc3339(now),
+        "keyExpiryDisabled": key_expiry_disabled,
+        "expires": ZERO_TIME_TEXT if key_expiry_disabled else format_rfc3339(now + KEY_EXPIRY),
+        "machineKey": "mkey:" + secrets.token_hex(32),
+        "nodeKey": "nodekey:" + secrets.token_hex(32),
+        "tailnetLockKey": "nlpub:" + secrets.token_hex(32),
+        "tailnetLockError": "",
+        "updateAvailable": False,
+        "blocksIncomingConnections": False,
+        "isExternal": False,
+        "connectedToControl": False,
+        "isEphemeral": False,
+    }
+    if os_version.strip():
+        raw["osVersion"] = os_version.strip()  # not a device field of the API: the source of node:osVersion
     return Device(
         id=legacy,
         node_id=node,
-        name=name.strip(),
-        hostname=(hostname or name.split(".", 1)[0]).strip(),
-        user=user.strip(),
+        name=fqdn,
+        hostname=(hostname or fqdn.split(".", 1)[0]).strip(),
+        user=user,
         os=os,
-        tags=tuple(tags),
-        addresses=tuple(addresses),
+        tags=tag_tuple,
+        addresses=address_tuple,
         serial_numbers=tuple(serial_numbers),
         client_version=client_version,
+        raw=raw,
     )
+
+
+def devices_named(session: Session, name: str) -> list[str]:
+    """Ids of the devices called ``name``, compared as DNS does (case-insensitively)."""
+    return list(session.scalars(select(DeviceRow.id).where(func.lower(DeviceRow.name) == name.lower())))
 
 
 def device_row(session: Session, device_id: str) -> DeviceRow:
@@ -225,7 +269,11 @@ def fill_row(row: DeviceRow, device: Device) -> None:
     row.serial_numbers = list(device.serial_numbers)
     row.posture_identity_disabled = device.posture_identity_disabled
     row.last_seen = device.last_seen
-    row.extra = {k: v for k, v in device.raw.items() if k not in _API_FIELDS}
+    extra = {k: v for k, v in device.raw.items() if k not in _API_FIELDS}
+    hardware = raw_hardware_addresses(device.raw.get("postureIdentity"))
+    if hardware:  # MACs, for EDR matching (app.tailnet.posture_identity); the serials have their own column
+        extra["postureIdentity"] = {HARDWARE_ADDRESSES_FIELD: hardware}
+    row.extra = extra
 
 
 def upsert_devices(session: Session, devices: list[Device], now: datetime) -> tuple[int, int]:

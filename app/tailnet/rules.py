@@ -15,6 +15,10 @@ from app.tailnet.errors import RuleViolation
 from app.tailnet.models import CUSTOM_NAMESPACE, AttributeValue
 
 MAX_KEY_LENGTH = 50
+"""The built-in store's key length limit (its documented seed rule)."""
+TAILSCALE_MAX_KEY_LENGTH = 128
+"""The key length limit of Tailscale's current OpenAPI document (``attributeKey``: ``maxLength: 128``); the
+Tailscale adapter checks only this, so it never refuses locally what the real API accepts."""
 MAX_STRING_LENGTH = 50
 MAX_TRUSTED_STRING_LENGTH = 100
 MAX_COMMENT_LENGTH = 200
@@ -36,13 +40,19 @@ def namespace_of(key: str) -> str:
     return key.split(":", 1)[0]
 
 
-def validate_key(key: Any, allowed_namespaces: frozenset[str] = frozenset({CUSTOM_NAMESPACE})) -> str:
-    """Check an attribute key's length, characters, shape and namespace; return its namespace."""
+def validate_key(
+    key: Any,
+    allowed_namespaces: frozenset[str] = frozenset({CUSTOM_NAMESPACE}),
+    *,
+    max_length: int = MAX_KEY_LENGTH,
+) -> str:
+    """Check an attribute key's length (at most ``max_length``), characters, shape and namespace; return its
+    namespace."""
     if not isinstance(key, str) or not key:
         raise RuleViolation("attribute key must be a non-empty string", rule="key_required")
-    if len(key) > MAX_KEY_LENGTH:
+    if len(key) > max_length:
         raise RuleViolation(
-            f"attribute key {key[:60]!r} is {len(key)} characters long; at most {MAX_KEY_LENGTH} are "
+            f"attribute key {key[:60]!r} is {len(key)} characters long; at most {max_length} are "
             "allowed, including the namespace",
             rule="key_length",
         )

@@ -268,7 +268,7 @@ class TailscaleTailnet:
     def _check(self, device_id: str, key: str, write: AttributeWrite | None, now: datetime) -> _Change:
         """Apply the shared rules locally (raising ``RuleViolation``) before anything is sent."""
         self._device_path(device_id)
-        namespace = rules.validate_key(key, API_NAMESPACES)
+        namespace = rules.validate_key(key, API_NAMESPACES, max_length=rules.TAILSCALE_MAX_KEY_LENGTH)
         if write is not None:
             value = rules.validate_value(write.value, namespace)
             expiry = write.expiry

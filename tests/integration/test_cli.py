@@ -115,7 +115,8 @@ def test_add_json_prints_the_device_in_api_shape(run: Run) -> None:
     device = json.loads(out)
     assert re.fullmatch(r"\d{16}", device["id"])
     assert re.fullmatch(r"n\w{10}CNTRL", device["nodeId"])
-    assert (device["name"], device["hostname"], device["user"]) == ("srv", "srv-1", "ops@example.com")
+    # a bare name becomes the MagicDNS name <name>.<tailnet name> (the built-in tailnet is example.com here)
+    assert (device["name"], device["hostname"], device["user"]) == ("srv.example.com", "srv-1", "ops@example.com")
     assert device["postureIdentity"] == {"serialNumbers": [], "disabled": False}
     assert "tags" not in device
 

@@ -248,9 +248,15 @@ def test_delete_attribute(client: httpx.Client, laptop: Device, db: Database) ->
     assert response.json() == {}
     assert client.get(f"/api/v2/device/{laptop.id}/attributes").json() == {"attributes": {"node:os": "macos"}}
     assert [e.details["change"] for e in events(db)] == ["set", "delete"]
+    # deleting an attribute that is not set: 200 and nothing changes (Tailscale's OpenAPI: 404 = device not found)
     again = client.delete(attr_path(laptop))
-    assert again.status_code == 404
-    assert KEY in message_of(again)
+    assert again.status_code == 200
+    assert [e.details["change"] for e in events(db)] == ["set", "delete"]
+    unknown_device = client.delete(attr_path("nNoSuchDeviceCNTRL"))
+    assert unknown_device.status_code == 404
+    assert "nNoSuchDeviceCNTRL" in message_of(unknown_device)
+    bad_key = client.delete(attr_path(laptop, "node%3Aos"))
+    assert bad_key.status_code == 400
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from app.core.clock import FrozenClock
 from app.core.errors import ConfigError
 from app.db import Database, audit
 from app.db.tables import RemoteExpiryRow
+from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import (
     AuthenticationError,
     DeviceNotFound,
@@ -783,3 +784,23 @@ def test_from_settings_prefers_oauth_and_requires_credentials(
     assert api.calls.last.request.headers["Authorization"] == "Bearer tok-1"
     with pytest.raises(ConfigError):
         bootstrap.tailscale_tailnet(Settings(TAILSCALE_API_URL=BASE), db, clock=clock)
+
+
+# -- key length: the adapter checks what every source agrees on ----------------------------------------
+
+
+def test_keys_up_to_the_openapi_limit_are_sent_and_recorded(
+    ts: TailscaleTailnet, mock: respx.MockRouter, db: Database, builtin: BuiltinTailnet
+) -> None:
+    """Tailscale's OpenAPI document allows 128 characters; the built-in store keeps its seed rule of 50."""
+    key = "custom:" + "k" * 121  # 128 characters
+    route = mock.post(attr_path("12345", key)).respond(200)
+    ts.set_attribute("12345", key, True, actor=ALICE, expiry=START + timedelta(hours=1))
+    assert route.called
+    assert remote_expiries(db) == [("12345", key, True, START + timedelta(hours=1))]
+    with pytest.raises(RuleViolation) as too_long:
+        ts.set_attribute("12345", key + "k", True, actor=ALICE)
+    assert too_long.value.rule == "key_length"
+    device = builtin.add_device(name="store", user="a@example.com", actor=Actor("cli:t"))
+    with pytest.raises(RuleViolation, match="at most 50"):
+        builtin.set_attribute(device.id, "custom:" + "k" * 44, True, actor=Actor("cli:t"))

@@ -94,7 +94,7 @@ class RemoteExpiryRow(Base):
     __tablename__ = "remote_expiries"
 
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # Tailscale allows 128
     value: Mapped[Any] = mapped_column(JSON)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
