@@ -15,6 +15,7 @@ from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from app.db.problems import LockFileUnusable
 from app.db.session import migration_lock_path
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ def _sqlite_lock(engine: Engine, timeout: float) -> Iterator[None]:
             lock.acquire(timeout=timeout)
         except Timeout:
             raise _timed_out(str(path), timeout) from None
+    except OSError as exc:  # not a Timeout: the lock file cannot be created (a read-only directory)
+        raise LockFileUnusable(path, exc) from None
     try:
         yield
     finally:

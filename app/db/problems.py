@@ -44,6 +44,17 @@ class DatabaseUnusable(DatabaseError, EnvironmentProblem):
         self.problem = problem
 
 
+class LockFileUnusable(EnvironmentProblem):
+    """A lock file beside a SQLite database cannot be created (a read-only directory)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.problem = (
+            f"cannot create the lock file {path} ({exc.strerror or exc}): the directory of the SQLite file must be "
+            f"writable for this user; fix its permissions or {CHECK_URL}"
+        )
+        super().__init__(self.problem)
+
+
 def watch(engine: Engine) -> None:
     """Raise ``DatabaseUnavailable``/``DatabaseUnusable`` instead of the failures ``explain`` recognises."""
     event.listen(engine, "handle_error", _translate)

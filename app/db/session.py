@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -53,8 +53,19 @@ def _use_wal(engine: Engine) -> None:
     with engine.connect() as conn:
         if str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal":
             return
-    with FileLock(migration_lock_path(engine), timeout=120), engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    path = migration_lock_path(engine)
+    lock = FileLock(path, timeout=120)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise
+    except OSError as exc:
+        raise problems.LockFileUnusable(path, exc) from None
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    finally:
+        lock.release()
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

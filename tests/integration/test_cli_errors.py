@@ -409,3 +409,26 @@ def test_sync_errors_are_printed_once(run: Run, monkeypatch: pytest.MonkeyPatch)
     assert said == [
         "✗ Huntress: Huntress refused the credentials (HTTP 401 Unauthorized: Authentication Failed); check them"
     ]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-file", "migrated-file"])
+def test_a_lock_file_that_cannot_be_created(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clock: FrozenClock, existing: bool
+) -> None:
+    """The directory of the SQLite file refuses the lock file (as a read-only directory does, even when the
+    database file itself opens): one line naming the lock file, for the WAL switch and for the migration lock."""
+    import filelock
+
+    from app.db import Database
+
+    path = tmp_path / "accessbot.db"
+    if existing:
+        Database(f"sqlite:///{path}").dispose()  # in WAL already: only the migration lock is left to take
+
+    def refuse(self: filelock.FileLock, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", self.lock_file)
+
+    cli_environment(monkeypatch, tmp_path, f"sqlite:///{path}")
+    monkeypatch.setattr(filelock.FileLock, "acquire", refuse)
+    line = failed(invoker(monkeypatch, clock)("db", "upgrade"), f"{path}.migrate.lock", "Permission denied")
+    assert "must be writable" in line
