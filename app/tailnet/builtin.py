@@ -9,6 +9,7 @@ the work lives beside it: ``builtin_devices`` (device rows), ``builtin_writes`` 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from app.tailnet.builtin_devices import (
     device_row,
     devices_named,
     index_devices,
+    named_like,
     new_device,
     new_device_ids,
     to_device,
@@ -150,15 +152,17 @@ class BuiltinTailnet:
         for index, item in enumerate(devices):
             try:
                 check_import_item(item)
-                parsed.append(device_from_api(item))
+                device = device_from_api(item)
             except InvalidRequest as exc:
                 raise InvalidRequest(f"device at index {index}: {exc.message}") from None
+            if "." not in device.name:  # a bare name becomes the MagicDNS name; an FQDN is kept as given
+                device = replace(device, name=f"{device.name}.{self.name}")
+            parsed.append(device)
         now = self.clock()
         with self.db.session() as session:
             created, updated = upsert_devices(session, parsed, now)
             session.flush()
-            stored = session.execute(select(DeviceRow.id, DeviceRow.name))
-            duplicates = duplicate_names((row.id, row.name) for row in stored)
+            duplicates = duplicate_names(named_like(session, {device.name for device in parsed}))
             if duplicates:
                 raise InvalidRequest(
                     f"device names must be unique in a tailnet; this import would leave several devices named "

@@ -221,6 +221,16 @@ def new_device(
     )
 
 
+def named_like(session: Session, names: Iterable[str]) -> list[tuple[str, str]]:
+    """``(id, name)`` of every device whose name is one of ``names``, compared case-insensitively (chunked)."""
+    folded = sorted({name.lower() for name in names})
+    found: list[tuple[str, str]] = []
+    for chunk in chunks(folded, 500):
+        rows = session.execute(select(DeviceRow.id, DeviceRow.name).where(func.lower(DeviceRow.name).in_(chunk)))
+        found.extend((row.id, row.name) for row in rows)
+    return found
+
+
 def devices_named(session: Session, name: str) -> list[str]:
     """Ids of the devices called ``name``, compared as DNS does (case-insensitively)."""
     return list(session.scalars(select(DeviceRow.id).where(func.lower(DeviceRow.name) == name.lower())))

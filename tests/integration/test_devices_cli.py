@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from app.core.clock import FrozenClock
 from app.db import Database, audit
 from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.builtin_devices import add_row
 from app.tailnet.models import Actor
 from tests.clitools import Run, cli_environment, failed, invoker, ok
 
@@ -130,6 +132,12 @@ def test_import_reports_names_held_twice(run: Run, tmp_path: Path, db: Database)
     assert [d.name for d in BuiltinTailnet(db).list_devices()] == ["one.ts.net"]
 
 
+def test_import_makes_a_bare_name_a_magicdns_name_and_keeps_an_fqdn(run: Run, tmp_path: Path, db: Database) -> None:
+    devices = [base(name="bare"), base(id="2", nodeId="nTWO1CNTRL", name="two.tail9.ts.net")]
+    ok(run("devices", "import", import_file(tmp_path, devices)))
+    assert sorted(d.name for d in BuiltinTailnet(db).list_devices()) == ["bare.example.com", "two.tail9.ts.net"]
+
+
 def test_reimport_of_the_same_device_is_not_a_duplicate(run: Run, tmp_path: Path, db: Database) -> None:
     path = import_file(tmp_path, [base()])
     ok(run("devices", "import", path))
@@ -183,3 +191,17 @@ def test_remove_by_node_id_and_unknown_device(run: Run, db: Database) -> None:
 
 def test_devices_help_lists_remove(run: Run) -> None:
     assert "add, import, list, remove" in ok(run("--help"))
+
+
+def test_duplicates_stored_before_names_were_unique_do_not_block_other_imports(
+    run: Run, tmp_path: Path, db: Database, clock: FrozenClock
+) -> None:
+    store = BuiltinTailnet(db)
+    first = store.add_device(name="twin", user="a@example.com", actor=ADMIN)
+    with db.session() as session:  # as an older release could store them
+        add_row(session, replace(first, id="99", node_id="nTWIN2CNTRL"), clock())
+    ok(run("devices", "import", import_file(tmp_path, [base()])))
+    failed(run("devices", "remove", "twin"), "matches 2 devices", "use an id")
+    ok(run("devices", "remove", "99"))
+    ok(run("devices", "remove", "twin"))
+    assert [d.name for d in store.list_devices()] == ["one.ts.net"]
