@@ -102,6 +102,8 @@ def explain(orig: BaseException, dialect: str, url: URL | None, *, connecting: b
 
 def _sqlite(orig: BaseException, path: Path | None, connecting: bool) -> str | None:
     message = str(orig).lower()
+    if "database is locked" in message:
+        return None  # busy, not broken: the callers' busy handling (retry, 503, "try again") applies
     where = f"the SQLite file {path}" if path is not None else "the SQLite file"
     if any(text in message for text in _CORRUPT):
         return (
