@@ -273,3 +273,22 @@ def test_custom_mode_against_a_tailscale_api(
         remote.close()
         server.shutdown()
         server.server_close()
+
+
+def test_client_waits_out_the_rate_limit(mono: Mono) -> None:
+    """Against the fake's 429s (X-RateLimit-RetryAfter epoch seconds only) the client waits and completes."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        mono.now += seconds
+
+    hosts = [falcon_host(i) for i in range(5)]
+    with FakeCrowdStrike(hosts, rate_limit=4, clock=mono) as served:
+        client = crowdstrike.CrowdStrikeClient(
+            CROWDSTRIKE_CLIENT_ID, CROWDSTRIKE_SECRET, base_url=served.url, sleep=sleep, clock=mono, page_size=2
+        )
+        with client:
+            agents = client.fetch_agents()
+        assert [a.attributes for a in agents] == [{"falcon:ztaScore": 87}] * 5
+        assert served.rate_limited > 0 and slept and all(0 < s <= 61 for s in slept)
