@@ -3,7 +3,8 @@
 Tailscale's own ``node:`` and ``ip:`` attributes are declared here. Every vendor's attributes, with their
 allowed values and hints, come from its ``SPEC`` in the vendor registry; each also appears in the
 ``custom:<namespace>_<name>`` form it takes on a real tailnet (its allowed values and hints mapped with
-``app.vendors.mapping``, exactly as the sync writes them).
+``app.vendors.mapping``, exactly as the sync writes them). Every vendor's freshness marker
+``<namespace>:stale`` (``app.vendors.plan``) is known as a boolean, with ``stale_marker`` naming its vendor.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from functools import cache
 from app.tailnet.models import CUSTOM_NAMESPACE
 from app.vendors.base import AttributeFamily, KnownAttribute
 from app.vendors.mapping import custom_key, custom_value
+from app.vendors.plan import stale_key
 from app.vendors.registry import REGISTRY
 
 OS_NAMES = ("macos", "windows", "linux", "ios", "android", "freebsd", "openbsd", "illumos", "js")
@@ -72,7 +74,25 @@ def _table() -> dict[str, KnownAttribute]:
         table[attribute.key] = attribute
         mapped_values = tuple(dict.fromkeys(v for v in map(custom_value, attribute.values) if isinstance(v, str)))
         table[custom_key(attribute.key)] = replace(attribute, key=custom_key(attribute.key), values=mapped_values)
+    for key, label in _stale_markers().items():
+        table[key] = KnownAttribute(
+            key, "boolean", description=f"Written as true when the {label} agent has not checked in recently"
+        )
     return table
+
+
+@cache
+def _stale_markers() -> dict[str, str]:
+    """``huntress:stale`` and ``custom:huntress_stale`` → ``Huntress``, for every vendor."""
+    markers: dict[str, str] = {}
+    for spec in REGISTRY.values():
+        markers[stale_key(spec)] = markers[custom_key(stale_key(spec))] = spec.label
+    return markers
+
+
+def stale_marker(key: str) -> str | None:
+    """The vendor label whose freshness marker ``key`` is (``huntress:stale`` → ``Huntress``), else ``None``."""
+    return _stale_markers().get(key)
 
 
 @cache

@@ -5,7 +5,8 @@ what was expected there; ordered comparisons on non-version strings are among th
 a rule or ``defaultSrcPosture`` but not defined. Warnings: postures defined but never used or without
 conditions, unknown namespaces and unknown keys (with a suggestion), values outside a known attribute's
 domain (with a hint: ``'Healthy'`` → ``'Protected'``), literals of the wrong type, ordered comparisons on
-attributes that hold strings or booleans, duplicate keys.
+attributes that hold strings or booleans, duplicate keys, and a freshness marker (``huntress:stale``) tested
+any other way than ``NOT SET`` (it is only ever ``true``, and absent while the agent checks in).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from app.posture.known import (
     known_namespaces,
     similar_keys,
     similar_namespace,
+    stale_marker,
     value_hint,
     vendor_custom_prefixes,
 )
@@ -99,7 +101,34 @@ def _condition_findings(posture: str, entry: ConditionEntry) -> list[Finding]:
     if attribute is None:
         return [Finding("warning", key_line, key_column, message)] if message else []
     line, column = entry.position(condition.operand_column) if condition.operand_column else (key_line, key_column)
+    stale = _stale_message(condition)
+    if stale:
+        return [Finding("warning", key_line, key_column, stale)]
     return [Finding("warning", line, column, m) for m in _value_messages(condition, attribute)]
+
+
+def _stale_message(condition: Condition) -> str:
+    """A warning for a freshness marker tested any way but ``NOT SET``: the marker is ``true`` exactly on devices
+    whose agent has not checked in within the integration's max agent age, and absent otherwise (never false)."""
+    label = stale_marker(condition.key)
+    if label is None or condition.op is Op.NOT_SET:
+        return ""
+    key = condition.key
+    fix = f"to require a {label} agent that checked in recently, write '{key} NOT SET'"
+    literals = _literals(condition)
+    if not all(isinstance(v, bool) for v in literals):
+        return ""  # a literal of the wrong type: the type check says so
+    admits_stale = (
+        condition.op is Op.IS_SET
+        or (condition.op in (Op.EQ, Op.IN) and True in literals)
+        or (condition.op in (Op.NE, Op.NOT_IN) and True not in literals)
+    )
+    if admits_stale:
+        return (
+            f"{key} is set (to true) only on devices whose {label} agent has not checked in recently: this "
+            f"condition admits exactly those devices; {fix}"
+        )
+    return f"{key} is never false (accessbot removes it when the agent checks in): the condition never matches; {fix}"
 
 
 def _suggest(candidates: list[str]) -> str:

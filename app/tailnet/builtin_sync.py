@@ -17,25 +17,39 @@ from sqlalchemy import Text, cast, or_, select
 from app.db import Database
 from app.db.tables import AttributeKeyRow, AttributeRow, DeviceRow
 from app.tailnet.models import AttributeValue
+from app.tailnet.posture_identity import hardware_addresses
 
 
 class SyncDevice(NamedTuple):
-    """A device as the sync matches it: its id, its serial numbers, whether posture identity is off."""
+    """A device as the sync matches it: its id, its serial numbers, whether posture identity is off, and its
+    matchable MAC addresses (normalised; ``app.tailnet.posture_identity``)."""
 
     id: str
     serial_numbers: tuple[str, ...]
     posture_identity_disabled: bool
+    mac_addresses: tuple[str, ...] = ()
 
 
 def sync_devices(db: Database) -> list[SyncDevice]:
-    """Every device's id, serial numbers and posture-identity flag, in id order."""
-    stmt = select(DeviceRow.id, cast(DeviceRow.serial_numbers, Text), DeviceRow.posture_identity_disabled).order_by(
-        DeviceRow.id
-    )
+    """Every device's id, serial numbers, posture-identity flag and MACs, in id order.
+
+    MACs are kept in the device's stored JSON (``extra["postureIdentity"]``, from an import that carried them):
+    only that member is read, not the whole ``extra``."""
+    stmt = select(
+        DeviceRow.id,
+        cast(DeviceRow.serial_numbers, Text),
+        DeviceRow.posture_identity_disabled,
+        DeviceRow.extra["postureIdentity"],
+    ).order_by(DeviceRow.id)
     with db.session() as session:
         return [
-            SyncDevice(device_id, tuple(json.loads(serials)) if serials else (), bool(disabled))
-            for device_id, serials, disabled in session.execute(stmt)
+            SyncDevice(
+                device_id,
+                tuple(json.loads(serials)) if serials else (),
+                bool(disabled),
+                () if disabled or not identity else hardware_addresses({"postureIdentity": identity}),
+            )
+            for device_id, serials, disabled, identity in session.execute(stmt)
         ]
 
 

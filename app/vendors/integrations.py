@@ -5,6 +5,10 @@ encrypted (``app.core.crypto.Cipher``) in ``integrations.credentials``, the othe
 The names of the secret fields that are set are kept in ``settings`` under ``ENCRYPTED_NAMES_KEY`` so they can be
 shown without the key; ``Integration.settings`` and ``Integrations.credentials`` leave that entry out.
 
+Per-integration sync options live in ``settings`` too, under keys starting with ``_`` that no vendor field
+has: ``MAX_AGENT_AGE_KEY`` (seconds; absent = off), the freshness limit of ``app.vendors.plan``. They are not
+vendor settings: ``Integration.settings`` and ``Integrations.credentials`` leave them out.
+
 Adding or changing an integration sets ``sync_requested_at``: the sync engine (``app.vendors.sync``) picks
 that up and syncs it at once. Audit events name the secret fields that were set or changed, never values.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.core.clock import Clock, utcnow
 from app.core.crypto import Cipher, CipherError
-from app.core.timefmt import format_rfc3339
+from app.core.timefmt import format_duration, format_rfc3339, parse_duration
 from app.db import Database, audit
 from app.db.audit import AuditAction
 from app.db.tables.vendors import IntegrationRow
@@ -33,6 +37,12 @@ from app.vendors.registry import REGISTRY, VendorRegistry
 
 ENCRYPTED_NAMES_KEY = "_secret_fields"
 """Entry of ``integrations.settings`` listing the names of the secret fields that are set."""
+MAX_AGENT_AGE_KEY = "_max_agent_age"
+"""Entry of ``integrations.settings``: the integration's ``max_agent_age`` in seconds (absent: no limit)."""
+MIN_AGENT_AGE = timedelta(hours=1)
+"""The shortest ``max_agent_age``: agents check in every few minutes to hours and a sync runs every 15 minutes,
+so a shorter limit would mark healthy agents stale."""
+_OFF = frozenset({"off", "none", "0"})
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -67,6 +77,8 @@ class Integration:
     last_result: str | None = None
     last_error: str | None = None
     last_report: dict[str, Any] = field(default_factory=dict)
+    max_agent_age: timedelta | None = None
+    """Agents not seen within it write no posture, only a stale marker (``app.vendors.plan``); ``None``: off."""
 
     def paused(self, now: datetime) -> bool:
         """Whether syncing is paused at ``now`` (after an authentication failure)."""
@@ -96,6 +108,7 @@ class Integration:
             "last_result": self.last_result,
             "last_error": self.last_error,
             "last_report": dict(self.last_report),
+            "max_agent_age": format_duration(self.max_agent_age) if self.max_agent_age is not None else None,
         }
 
 
@@ -171,6 +184,23 @@ def validate(spec: VendorSpec, values: Mapping[str, str], *, partial: bool) -> d
                 f"missing required field{plural} {', '.join(_describe(f) for f in missing)} for {spec.label}"
             )
     return clean
+
+
+def parse_max_agent_age(text: str) -> timedelta | None:
+    """``7d``, ``12h``, ``1d12h`` → a duration (at least ``MIN_AGENT_AGE``); ``off``/``none``/``0`` → ``None``."""
+    cleaned = text.strip().lower()
+    if cleaned in _OFF:
+        return None
+    try:
+        age = parse_duration(cleaned)
+    except ValueError as exc:
+        raise IntegrationError(f"max agent age: {exc}, or 'off'") from None
+    if age < MIN_AGENT_AGE:
+        raise IntegrationError(
+            f"max agent age {text.strip()!r} is shorter than {format_duration(MIN_AGENT_AGE)}: agents check in "
+            "every few minutes to hours, so healthy agents would count as stale; use e.g. 1d or 7d"
+        )
+    return age
 
 
 class Integrations:
@@ -291,7 +321,7 @@ class Integrations:
                 row.paused_until = None
                 row.pause_reason = None
             set_names = [name for name in secret_names if name in new_secrets]
-            row.settings = {**new_settings, ENCRYPTED_NAMES_KEY: set_names}
+            row.settings = {**new_settings, **_options(row.settings), ENCRYPTED_NAMES_KEY: set_names}
             row.credentials = self._cipher.encrypt(new_secrets)
             row.updated_at = now
             row.updated_by = actor
@@ -304,6 +334,34 @@ class Integrations:
                 target=target(spec.id),
                 old={"settings": old_settings},
                 new={"settings": new_settings, "changed_secret_fields": changed_secrets},
+            )
+            session.flush()
+            return self._integration(row)
+
+    def set_max_agent_age(self, vendor_id: str, age: timedelta | None, *, actor: str) -> Integration:
+        """Set (``None``: turn off) how recently an agent must have checked in to write posture; audited, and a
+        sync is requested so the change shows at once."""
+        if age is not None and age < MIN_AGENT_AGE:
+            raise IntegrationError(f"max agent age must be at least {format_duration(MIN_AGENT_AGE)}")
+        now = self._clock()
+        with self._db.session() as session:
+            row = self._row(session, vendor_id)
+            old = _max_agent_age(row.settings)
+            settings = {k: v for k, v in (row.settings or {}).items() if k != MAX_AGENT_AGE_KEY}
+            if age is not None:
+                settings[MAX_AGENT_AGE_KEY] = int(age.total_seconds())
+            row.settings = settings
+            row.updated_at = now
+            row.updated_by = actor
+            row.sync_requested_at = now
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action=AuditAction.UPDATE_POSTURE_INTEGRATION,
+                target=target(row.vendor),
+                old={"max_agent_age": format_duration(old) if old is not None else None},
+                new={"max_agent_age": format_duration(age) if age is not None else None},
             )
             session.flush()
             return self._integration(row)
@@ -363,6 +421,7 @@ class Integrations:
             last_result=row.last_result,
             last_error=row.last_error,
             last_report=dict(row.last_report or {}),
+            max_agent_age=_max_agent_age(row.settings),
         )
 
 
@@ -374,8 +433,18 @@ def _split(spec: VendorSpec, values: Mapping[str, str]) -> tuple[dict[str, str],
 
 
 def _public(settings: Mapping[str, Any] | None) -> dict[str, str]:
-    """The row's settings without the bookkeeping entry."""
-    return {k: v for k, v in (settings or {}).items() if k != ENCRYPTED_NAMES_KEY}
+    """The row's vendor settings: without the bookkeeping entry and the sync options."""
+    return {k: v for k, v in (settings or {}).items() if k not in (ENCRYPTED_NAMES_KEY, MAX_AGENT_AGE_KEY)}
+
+
+def _options(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The row's sync options (kept as they are when vendor fields change)."""
+    return {k: v for k, v in (settings or {}).items() if k == MAX_AGENT_AGE_KEY}
+
+
+def _max_agent_age(settings: Mapping[str, Any] | None) -> timedelta | None:
+    seconds = (settings or {}).get(MAX_AGENT_AGE_KEY)
+    return timedelta(seconds=seconds) if isinstance(seconds, int) and seconds > 0 else None
 
 
 def _secret_names(settings: Mapping[str, Any] | None) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app.core.timefmt import format_rfc3339
+from app.core.timefmt import format_duration, format_rfc3339
 from app.vendors.integrations import Integration
 
 
@@ -40,6 +40,12 @@ def status_of(integration: Integration, now: datetime) -> dict[str, Any]:
     elif last is not None:
         headline = f"Last sync attempt {ago(last, now)} failed"
 
+    by_serial, by_mac = report.get("matches_by_serial", report.get("matches", 0)), report.get("matches_by_mac", 0)
+    matching = f"{by_serial} matched by serial number, {by_mac} by MAC address"
+    if integration.max_agent_age is not None:
+        age = format_duration(integration.max_agent_age)
+        matching += f"; {report.get('stale_matches', 0)} with an agent not seen within {age} (marked stale)"
+
     def when(moment: datetime | None) -> str | None:
         return format_rfc3339(moment) if moment is not None else None
 
@@ -55,6 +61,13 @@ def status_of(integration: Integration, now: datetime) -> dict[str, Any]:
         "summary": report.get("summary"),
         "devices_synced": report.get("matches", 0),
         "matches": report.get("matches", 0),
+        "matches_by_serial": by_serial,
+        "matches_by_mac": report.get("matches_by_mac", 0),
+        "matching": matching,
+        "ambiguous_macs": report.get("ambiguous_macs", 0),
+        "max_agent_age": format_duration(integration.max_agent_age) if integration.max_agent_age is not None else None,
+        "agents_stale": report.get("agents_stale", 0),
+        "stale_matches": report.get("stale_matches", 0),
         "devices_with_identity": report.get("devices_with_identity", 0),
         "devices_without_identity": report.get("devices_without_identity", 0),
         "agents": report.get("agents", 0),

@@ -1,8 +1,9 @@
 """The posture sync: vendor agents → matched tailnet devices → only the attribute changes, in batches.
 
-A sync takes a complete snapshot of agents (or writes nothing), matches agents to devices by serial number,
-computes each matched device's attributes, diffs them with what is there (``app.vendors.plan``), writes the
-changes with ``set_many`` and removes the vendor's attributes from devices that no longer match.
+A sync takes a complete snapshot of agents (or writes nothing), matches agents to devices by serial number and
+then MAC address, computes each matched device's attributes (only a ``<namespace>:stale`` marker for an agent
+older than the integration's ``max_agent_age``), diffs them with what is there (``app.vendors.plan``), writes
+the changes with ``set_many`` and removes the vendor's attributes from devices that no longer match.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import delete, select, update
 from app.core import metrics
 from app.core.clock import Clock, utcnow
 from app.core.crypto import CipherError
-from app.core.timefmt import format_rfc3339
+from app.core.timefmt import format_duration, format_rfc3339
 from app.db import Database
 from app.db.tables.vendors import IntegrationRow, SyncStateRow
 from app.tailnet.errors import TailnetError
@@ -56,6 +57,12 @@ class SyncReport:
     devices_with_identity: int = 0
     devices_without_identity: int = 0
     matches: int = 0
+    matches_by_serial: int = 0
+    matches_by_mac: int = 0
+    ambiguous_macs: int = 0
+    agents_stale: int = 0
+    stale_matches: int = 0
+    max_agent_age: str | None = None
     devices_changed: int = 0
     sets: int = 0
     deletes: int = 0
@@ -200,7 +207,9 @@ class SyncRunner:
         devices = self._devices()
         owned = owned_keys(spec, self.mode)
         current = self._current(integration, owned)
-        plan = plan_sync(spec, devices, agents, current, self.mode)
+        age = integration.max_agent_age
+        plan = plan_sync(spec, devices, agents, current, self.mode, now=self.clock(), max_agent_age=age)
+        report.max_agent_age = format_duration(age) if age is not None else None
         for name in (
             "agents",
             "agents_without_serial",
@@ -209,6 +218,11 @@ class SyncRunner:
             "devices_with_identity",
             "devices_without_identity",
             "matches",
+            "matches_by_serial",
+            "matches_by_mac",
+            "ambiguous_macs",
+            "agents_stale",
+            "stale_matches",
             "sets",
             "deletes",
         ):
