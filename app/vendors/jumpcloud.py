@@ -135,7 +135,8 @@ def normalize_base_url(url: str | None) -> str:
     return text
 
 
-def _mac_lookup(value: str | None) -> bool:
+def parse_mac_lookup(value: str | None) -> bool:
+    """The ``mac_lookup`` setting: empty, on, yes or true → on; off, no or false → off; ``ValueError`` otherwise."""
     text = (value or "").strip().lower()
     if text in ("", "on", "yes", "true"):
         return True
@@ -381,7 +382,7 @@ def build(values: Mapping[str, str]) -> JumpCloudClient:
         api_key,
         org_id=values.get("org_id"),
         base_url=normalize_base_url(values.get("base_url")),
-        mac_lookup=_mac_lookup(values.get("mac_lookup")),
+        mac_lookup=parse_mac_lookup(values.get("mac_lookup")),
     )
 
 

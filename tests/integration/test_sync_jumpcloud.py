@@ -46,7 +46,7 @@ def vendors() -> VendorRegistry:
             values["api_key"],
             org_id=values.get("org_id"),
             base_url=values["base_url"],
-            mac_lookup=jumpcloud._mac_lookup(values.get("mac_lookup")),
+            mac_lookup=jumpcloud.parse_mac_lookup(values.get("mac_lookup")),
             sleep=_noop,
             page_size=2,
             interface_page_size=4,
