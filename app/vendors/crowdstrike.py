@@ -16,9 +16,12 @@ Listing, per page of the host scroll:
 2. ``GET /devices/entities/devices/v2?ids=..`` in batches of 100 (the GET form's documented maximum) → host
    details: ``serial_number``, ``mac_address``, ``connection_mac_address``, ``last_seen``, ``hostname``.
 3. ``GET /zero-trust-assessment/entities/assessments/v1?ids=..`` in batches of 100 → ``assessment.overall``.
-   Hosts without ZTA data are simply absent; a **404** answer (what the API is reported to send when none of the
-   ids has an assessment — UNVERIFIED: falconpy's own tests accept 404 from this call, ``tests/
-   test_zero_trust_assessment.py``) is read as "no scores in this batch", using any ``resources`` it carries.
+   Hosts without ZTA data are simply absent; a **404** answer is read as "no scores for these ids", using any
+   ``resources`` it carries. Checked: PSFalcon's endpoint table (CrowdStrike/psfalcon) gives this call's
+   ``default`` response as ``domain.AssessmentsResponse`` (resources + errors) and only 400/403/429 as
+   meta-only replies, and falconpy's tests (``tests/test_zero_trust_assessment.py``) accept 404 from it; that a
+   404 means "none of these ids has an assessment" stays UNVERIFIED. The batch maximum is not documented in
+   either SDK (UNVERIFIED); 100 ids per request keeps the URL short and matches the GET host-details limit.
 
 Values: ``falcon:ztaScore`` = ``assessment.overall`` (a whole number 0-100), as Tailscale's integration writes it
 (VENDORS-MORE §1, Tailscale kb/1289). A host without an assessment, or with ``overall: null``, gets no score (never

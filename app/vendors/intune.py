@@ -23,9 +23,13 @@ such as ``unknownFutureValue`` still syncs), ``intune:azureADRegistered``, ``int
 ``models/{compliance_state,device_registration_state,managed_device_owner_type}.py`` (VENDORS-MORE §2).
 
 MACs: ``wiFiMacAddress`` (Intune reports bare hex such as ``3c2c30a1b2c3``; colon or dash forms are accepted
-too) and ``ethernetMacAddress`` go to ``Agent.mac_addresses``. Graph returns ``ethernetMacAddress`` as null in
-list calls (it is filled only by ``GET managedDevices/{id}``); this client does not make one request per device
-for it, so Ethernet MACs are used only when the listing carries them. ``lastSyncDateTime`` is ``last_seen``;
+too; the bare-hex spelling itself is UNVERIFIED, so every common spelling is folded) and ``ethernetMacAddress``
+go to ``Agent.mac_addresses``. Graph returns ``ethernetMacAddress`` as null in list calls and fills it only in
+``GET managedDevices/{id}`` (confirmed: learn.microsoft.com Q&A 1382436, "List managed devices API returns null
+for ethernetMacAddress", and the property's own description); this client does not make one request per device
+for it, so Ethernet MACs are used only when the listing carries them. ``$top`` above 1000 is UNVERIFIED
+(community reports a default page of about 1000), so pages ask for 1000 and any smaller page Graph chooses is
+fine because paging follows ``@odata.nextLink`` only. ``lastSyncDateTime`` is ``last_seen``;
 Graph's ``0001-01-01T00:00:00Z`` (never synced) counts as unknown.
 """
 

@@ -335,3 +335,17 @@ def test_other_refusals_are_vendor_errors(mock: respx.MockRouter, make: Callable
     with pytest.raises(VendorError) as err:
         make().fetch_agents()
     assert not isinstance(err.value, VendorAuthError | VendorTransientError | VendorDataError)
+
+
+def test_api_401_with_a_fresh_token_is_an_auth_error(
+    mock: respx.MockRouter, make: Callable[..., CrowdStrikeClient]
+) -> None:
+    token_route = mock.post(TOKEN_URL).mock(return_value=token())
+    mock.get(SCROLL_URL).mock(
+        return_value=httpx.Response(
+            401, json={"errors": [{"code": 401, "message": "access denied, invalid bearer token"}]}
+        )
+    )
+    with pytest.raises(VendorAuthError, match="refused the credentials"):
+        make().fetch_agents()
+    assert token_route.call_count == 1  # a token fetched for this very call is not fetched again

@@ -324,3 +324,15 @@ def test_clouds_spec_and_build() -> None:
         "intune:managedDeviceOwnerType",
     }
     assert "inGracePeriod" in keys["intune:complianceState"].values
+
+
+def test_graph_401_with_a_fresh_token_is_an_auth_error(
+    mock: respx.MockRouter, make: Callable[..., IntuneClient]
+) -> None:
+    token_route = mock.post(TOKEN_URL).mock(return_value=token())
+    mock.get(DEVICES_URL).mock(
+        return_value=httpx.Response(401, json={"error": {"code": "InvalidAuthenticationToken", "message": "bad"}})
+    )
+    with pytest.raises(VendorAuthError):
+        make().fetch_agents()
+    assert token_route.call_count == 1
