@@ -29,15 +29,14 @@ Field names and enumerations checked against macadmins/jamf-pro-sdk-python ``mod
 the SDK posts to ``/api/v1/oauth/token``, Jamf's own docs to ``/api/oauth/token``, which this client uses).
 A JSON ``null`` (or a missing section) leaves its attribute unset. ``hardware.macAddress`` and
 ``hardware.altMacAddress`` (colon-separated) fill ``Agent.mac_addresses`` as 12 lowercase hex digits; an
-all-zero or unparseable MAC is dropped. Jamf's errors look like ``{"httpStatus": 404, "errors": [{"code",
-"description"}]}``; their code and description are shown to the admin.
+all-zero, broadcast or unparseable MAC is dropped (which MACs may match is the sync's rule). Jamf's errors
+look like ``{"httpStatus": 404, "errors": [{"code", "description"}]}``; code and description are shown.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -46,6 +45,7 @@ from typing import Any
 import httpx
 
 from app.core.http import Sent
+from app.core.macaddr import PLACEHOLDER_MACS, normalize_mac
 from app.tailnet.models import AttributeValue
 from app.vendors._http import (
     VENDOR_RETRY,
@@ -87,7 +87,6 @@ EXAMPLE_URL = "https://example.jamfcloud.com"
 
 FILEVAULT_STATUSES = ("ALL_ENCRYPTED", "SOME_ENCRYPTED", "BOOT_ENCRYPTED", "NOT_ENCRYPTED", "NOT_APPLICABLE")
 SIP_STATUSES = ("NOT_COLLECTED", "NOT_AVAILABLE", "DISABLED", "ENABLED")
-_HEX = re.compile(r"[0-9a-f]{12}")
 
 
 class JamfNotFound(VendorError):
@@ -141,12 +140,10 @@ def normalize_server_url(url: str | None) -> str:
     return text
 
 
-def normalize_mac(value: str) -> str | None:
-    """``A4:83:E7:11:22:33`` (or with ``-``/``.``/none) → ``a483e7112233``; ``None`` if not a usable MAC."""
-    digits = re.sub(r"[\s:.\-]", "", value).lower()
-    if not _HEX.fullmatch(digits) or digits in ("000000000000", "ffffffffffff"):
-        return None
-    return digits
+def jamf_mac(value: str | None) -> str | None:
+    """``A4:83:E7:11:22:33`` → ``a483e7112233`` (``app.core.macaddr``); ``None`` for a placeholder or non-MAC."""
+    mac = normalize_mac(value)
+    return None if mac is None or mac in PLACEHOLDER_MACS else mac
 
 
 def _section(raw: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:
@@ -206,8 +203,7 @@ def agent_from_jamf(raw: Any, position: int = 0) -> Agent:
 
     macs: list[str] = []
     for field in ("macAddress", "altMacAddress"):
-        text = _optional_str(hardware, field, where)
-        mac = normalize_mac(text) if text else None
+        mac = jamf_mac(_optional_str(hardware, field, where))
         if mac is not None and mac not in macs:
             macs.append(mac)
 

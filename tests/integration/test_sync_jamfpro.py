@@ -166,6 +166,23 @@ def test_the_client_reports_mac_addresses_normalised(fake: FakeJamfPro, ticks: T
     assert agents["H7QX9ZZZ1Q"].mac_addresses == ("149877aabbcc",)
 
 
+def test_a_device_without_a_serial_matches_by_its_jamf_mac(
+    runner: SyncRunner, integrations: Integrations, fake: FakeJamfPro, builtin: BuiltinTailnet
+) -> None:
+    """A device reporting only interface MACs gets the posture of the computer whose hardware.macAddress it has."""
+    identity = {"serialNumbers": [], "ifaceHardwareAddrs": ["14:98:77:aa:bb:cc"]}
+    builtin.import_devices(
+        [{"id": "201", "nodeId": "nJAMFMAC01", "name": "lab-mini.example.ts.net", "postureIdentity": identity}],
+        actor=Actor("cli:setup"),
+    )
+    fake.set_agents(the_sample()[1:2])  # lab-mini, serial H7QX9ZZZ1Q that no device reports
+    connect(integrations, fake)
+    report = runner.run("jamfpro")
+    assert report.result == "ok", report.error
+    assert (report.matches, report.matches_by_serial, report.matches_by_mac) == (1, 0, 1)
+    assert builtin.get_attributes("201").attributes["jamfPro:fileVaultStatus"] == "NOT_ENCRYPTED"
+
+
 def test_older_servers_are_read_through_v3_or_v1(
     runner: SyncRunner, integrations: Integrations, builtin: BuiltinTailnet, devices: list[Device], ticks: Ticks
 ) -> None:

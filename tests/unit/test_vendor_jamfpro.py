@@ -18,8 +18,8 @@ from app.vendors.jamfpro import (
     SPEC,
     JamfProClient,
     agent_from_jamf,
+    jamf_mac,
     next_page,
-    normalize_mac,
     normalize_server_url,
 )
 
@@ -405,8 +405,8 @@ def test_not_collected_sip_is_written_verbatim_as_tailscale_does() -> None:
         ("A4:83:E7:11:22", None),
     ],
 )
-def test_normalize_mac(given: str, expected: str | None) -> None:
-    assert normalize_mac(given) == expected
+def test_jamf_mac(given: str, expected: str | None) -> None:
+    assert jamf_mac(given) == expected
 
 
 def test_duplicate_and_unusable_macs_are_dropped() -> None:
