@@ -35,7 +35,8 @@ from app.cli import _root  # the same root options (--version, completion) as th
 cli = typer.Typer(name="accessbot", help="Just-in-time Tailscale access from Slack, with EDR posture sync.",
                   no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
 cli.callback()(_root)
-for name in ("db", "devices", "attrs", "tailnet", "audit", "integrations", "posture", "serve", "sync"):
+for name in ("db", "devices", "attrs", "tailnet", "audit", "integrations", "posture", "serve", "sync",
+             "doctor", "demo"):
     importlib.import_module(f"app.cli.{name}").register(cli)
 sys.argv[0] = "accessbot"
 cli()

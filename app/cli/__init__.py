@@ -29,6 +29,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "doctor": LazyCommand(
         "app.cli.doctor", "Check the set-up (database, key, config, Slack, tailnet, EDR credentials); read-only."
     ),
+    "demo": LazyCommand(
+        "app.cli.demo", "Play request -> approve -> grant -> expiry offline, in seconds, through the real app."
+    ),
     "db": LazyCommand("app.cli.db", "Database schema migrations."),
     "devices": LazyCommand("app.cli.devices", "Devices of the built-in tailnet: add, import, list, remove."),
     "attrs": LazyCommand("app.cli.attrs", "Posture attributes of a device: get, set, delete."),
@@ -37,9 +40,6 @@ COMMANDS: dict[str, LazyCommand] = {
         "app.cli.integrations", "EDR posture integrations (Huntress, SentinelOne): connect, change, remove, list."
     ),
     "posture": LazyCommand("app.cli.posture", "Postures of the tailnet policy file: check a device, lint the file."),
-    "demo": LazyCommand(
-        "app.cli.demo", "Play request -> approve -> grant -> expiry offline, in seconds, through the real app."
-    ),
 }
 """Every command, in the order ``--help`` lists them, with the module that defines it and its one-line help."""
 

@@ -34,7 +34,7 @@ print(json.dumps({"help": out.getvalue(), "modules": sorted(sys.modules)}))
 
 COMMAND_MODULES = {spec.module for spec in COMMANDS.values()}
 
-BEFORE = ("db", "devices", "attrs", "tailnet", "audit", "integrations", "posture", "serve", "sync", "doctor")
+BEFORE = ("db", "devices", "attrs", "tailnet", "audit", "integrations", "posture", "serve", "sync", "doctor", "demo")
 """The command modules in the order ``app/cli/__init__.py`` registered them before the lazy table."""
 
 
