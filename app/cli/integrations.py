@@ -17,9 +17,16 @@ from rich.text import Text
 from app.cli import common
 from app.cli.common import cli_actor, console, fail, opened_services, print_json, print_table
 from app.core.crypto import CipherError
-from app.core.timefmt import format_rfc3339
+from app.core.timefmt import format_duration, format_rfc3339
 from app.vendors.base import CredentialField, VendorAuthError, VendorError, VendorSpec
-from app.vendors.integrations import Integration, IntegrationError, Integrations, validate, vendor_spec
+from app.vendors.integrations import (
+    Integration,
+    IntegrationError,
+    Integrations,
+    parse_max_agent_age,
+    validate,
+    vendor_spec,
+)
 from app.vendors.status import status_of
 
 if TYPE_CHECKING:
@@ -68,7 +75,9 @@ ADD_HELP = (
 UPDATE_HELP = (
     f"Change some fields of a connected vendor account and request an immediate sync.\n\n{FIELDS_HELP}\n\n"
     "Only the fields given change; an empty value (--org-id '') clears an optional field. Changing any value "
-    "lifts the pause that follows an authentication failure."
+    "lifts the pause that follows an authentication failure.\n\n"
+    "--max-agent-age AGE (e.g. 7d, 12h; 'off' by default): an agent not seen within AGE writes none of its "
+    "attributes, only <namespace>:stale = true, until it checks in again."
 )
 
 ApiKey = Annotated[str | None, typer.Option("--api-key", help="Huntress API key (field api_key)", show_default=False)]
@@ -96,6 +105,15 @@ NoVerify = Annotated[
 Sets = Annotated[
     list[str] | None,
     typer.Option("--set", metavar="NAME=VALUE", help="Any field of the vendor; repeatable", show_default=False),
+]
+MaxAgentAge = Annotated[
+    str | None,
+    typer.Option(
+        "--max-agent-age",
+        metavar="AGE",
+        help="Agents not seen within AGE (7d, 12h; at least 1h) write only <namespace>:stale; 'off' turns it off",
+        show_default=False,
+    ),
 ]
 
 
@@ -260,6 +278,7 @@ def update_cmd(
     url: Url = None,
     api_token: ApiToken = None,
     sets: Sets = None,
+    max_agent_age: MaxAgentAge = None,
 ) -> None:
     """Change some fields of a connected vendor account and request an immediate sync."""
     with _errors():
@@ -271,11 +290,21 @@ def update_cmd(
             service = _service(rt)
             before = service.get(spec.id)
             values = _collect(spec, flags, sets)
-            if not values:
-                fail(f"nothing to update: give at least one of {', '.join(_flag(f.name) for f in spec.fields)}")
-            integration = service.update(spec.id, values, actor=cli_actor().id)
+            if not values and max_agent_age is None:
+                given = ", ".join([*(_flag(f.name) for f in spec.fields), "--max-agent-age"])
+                fail(f"nothing to update: give at least one of {given}")
+            age = parse_max_agent_age(max_agent_age) if max_agent_age is not None else None
+            integration = service.update(spec.id, values, actor=cli_actor().id) if values else before
+            if max_agent_age is not None:
+                integration = service.set_max_agent_age(spec.id, age, actor=cli_actor().id)
             now = rt.clock()
     _say(f"updated {_describe(integration)}")
+    if max_agent_age is not None:
+        _say(
+            f"max agent age {format_duration(age)}: agents not seen within it write only {spec.namespace}:stale"
+            if age is not None
+            else "max agent age off: every matched agent writes its posture"
+        )
     if before.paused(now) and not integration.paused(now):
         _say("the pause after an authentication failure is lifted")
     _say(sync_note(spec.id))
@@ -378,6 +407,7 @@ def status_cmd(
             f"{status['duplicate_serials_resolved']}",
             highlight=False,
         )
+        console.print(f"  {status['matching']}", highlight=False)
         if status["last_error"]:
             console.print(f"  [red]last error:[/] {status['last_error']}", highlight=False)
         if status["paused_until"]:
