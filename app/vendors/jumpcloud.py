@@ -28,21 +28,23 @@ Facts and where they come from (TheJumpCloud/jcapi-powershell ``SwaggerSpecs/Jum
   multi-tenant admins and names the organization. Service-account OAuth is not supported here (its token
   endpoint is unverified).
 - ``GET /api/systems``: ``limit`` "Limited to 100" (default 10), ``skip`` offset, ``fields`` a space
-  separated list of top-level fields, ``sort`` space separated; answer ``{"totalCount", "results"}``. The
-  client asks for the fields it maps only, sorted by ``_id`` so offsets stay stable while paging, and steps
-  ``skip`` until ``totalCount`` is reached (a short or empty page before that ends the listing too).
+  separated list of top-level fields; answer ``{"totalCount", "results"}``. The client asks for the fields it
+  maps only and steps ``skip`` by what each page held until ``totalCount`` is reached or a page is empty (a
+  page shorter than asked does not end the listing, in case the server caps ``limit`` lower). Like the
+  vendor's own SDK (``Get-JcSdkSystem -Paginate``: limit 100, skip, no ``sort``) it sends no ``sort``.
 - ``JcSystem``: ``fde{active, keyPresent}``, ``mdm.vendor`` enum unknown|none|internal|external,
   ``policyStats{total, success, failed, pending, duplicate, unsupportedOs}`` (integers), ``lastContact``
   date-time and nullable, ``networkInterfaces`` without MACs.
 - ``GET /api/v2/systeminsights/interface_details``: a bare JSON array of rows with ``system_id``,
   ``interface`` and ``mac``; ``limit`` max 10000 (default 10), ``skip``; filters on ``system_id`` and
-  ``interface`` only. No total is sent, so a page shorter than ``limit`` is the last.
+  ``interface`` only. No total is sent, so the client pages until an empty page (one request more than
+  strictly needed, but a server that caps ``limit`` below 10,000 cannot make it stop early and lose MACs).
 - Rate limits: not in either spec, nor in any source read (UNVERIFIED). The client keeps no client-side
   limit and relies on the shared retry policy: a 429 is retried after its ``Retry-After`` (or with backoff).
 
 MAC addresses (decision). They are cheap in requests when read account-wide: one
 ``interface_details`` request per 10,000 interface rows, next to one ``/api/systems`` request per 100 systems
-(50,000 systems with ~4 interfaces each: 500 + 20 requests, +4%). Per-system or per-page filtered lookups
+(50,000 systems with 3 interfaces each: 500 + 16 requests, +3%). Per-system or per-page filtered lookups
 would double the request count or worse, so they are not used. Rows of systems not in the listing are
 ignored; MACs are normalised to 12 lowercase hex digits, and empty, all-zero or broadcast ones dropped. The
 lookup is part of the snapshot: if it fails, the sync fails and writes nothing (a device matched only by
@@ -312,7 +314,7 @@ class JumpCloudClient(OwnedClient):
         return f"JumpCloudClient(base_url={self.base_url!r}, org_id={self.org_id!r}, mac_lookup={self.mac_lookup})"
 
     def _system_params(self, limit: int, skip: int) -> dict[str, str]:
-        return {"limit": str(limit), "skip": str(skip), "fields": " ".join(SYSTEM_FIELDS), "sort": "_id"}
+        return {"limit": str(limit), "skip": str(skip), "fields": " ".join(SYSTEM_FIELDS)}
 
     def verify(self) -> int:
         """One system, on a short retry budget; how many the page listed. The system is checked like a synced
@@ -335,7 +337,7 @@ class JumpCloudClient(OwnedClient):
                 self._http.get_json(url, params=self._system_params(self.page_size, skip), headers=self._headers)
             )
             following = skip + len(items)
-            more = bool(items) and len(items) == self.page_size and following < total
+            more = bool(items) and following < total
             return Page(items, str(following) if more else None, total)
 
         agents = collect_agents(
@@ -367,7 +369,7 @@ class JumpCloudClient(OwnedClient):
                 digits = normalize_mac(mac, f"{LABEL} system {system_id} interface")
                 if digits is not None and digits not in found.setdefault(system_id, []):
                     found[system_id].append(digits)
-            if len(rows) < self.interface_page_size:
+            if not rows:
                 return {system_id: tuple(macs) for system_id, macs in found.items() if macs}
             skip += len(rows)
         raise VendorDataError(f"{LABEL} API {INTERFACES_PATH} still had more pages after {MAX_PAGES}")

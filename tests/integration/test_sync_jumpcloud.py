@@ -231,6 +231,7 @@ def test_a_multi_tenant_admin_needs_the_org_id(
             (SYSTEMS_PATH, 401),
             (SYSTEMS_PATH, 200),
             (INTERFACES_PATH, 200),
+            (INTERFACES_PATH, 200),
         ]
 
 

@@ -125,7 +125,7 @@ def test_skip_pages_until_total_count_with_headers_fields_and_progress(
     for request in seen:
         assert request.url.params["limit"] == "2"
         assert request.url.params["fields"] == " ".join(SYSTEM_FIELDS)
-        assert request.url.params["sort"] == "_id"
+        assert "sort" not in request.url.params  # as the vendor's SDK pages: limit, skip, no sort
         assert request.headers["x-api-key"] == KEY
         assert request.headers["x-org-id"] == "org-42"
         assert "Authorization" not in request.headers
@@ -137,12 +137,31 @@ def test_no_org_id_sends_no_org_header(mock: respx.MockRouter, make: Callable[..
     assert "x-org-id" not in route.calls.last.request.headers
 
 
-def test_a_short_page_ends_the_listing_even_if_the_total_grew(
+def test_a_page_shorter_than_asked_does_not_end_the_listing_but_total_count_does(
     mock: respx.MockRouter, make: Callable[..., JumpCloudClient]
 ) -> None:
-    route = mock.get(SYSTEMS).respond(200, json=page([system(1)], 9))
+    seen: list[httpx.Request] = []
+    skip_route(
+        mock,
+        {
+            "0": httpx.Response(200, json=page([system(1)], 3)),  # a server capping limit at 1
+            "1": httpx.Response(200, json=page([system(2)], 3)),
+            "2": httpx.Response(200, json=page([system(3)], 3)),
+        },
+        seen,
+    )
+    assert len(make(page_size=2, mac_lookup=False).fetch_agents()) == 3
+    assert [r.url.params["skip"] for r in seen] == ["0", "1", "2"]
+
+
+def test_an_empty_page_ends_the_listing_even_if_the_total_says_more(
+    mock: respx.MockRouter, make: Callable[..., JumpCloudClient]
+) -> None:
+    route = skip_route(
+        mock, {"0": httpx.Response(200, json=page([system(1)], 9)), "1": httpx.Response(200, json=page([], 9))}
+    )
     assert len(make(page_size=2, mac_lookup=False).fetch_agents()) == 1
-    assert route.call_count == 1
+    assert route.call_count == 2
 
 
 def test_the_reference_sample_maps_as_documented() -> None:
@@ -279,7 +298,12 @@ def test_macs_come_from_account_wide_interface_pages(
     mock.get(INTERFACES).mock(side_effect=answer)
     agents = make(interface_page_size=3).fetch_agents()
     assert [a.mac_addresses for a in agents] == [("a483e7112233",), ("149877aabbcc",), ()]
-    assert [(r.url.params["skip"], r.url.params["limit"]) for r in seen] == [("0", "3"), ("3", "3"), ("6", "3")]
+    assert [(r.url.params["skip"], r.url.params["limit"]) for r in seen] == [
+        ("0", "3"),
+        ("3", "3"),
+        ("6", "3"),
+        ("7", "3"),  # until an empty page: a short one may be a server-side cap
+    ]
     assert all(r.headers["x-api-key"] == KEY for r in seen)
 
 
