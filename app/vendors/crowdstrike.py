@@ -42,13 +42,14 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from app.core.clock import Clock, utcnow
 from app.core.http import Unanswered, describe_error
+from app.core.macaddr import PLACEHOLDER_MACS, normalize_mac
 from app.tailnet.models import AttributeValue
 from app.vendors._http import (
     VENDOR_RETRY,
@@ -106,14 +107,15 @@ RATE_WINDOW = 60.5
 RETRY_POLICY = VENDOR_RETRY
 
 
-def normalize_mac(value: Any) -> str | None:
-    """``aa-bb-cc-dd-ee-ff`` (or with ``:``/``.``, any case) → ``aabbccddeeff``; ``None`` if not 48 bits of hex."""
-    if not isinstance(value, str):
-        return None
-    folded = "".join(ch for ch in value.strip().lower() if ch not in ":-. ")
-    if len(folded) != 12 or any(ch not in "0123456789abcdef" for ch in folded):
-        return None
-    return None if folded in ("000000000000", "ffffffffffff") else folded
+def reported_macs(values: Iterable[object]) -> tuple[str, ...]:
+    """The distinct MACs among ``values`` as 12 lowercase hex digits (``app.core.macaddr``), placeholders
+    (all zeros, broadcast) and unparsable ones left out; the sync decides which of them may match."""
+    out: dict[str, None] = {}
+    for value in values:
+        mac = normalize_mac(value)
+        if mac is not None and mac not in PLACEHOLDER_MACS:
+            out[mac] = None
+    return tuple(out)
 
 
 def base_url_for(region: str | None, base_url: str | None) -> str:
@@ -175,11 +177,7 @@ def agent_from_falcon(host: Any, zta: Any = None, position: int = 0) -> Agent:
     serial = _str(host, "serial_number", where)
     if (serial is None or not serial.strip()) and zta is not None:
         serial = _str(zta, "system_serial_number", f"{where} assessment")
-    macs: list[str] = []
-    for field in ("mac_address", "connection_mac_address"):
-        mac = normalize_mac(_str(host, field, where))
-        if mac is not None and mac not in macs:
-            macs.append(mac)
+    macs = reported_macs(_str(host, field, where) for field in ("mac_address", "connection_mac_address"))
     last_seen = parse_timestamp(host.get("last_seen"), "last_seen", where)
     return Agent(
         vendor=VENDOR,
@@ -188,7 +186,7 @@ def agent_from_falcon(host: Any, zta: Any = None, position: int = 0) -> Agent:
         serial=serial if serial and serial.strip() else None,
         attributes=attributes,
         last_seen=last_seen,
-        mac_addresses=tuple(macs),
+        mac_addresses=macs,
     )
 
 

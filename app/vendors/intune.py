@@ -38,12 +38,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
 from app.core.clock import Clock, utcnow
+from app.core.macaddr import PLACEHOLDER_MACS, normalize_mac
 from app.tailnet.models import AttributeValue
 from app.vendors._http import (
     VENDOR_RETRY,
@@ -127,14 +128,15 @@ SELECT = ",".join(
 )
 
 
-def normalize_mac(value: Any) -> str | None:
-    """``3c2c30a1b2c3``, ``3C:2C:30:A1:B2:C3`` or ``3c-2c-...`` → ``3c2c30a1b2c3``; ``None`` if not 48 bits of hex."""
-    if not isinstance(value, str):
-        return None
-    folded = "".join(ch for ch in value.strip().lower() if ch not in ":-. ")
-    if len(folded) != 12 or any(ch not in "0123456789abcdef" for ch in folded):
-        return None
-    return None if folded in ("000000000000", "ffffffffffff") else folded
+def reported_macs(values: Iterable[object]) -> tuple[str, ...]:
+    """The distinct MACs among ``values`` as 12 lowercase hex digits (``app.core.macaddr``), placeholders
+    (all zeros, broadcast) and unparsable ones left out; the sync decides which of them may match."""
+    out: dict[str, None] = {}
+    for value in values:
+        mac = normalize_mac(value)
+        if mac is not None and mac not in PLACEHOLDER_MACS:
+            out[mac] = None
+    return tuple(out)
 
 
 def _url(text: str | None, default: str, what: str) -> str:
@@ -187,11 +189,7 @@ def agent_from_intune(raw: Any, position: int = 0) -> Agent:
         flag = _bool(raw, field, where)
         if flag is not None:
             attributes[key] = flag
-    macs: list[str] = []
-    for field in ("wiFiMacAddress", "ethernetMacAddress"):
-        mac = normalize_mac(_str(raw, field, where))
-        if mac is not None and mac not in macs:
-            macs.append(mac)
+    macs = reported_macs(_str(raw, field, where) for field in ("wiFiMacAddress", "ethernetMacAddress"))
     synced = raw.get("lastSyncDateTime")
     last_seen = None if synced == NEVER_SYNCED else parse_timestamp(synced, "lastSyncDateTime", where)
     serial = _str(raw, "serialNumber", where)
@@ -202,7 +200,7 @@ def agent_from_intune(raw: Any, position: int = 0) -> Agent:
         serial=serial if serial and serial.strip() else None,
         attributes=attributes,
         last_seen=last_seen,
-        mac_addresses=tuple(macs),
+        mac_addresses=macs,
     )
 
 

@@ -336,3 +336,31 @@ def test_client_waits_out_graph_throttling(mono: Mono) -> None:
             assert served.rate_limited > 0 and slept
             statuses = [c.status for c in served.api_calls()]
             assert statuses.count(200) == 4 and set(statuses) == {200, 429}
+
+
+def test_matches_by_wifi_mac_and_stale_devices_write_no_posture(
+    runner: SyncRunner, integrations: Integrations, fake: FakeIntune, builtin: BuiltinTailnet, clock: FrozenClock
+) -> None:
+    """A device without a serial matches by Intune's bare-hex Wi-Fi MAC; a device that has not synced within the
+    integration's max_agent_age gets intune:stale instead of its posture."""
+    identity = {"serialNumbers": [], "ifaceHardwareAddrs": ["3c:2c:30:00:00:07"]}
+    builtin.import_devices(
+        [{"id": "701", "nodeId": "nMACIN0701", "name": "mac7.example.ts.net", "postureIdentity": identity}],
+        actor=Actor("cli:setup"),
+    )
+    old = builtin.add_device(name="old", user="o@example.com", serial_numbers=["SER-8"], actor=Actor("cli:setup"))
+    seen_now = (clock() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    long_ago = (clock() - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fake.set_devices(
+        [
+            intune_device(7, None, lastSyncDateTime=seen_now, complianceState="conflict"),
+            intune_device(8, "SER-8", lastSyncDateTime=long_ago),
+        ]
+    )
+    connect(integrations, fake)
+    integrations.set_max_agent_age("intune", timedelta(days=7), actor=ADMIN)
+    report = runner.run("intune")
+    assert report.result == "ok", report.error
+    assert (report.matches_by_serial, report.matches_by_mac, report.stale_matches) == (1, 1, 1)
+    assert builtin.get_attributes("701").attributes["intune:complianceState"] == "conflict"
+    assert attrs(builtin, old) == {"intune:stale": True}

@@ -21,7 +21,7 @@ from app.vendors.crowdstrike import (
     agent_from_falcon,
     base_url_for,
     build,
-    normalize_mac,
+    reported_macs,
 )
 
 BASE = "https://api.crowdstrike.com"
@@ -313,8 +313,7 @@ def test_regions_and_urls() -> None:
     assert base_url_for("eu-1", "http://127.0.0.1:9/") == "http://127.0.0.1:9"
     with pytest.raises(ValueError, match="known: us-1"):
         base_url_for("mars-1", None)
-    assert normalize_mac("A4-83-E7-11-22-33") == "a483e7112233"
-    assert normalize_mac("a483e71122") is None
+    assert reported_macs(["A4-83-E7-11-22-33", "a483e71122", "ff-ff-ff-ff-ff-ff"]) == ("a483e7112233",)
 
 
 def test_spec_and_build() -> None:

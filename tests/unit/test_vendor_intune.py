@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from app.vendors.base import VendorAuthError, VendorDataError, VendorError, VendorTransientError
-from app.vendors.intune import SPEC, IntuneClient, agent_from_intune, build, endpoints, normalize_mac
+from app.vendors.intune import SPEC, IntuneClient, agent_from_intune, build, endpoints, reported_macs
 
 TENANT = "8f0e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b"
 LOGIN = "https://login.microsoftonline.com"
@@ -295,7 +295,7 @@ def test_never_synced_and_mac_forms() -> None:
         device(2, lastSyncDateTime="0001-01-01T00:00:00Z", wiFiMacAddress="A4:83:E7:11:22:33", ethernetMacAddress="")
     )
     assert agent.last_seen is None and agent.mac_addresses == ("a483e7112233",)
-    assert normalize_mac("000000000000") is None and normalize_mac("3c2c30a1b2c3") == "3c2c30a1b2c3"
+    assert reported_macs(["000000000000", "3C2C30A1B2C3", "3c:2c:30:a1:b2:c3", "nope", None]) == ("3c2c30a1b2c3",)
 
 
 def test_verify_asks_for_one_device(mock: respx.MockRouter, make: Callable[..., IntuneClient]) -> None:
