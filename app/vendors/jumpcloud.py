@@ -5,21 +5,21 @@ ours, in the style of Tailscale's native ones (``<vendor>:<camelCaseField>``, va
 them, booleans as booleans). On the built-in tailnet they are written as below; on a real tailnet they
 become ``custom:jumpcloud_<name>`` (``app.vendors.mapping``):
 
-==========================  =====================================  =================================
-key                         type / values                          from (``JcSystem``)
-==========================  =====================================  =================================
-``jumpcloud:present``       ``true``                               every system listed
-``jumpcloud:active``        boolean                                ``active`` (agent connected now)
-``jumpcloud:fdeActive``     boolean                                ``fde.active``
-``jumpcloud:fdeKeyPresent`` boolean                                ``fde.keyPresent``
-``jumpcloud:mdmVendor``     internal, external, none, unknown      ``mdm.vendor`` (verbatim)
-``jumpcloud:policiesFailed`` number >= 0                           ``policyStats.failed``
-``jumpcloud:agentVersion``  version string                         ``agentVersion``
-==========================  =====================================  =================================
+============================  =================================  ================================
+key                           type / values                      from (``JcSystem``)
+============================  =================================  ================================
+``jumpcloud:present``         ``true``                           every system listed
+``jumpcloud:active``          boolean                            ``active`` (agent connected now)
+``jumpcloud:fdeActive``       boolean                            ``fde.active``
+``jumpcloud:fdeKeyPresent``   boolean                            ``fde.keyPresent``
+``jumpcloud:mdmVendor``       internal, external, none, unknown  ``mdm.vendor`` (verbatim)
+``jumpcloud:policiesFailed``  number >= 0                        ``policyStats.failed``
+``jumpcloud:agentVersion``    version string                     ``agentVersion``
+============================  =================================  ================================
 
 A field JumpCloud leaves out or sends as ``null`` ("not collected") leaves its attribute unset, never
-``false``. There is no ``jumpcloud:stale``: freshness (``lastContact``, kept as ``Agent.last_seen``) is judged
-by the framework's per-integration ``max_agent_age`` for every vendor alike.
+``false``. This catalogue has no ``jumpcloud:stale``: freshness (``lastContact``, kept as ``Agent.last_seen``)
+is judged by the framework's per-integration ``max_agent_age``, for every vendor alike.
 
 Facts and where they come from (TheJumpCloud/jcapi-powershell ``SwaggerSpecs/JumpCloud.SDK.V1.json`` and
 ``JumpCloud.SDK.V2.json`` at 82c20c1, 2026-03-31, read for this module):
@@ -49,8 +49,8 @@ would double the request count or worse, so they are not used. Rows of systems n
 ignored; MACs are normalised to 12 lowercase hex digits, and empty, all-zero or broadcast ones dropped. The
 lookup is part of the snapshot: if it fails, the sync fails and writes nothing (a device matched only by
 its MAC must not lose its posture because the second listing broke). An organization without System
-Insights answers rows for no system, so nothing is lost; an API key that may not read System Insights can
-turn the lookup off with the ``mac_lookup`` setting (``off``).
+Insights should answer rows for no system (UNVERIFIED); if JumpCloud refuses the endpoint instead, or the
+API key may not read System Insights, the ``mac_lookup`` setting (``off``) turns the lookup off.
 """
 
 from __future__ import annotations

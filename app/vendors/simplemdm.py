@@ -5,9 +5,9 @@ ours, in the style of Tailscale's native MDM ones (``jamfPro:supervised``, ``jam
 ``jamfPro:SIPEnabled``: ``<vendor>:<camelCaseName>``, booleans as booleans). On the built-in tailnet they are
 written as below; on a real tailnet they become ``custom:simplemdm_<name>`` (``app.vendors.mapping``):
 
-=============================== ============================================ ======================================
+=============================== ============================================ =======================================
 key                             type / values                                from (``data[].attributes``)
-=============================== ============================================ ======================================
+=============================== ============================================ =======================================
 ``simplemdm:present``           ``true``                                     every device listed
 ``simplemdm:status``            enrolled, awaiting_enrollment, unenrolled    ``status``, spaces → ``_``
 ``simplemdm:supervised``        boolean                                      ``is_supervised``
@@ -16,7 +16,7 @@ key                             type / values                                fro
 ``simplemdm:SIPEnabled``        boolean                                      ``system_integrity_protection_enabled``
 ``simplemdm:passcodeCompliant`` boolean                                      ``passcode_compliant``
 ``simplemdm:depEnrolled``       boolean                                      ``is_dep_enrollment``
-=============================== ============================================ ======================================
+=============================== ============================================ =======================================
 
 SimpleMDM sends ``null`` for what a device has not reported (an iPhone has no firewall or SIP, a new Mac no
 FileVault state yet): such an attribute is left unset, never written as ``false``. ``Agent.mac_addresses``
