@@ -14,10 +14,11 @@ from typing import NamedTuple
 
 from sqlalchemy import Text, cast, or_, select
 
+from app.core.macaddr import matchable_macs
 from app.db import Database
 from app.db.tables import AttributeKeyRow, AttributeRow, DeviceRow
 from app.tailnet.models import AttributeValue
-from app.tailnet.posture_identity import hardware_addresses
+from app.tailnet.posture_identity import HARDWARE_ADDRESSES_FIELD
 
 
 class SyncDevice(NamedTuple):
@@ -34,12 +35,10 @@ def sync_devices(db: Database) -> list[SyncDevice]:
     """Every device's id, serial numbers, posture-identity flag and MACs, in id order.
 
     MACs are kept in the device's stored JSON (``extra["postureIdentity"]``, from an import that carried them):
-    only that member is read, not the whole ``extra``."""
+    only that list is read, as text, not the whole ``extra`` (50k devices: ~0.1 s more than without MACs)."""
+    macs = DeviceRow.extra[("postureIdentity", HARDWARE_ADDRESSES_FIELD)]
     stmt = select(
-        DeviceRow.id,
-        cast(DeviceRow.serial_numbers, Text),
-        DeviceRow.posture_identity_disabled,
-        DeviceRow.extra["postureIdentity"],
+        DeviceRow.id, cast(DeviceRow.serial_numbers, Text), DeviceRow.posture_identity_disabled, cast(macs, Text)
     ).order_by(DeviceRow.id)
     with db.session() as session:
         return [
@@ -47,10 +46,16 @@ def sync_devices(db: Database) -> list[SyncDevice]:
                 device_id,
                 tuple(json.loads(serials)) if serials else (),
                 bool(disabled),
-                () if disabled or not identity else hardware_addresses({"postureIdentity": identity}),
+                _macs(listed) if listed and not disabled else (),
             )
-            for device_id, serials, disabled, identity in session.execute(stmt)
+            for device_id, serials, disabled, listed in session.execute(stmt)
         ]
+
+
+def _macs(listed: str) -> tuple[str, ...]:
+    """The matchable MACs of a stored list (JSON text; ``null`` when the device has none)."""
+    values = json.loads(listed)
+    return matchable_macs(v for v in values if isinstance(v, str)) if isinstance(values, list) else ()
 
 
 def current_values(
