@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -46,6 +47,10 @@ class DeviceRow(Base):
     attributes: Mapped[list[AttributeRow]] = relationship(
         back_populates="device", cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+# names are compared as DNS does (case-insensitively): every lookup by lower(name) uses this index (migration 0007)
+Index("ix_devices_name_lower", func.lower(DeviceRow.name))
 
 
 class DeviceGenerationRow(Base):
