@@ -88,8 +88,11 @@ def install(engine: Engine) -> None:
         release(conn.info)
 
     @event.listens_for(engine, "reset")
+    def reset(dbapi_connection: Any, entry: ConnectionPoolEntry, reset_state: Any) -> None:
+        release(entry.info)
+
     @event.listens_for(engine, "checkin")
-    def returned(dbapi_connection: Any, entry: ConnectionPoolEntry, *args: Any) -> None:
+    def checked_in(dbapi_connection: Any, entry: ConnectionPoolEntry | None) -> None:
         if entry is not None:
             release(entry.info)
 

@@ -12,10 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
-from app.vendors import huntress, sentinelone
+from app.vendors import crowdstrike, fleet, huntress, intune, jamfpro, jumpcloud, kandji, kolide, sentinelone, simplemdm
 from app.vendors.base import VendorSpec
 
-VENDORS: tuple[VendorSpec, ...] = (huntress.SPEC, sentinelone.SPEC)
+VENDORS: tuple[VendorSpec, ...] = (
+    huntress.SPEC,
+    sentinelone.SPEC,
+    crowdstrike.SPEC,
+    intune.SPEC,
+    jamfpro.SPEC,
+    kandji.SPEC,
+    kolide.SPEC,
+    fleet.SPEC,
+    jumpcloud.SPEC,
+    simplemdm.SPEC,
+)
 
 
 class VendorRegistry(Mapping[str, VendorSpec]):

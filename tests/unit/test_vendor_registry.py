@@ -16,16 +16,38 @@ def spec(vendor_id: str) -> VendorSpec:
     return dataclasses.replace(huntress.SPEC, id=vendor_id, label=vendor_id.title())
 
 
+ALL_IDS = [
+    "crowdstrike",
+    "fleet",
+    "huntress",
+    "intune",
+    "jamfpro",
+    "jumpcloud",
+    "kandji",
+    "kolide",
+    "sentinelone",
+    "simplemdm",
+]
+
+
 def test_vendors_are_listed_explicitly() -> None:
-    assert VENDORS == (huntress.SPEC, sentinelone.SPEC)
+    assert VENDORS[:2] == (huntress.SPEC, sentinelone.SPEC)
     assert vendors() is REGISTRY
-    assert list(REGISTRY) == ["huntress", "sentinelone"]
+    assert list(REGISTRY) == ALL_IDS
     assert REGISTRY["sentinelone"] is sentinelone.SPEC
+
+
+def test_every_vendor_has_its_own_namespace_a_label_and_fields() -> None:
+    namespaces = [spec.namespace for spec in VENDORS]
+    assert len(set(namespaces)) == len(namespaces)
+    for spec in VENDORS:
+        assert spec.label and spec.fields and spec.attributes, spec.id
+        assert all(a.key.split(":", 1)[0] in spec.namespaces for a in spec.attributes), spec.id
 
 
 def test_lookup_ignores_case_and_spaces_and_names_the_known_ids() -> None:
     assert vendor(" SentinelOne ") is sentinelone.SPEC
-    with pytest.raises(KeyError, match="unknown vendor 'acme'; known: huntress, sentinelone"):
+    with pytest.raises(KeyError, match="unknown vendor 'acme'; known: crowdstrike, fleet, huntress, "):
         vendor("acme")
     with pytest.raises(KeyError, match="known: none"):
         VendorRegistry(()).vendor("huntress")
