@@ -81,9 +81,9 @@ def _table() -> dict[str, KnownAttribute]:
     return table
 
 
-@cache
 def _stale_markers() -> dict[str, str]:
-    """``huntress:stale`` and ``custom:huntress_stale`` → ``Huntress``, for every vendor."""
+    """``huntress:stale`` and ``custom:huntress_stale`` → ``Huntress``, for every vendor (not cached: a few
+    entries, and always those of the current ``REGISTRY``)."""
     markers: dict[str, str] = {}
     for spec in REGISTRY.values():
         markers[stale_key(spec)] = markers[custom_key(stale_key(spec))] = spec.label
