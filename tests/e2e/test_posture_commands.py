@@ -85,7 +85,8 @@ def test_connect_syncs_at_once_then_status_sync_and_disconnect(
     assert "Huntress sync done" in result.params["text"]
     assert app.builtin.get_attributes(laptop.id).attributes["huntress:firewallStatus"] == "Isolated"
 
-    assert "don't know the vendor" in str(command(app, ADMIN, "sync crowdstrike")["text"])
+    assert "don't know the vendor" in str(command(app, ADMIN, "sync acme")["text"])
+    assert "CrowdStrike is not connected" in str(command(app, ADMIN, "sync crowdstrike")["text"])
 
     answer = command(app, ADMIN, "disconnect huntress")
     assert "Disconnecting Huntress" in str(answer["text"])
