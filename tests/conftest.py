@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,17 @@ from app.db import Database, normalize_url
 from app.db.migrate import upgrade
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, AttributeSet, AttributeValue
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """Each test starts with the root logger as it was: a CLI command run in-process configures logging for the
+    process (its handler and level), which must not leak into the next test's captured output."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 PG_URL = os.environ.get("ACCESSBOT_TEST_DATABASE_URL")
 START = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)

@@ -75,6 +75,14 @@ def format_rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def format_rfc3339_nano(moment: datetime) -> str:
+    """RFC 3339 in UTC as Go's ``time.RFC3339Nano`` writes it (Tailscale's API is Go): the fraction of a second
+    kept, trailing zeros dropped, none when whole (``...T13:00:00.12Z``, ``...T13:00:00Z``)."""
+    moment = moment.astimezone(UTC)
+    fraction = f"{moment.microsecond:06d}".rstrip("0")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
+
+
 def parse_when(text: str, now: datetime) -> datetime:
     """Parse either a duration from ``now`` (``30m``) or an absolute RFC 3339 time."""
     try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from app.core.timefmt import format_rfc3339
+from app.core.timefmt import format_rfc3339_nano
 
 AttributeValue = str | int | bool
 """A posture attribute value: string, integer number or boolean."""
@@ -66,7 +66,7 @@ class AttributeSet:
         """The Tailscale API shape ``{"attributes": ..., "expiries": ...}``; expiries omitted if none."""
         out: dict[str, Any] = {"attributes": dict(self.attributes)}
         if self.expiries:
-            out["expiries"] = {key: format_rfc3339(when) for key, when in self.expiries.items()}
+            out["expiries"] = {key: format_rfc3339_nano(when) for key, when in self.expiries.items()}
         return out
 
 

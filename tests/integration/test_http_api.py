@@ -195,6 +195,17 @@ def test_get_attributes_shape_with_expiries(client: httpx.Client, laptop: Device
     assert body == {"attributes": {"node:os": "macos", KEY: "granted", "custom:tier": 3}, "expiries": {KEY: expiry}}
 
 
+def test_an_expiry_keeps_its_fraction_of_a_second_as_tailscale_writes_it(client: httpx.Client, laptop: Device) -> None:
+    """Tailscale's API (Go, ``time.RFC3339Nano``) sends the fraction back, trailing zeros dropped."""
+    sent = {
+        "2026-11-21T14:00:00.123Z": "2026-11-21T14:00:00.123Z",
+        "2026-11-21T15:00:00.5+01:00": "2026-11-21T14:00:00.5Z",
+    }
+    for key, (given, expected) in zip(("custom:a", "custom:b"), sent.items(), strict=True):
+        assert client.post(attr_path(laptop, key), json={"value": True, "expiry": given}).status_code == 200
+        assert client.get(f"/api/v2/device/{laptop.id}/attributes").json()["expiries"][key] == expected
+
+
 @pytest.mark.parametrize(
     ("sent", "offset"),
     [("2026-11-21T14:00:00Z", 0), ("2026-11-21T14:00:00+00:00", 0), ("2026-11-21T15:00:00+01:00", 0)],

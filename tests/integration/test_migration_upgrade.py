@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +22,6 @@ from typing import Any
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -36,7 +33,6 @@ from app.core.crypto import Cipher
 from app.db import Database, audit
 from app.db.migrate import alembic_config, current_revision, head_revision, upgrade
 from app.db.session import make_engine
-from app.db.tables import Base
 from app.db.tables import access as access_models
 from app.db.tables import vendors as vendor_models
 from app.tailnet.auth import AuthStore, format_api_key, hash_secret
@@ -45,6 +41,7 @@ from app.tailnet.errors import RuleViolation
 from app.tailnet.models import Actor
 from app.vendors.integrations import Integrations
 from tests.conftest import PG_URL, written
+from tests.schema import schema_diff
 
 assert access_models and vendor_models  # their tables are part of Base.metadata
 
@@ -233,30 +230,6 @@ def write_release_0001_data(db: Database) -> None:
             },
             ("old_value", "new_value", "details"),
         )
-
-
-EXPRESSION_INDEXES = {"ix_devices_name_lower"}
-"""Indexes on an expression, which SQLAlchemy cannot reflect (it warns and skips them): checked by name instead."""
-
-
-def expression_indexes(db: Database) -> set[str]:
-    query = (
-        "SELECT name FROM sqlite_master WHERE type = 'index'"
-        if db.dialect == "sqlite"
-        else "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
-    )
-    with db.engine.connect() as conn:
-        return {name for (name,) in conn.exec_driver_sql(query)} & EXPRESSION_INDEXES
-
-
-def schema_diff(db: Database) -> list[Any]:
-    """What differs between the database and the models, the expression indexes compared by name."""
-    with db.engine.connect() as conn, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index")
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    diff = [d for d in diff if not (d[0] in ("add_index", "remove_index") and d[1].name in EXPRESSION_INDEXES)]
-    missing = EXPRESSION_INDEXES - expression_indexes(db)
-    return diff + [("missing expression index", name) for name in sorted(missing)]
 
 
 def test_release_0001_data_survives_the_upgrade_and_the_schema_cycles(empty_db: Database) -> None:
