@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from app.core.macaddr import matchable_macs
 from app.tailnet.models import AttributeValue
 from app.vendors._http import (
     VENDOR_RETRY,
@@ -115,6 +116,9 @@ def agent_from_huntress(raw: Any, position: int = 0) -> Agent:
         value = _optional_str(raw, field, where)
         if value is not None and value.strip():
             attributes[key] = value
+    macs = raw.get("mac_addresses")
+    if macs is not None and not isinstance(macs, list):
+        raise VendorDataError(f"{where}: mac_addresses is a {type(macs).__name__}, not a list")
     last_seen = parse_timestamp(raw.get("last_callback_at"), "last_callback_at", where)
     if last_seen is None:
         last_seen = parse_timestamp(raw.get("updated_at"), "updated_at", where)
@@ -127,6 +131,7 @@ def agent_from_huntress(raw: Any, position: int = 0) -> Agent:
         last_seen=last_seen,
         active=True,
         decommissioned=False,
+        mac_addresses=matchable_macs(macs or ()),  # documented: "mac_addresses": ["7c:a7:b0:16:2f:78"]
     )
 
 

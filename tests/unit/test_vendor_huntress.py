@@ -177,6 +177,16 @@ def test_agent_mapping_keeps_strings_verbatim_and_omits_nulls() -> None:
     assert mapped.last_seen == datetime(2026, 11, 21, 9, 0, tzinfo=UTC)  # fell back to updated_at
 
 
+def test_agent_macs_are_normalised_and_placeholders_dropped() -> None:
+    agent = agent_from_huntress(
+        raw_agent(7, mac_addresses=["7C:A7:B0:16:2F:78", "00:00:00:00:00:00", "7c-a7-b0-16-2f-78"])
+    )
+    assert agent.mac_addresses == ("7ca7b0162f78",)
+    assert agent_from_huntress(raw_agent(8)).mac_addresses == ()
+    with pytest.raises(VendorDataError, match="mac_addresses"):
+        agent_from_huntress(raw_agent(9, mac_addresses="7c:a7:b0:16:2f:78"))
+
+
 def test_agent_mapping_rejects_malformed_agents() -> None:
     with pytest.raises(VendorDataError, match="not an object"):
         agent_from_huntress(["not", "an", "agent"])
