@@ -77,6 +77,7 @@ def test_connect_syncs_at_once_then_status_sync_and_disconnect(
     status = command(app, ADMIN, "status")
     card = json.dumps(status["blocks"])
     assert "Huntress" in card and "1 match between" in card and "Agents without serial" in card
+    assert "Matching: 1 matched by serial number, 0 by MAC address" in card
 
     fake_huntress.set_agents([huntress_agent(0, "C02RITA", firewall_status="Isolated")])
     answer = command(app, ADMIN, "sync huntress")

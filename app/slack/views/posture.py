@@ -43,8 +43,8 @@ def status_card(statuses: list[dict[str, Any]]) -> list[Block]:
     if not statuses:
         blocks.append(
             section(
-                "No EDR integration is connected. An admin can run `/posture connect huntress` or "
-                "`/posture connect sentinelone`."
+                "No EDR integration is connected. An admin can run `/posture connect <vendor>`, e.g. "
+                "`/posture connect crowdstrike` (an unknown name lists the vendors accessbot knows)."
             )
         )
         return blocks
@@ -64,7 +64,7 @@ def status_card(statuses: list[dict[str, Any]]) -> list[Block]:
                 ]
             ),
         ]
-        notes = []
+        notes = [f"Matching: {escape(str(status['matching']), TEXT_LIMIT)}"] if status.get("matching") else []
         if status["last_error"]:
             notes.append(f":warning: Last error: {escape(str(status['last_error']), TEXT_LIMIT)}")
         if status["paused_until"]:
