@@ -86,7 +86,7 @@ def format_rfc3339_nano(moment: datetime) -> str:
 def parse_when(text: str, now: datetime) -> datetime:
     """Parse either a duration from ``now`` (``30m``) or an absolute RFC 3339 time."""
     try:
-        return now + parse_duration(text)
+        return (now + parse_duration(text)).replace(microsecond=0)  # "in 1m" means a whole second, as typed
     except ValueError:
         pass
     try:
