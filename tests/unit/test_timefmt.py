@@ -47,3 +47,15 @@ def test_parse_when() -> None:
     assert parse_when("2026-11-22T00:00:00Z", START) == START + timedelta(hours=12)
     with pytest.raises(ValueError, match="invalid time"):
         parse_when("soon", START)
+
+
+def test_a_duration_from_a_moment_with_a_fraction_is_a_whole_second() -> None:
+    assert parse_when("1m", START.replace(microsecond=241396)) == START + timedelta(minutes=1)
+
+
+def test_rfc3339_nano_keeps_the_fraction_without_trailing_zeros() -> None:
+    from app.core.timefmt import format_rfc3339_nano
+
+    assert format_rfc3339_nano(START) == format_rfc3339(START)
+    assert format_rfc3339_nano(START.replace(microsecond=120000)).endswith(":00.12Z")
+    assert format_rfc3339_nano(START.replace(microsecond=5)).endswith(".000005Z")
