@@ -1,13 +1,17 @@
-"""Benchmark the EDR posture sync end to end: loopback Huntress and SentinelOne fakes → SyncRunner → built-in tailnet.
+"""Benchmark the EDR posture sync end to end: loopback vendor fakes → SyncRunner → built-in tailnet.
 
-    python bench/sync.py [--agents 50000] [--devices 50000] [--database-url URL] [--profile]
+    python bench/sync.py [--vendor NAME ...|all] [--agents 50000] [--devices 50000] [--database-url URL] [--profile]
 
 Builds a temporary SQLite database (with ``--database-url``: a throwaway schema in that PostgreSQL database,
 dropped afterwards), migrates it and imports ``--devices`` devices with ``import_devices``. Most of their serial
 numbers (about 90 %) belong to an agent; the others have a serial no EDR knows, none, a firmware placeholder,
-or posture identity turned off. Both vendor fakes serve ``--agents`` agents over HTTP on 127.0.0.1, with about
-1 % null serials, 0.5 % placeholder serials, 1 % reinstalls (a second agent with the serial of another) and a
-realistic spread of values. Then, per vendor, ``SyncRunner.run`` three times:
+or posture identity turned off. Each vendor chosen with ``--vendor`` (repeatable, or ``all``; default Huntress
+and SentinelOne) serves ``--agents`` agents over HTTP on 127.0.0.1 from its loopback fake in ``tests/fakes``, in
+the vendor's own JSON shape (``bench/sync_vendors.py``), with about 1 % null serials, 0.5 % placeholder serials,
+1 % reinstalls (a second agent with the serial of another) and a realistic spread of values. The fakes of
+CrowdStrike, Intune and Kandji enforce the vendor's documented rate limit, the others none; every client keeps
+its production self rate limit except Huntress's (60 a minute), which the bench relaxes and says so. Then, per
+vendor, ``SyncRunner.run`` three times:
 
 * first: every attribute is new;
 * again: nothing changed, so nothing may be written;
@@ -48,6 +52,7 @@ from typing import Any, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchdb import child_url, postgres_database, sqlite_database
+from sync_vendors import VENDORS, VendorBench
 
 from app.core.crypto import Cipher
 from app.db import Database
@@ -55,25 +60,20 @@ from app.db.session import normalize_url
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.builtin_sync import SyncDevice
 from app.tailnet.models import Actor, AttributeChanges, AttributeValue, Device
-from app.vendors import huntress, sentinelone
+from app.vendors import huntress, registry, sentinelone
 from app.vendors._http import SlidingWindowLimiter
 from app.vendors.base import Agent, Progress, VendorClient, VendorSpec
 from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode, map_key
 from app.vendors.registry import VendorRegistry
 from app.vendors.sync import SyncReport, SyncRunner
-from tests.fakes.vendors import (
-    HUNTRESS_KEY,
-    HUNTRESS_SECRET,
-    SENTINELONE_TOKEN,
-    FakeHuntress,
-    FakeSentinelOne,
-    default_serial,
-    huntress_agent,
-    sentinelone_agent,
-)
+from tests.fakes.vendors import default_serial
 
 T = TypeVar("T")
+Json = dict[str, Any]
+DEFAULT_VENDORS = ("huntress", "sentinelone")
+ORDER = tuple(spec.id for spec in registry.VENDORS)
+"""Vendors in the order they run: the registry's."""
 ACTOR = Actor("cli:bench")
 IMPORT_CHUNK = 5000
 PLACEHOLDERS = ("To Be Filled By O.E.M.", "System Serial Number", "Default string", "0")
@@ -163,8 +163,10 @@ class TimedTailnet:
     def sync_devices(self) -> list[SyncDevice]:
         return self._watch.time("list devices", self._inner.sync_devices)
 
-    def attributes_with_keys(self, keys: Collection[str]) -> dict[str, dict[str, AttributeValue]]:
-        return self._watch.time("read current", lambda: self._inner.attributes_with_keys(keys))
+    def attributes_with_keys(
+        self, keys: Collection[str], *, prefixes: Collection[str] = ()
+    ) -> dict[str, dict[str, AttributeValue]]:
+        return self._watch.time("read current", lambda: self._inner.attributes_with_keys(keys, prefixes=prefixes))
 
     def set_many(self, changes: AttributeChanges, *, actor: Actor, comment: str | None = None) -> None:
         self._watch.time("write", lambda: self._inner.set_many(changes, actor=actor, comment=comment))
@@ -190,15 +192,27 @@ class TimedClient:
 # -- synthetic fleet ----------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Fleet:
-    """Agents of both vendors and devices of the tailnet, built from one seed."""
+    """The serial plan of the agents and the devices of the tailnet, built from one seed; agents per vendor."""
 
-    huntress: list[dict[str, Any]]
-    sentinelone: list[dict[str, Any]]
+    serials: list[str | None]
+    primaries: int
     devices: list[dict[str, Any]]
     device_mix: dict[str, int]
     agent_mix: dict[str, int]
+    seed: int
+    made: dict[str, list[Json]]
+    """Agents already generated (Huntress and SentinelOne, from the main seed), taken by ``agents``."""
+
+    def agents(self, vendor: str) -> list[Json]:
+        """The agents of ``vendor`` in its own JSON shape: the common serial plan, values from its own seed."""
+        made = self.made.pop(vendor, None)
+        if made is not None:
+            return made
+        rng = random.Random(f"{self.seed}-{vendor}")
+        make = VENDORS[vendor].make
+        return [make(i, s, i >= self.primaries, rng) for i, s in enumerate(self.serials)]
 
 
 def agent_serials(count: int, rng: random.Random) -> tuple[list[str | None], dict[str, int]]:
@@ -220,45 +234,6 @@ def agent_serials(count: int, rng: random.Random) -> tuple[list[str | None], dic
             mix["own serial"] += 1
     serials.extend(default_serial(rng.randrange(primaries)) for _ in range(reinstalls))
     return serials, mix
-
-
-def make_huntress(i: int, serial: str | None, reinstall: bool, rng: random.Random) -> dict[str, Any]:
-    mac = rng.random() < 0.15  # no Microsoft Defender on macOS: its statuses are null and left out
-    overrides: dict[str, Any] = {
-        "defender_status": None
-        if mac
-        else rng.choices(["Protected", "Unhealthy", "Unmanaged", "Incompatible"], [85, 7, 5, 3])[0],
-        "defender_policy_status": None
-        if mac
-        else rng.choices(["Compliant", "Non Compliant", "Pending", "Gpo Conflict", "Unknown"], [88, 6, 3, 2, 1])[0],
-        "firewall_status": rng.choices(
-            ["Enabled", "Disabled", "Isolated", "Pending Isolation", "Pending Release"], [93, 5, 1, 0.5, 0.5]
-        )[0],
-    }
-    if mac:
-        overrides.update(platform="darwin", os="macOS 14.6", win_build_number=None, os_build_version="23G80")
-    if reinstall:  # a reinstall: seen either more recently than the original or long ago
-        overrides["last_callback_at"] = rng.choice(["2026-11-21T10:59:59Z", "2025-01-01T00:00:00Z"])
-    return huntress_agent(i, serial, **overrides)
-
-
-def make_sentinelone(i: int, serial: str | None, reinstall: bool, rng: random.Random) -> dict[str, Any]:
-    threats = rng.choices([0, 1, 2, 3], [97, 1.5, 1, 0.5])[0]
-    overrides: dict[str, Any] = {
-        "activeThreats": threats,
-        "infected": threats > 0,
-        "agentVersion": rng.choices(["23.4.2.14", "23.3.3.264", "22.3.4.612", "24.1.2.6"], [60, 25, 10, 5])[0],
-        "operationalState": rng.choices(
-            ["na", "partially_disabled", "auto_fully_disabled", "disabled_error"], [97, 1.5, 1, 0.5]
-        )[0],
-        "encryptedApplications": rng.random() < 0.8,
-        "firewallEnabled": rng.random() < 0.9,
-        "isActive": rng.random() < 0.95,
-        "isDecommissioned": rng.random() < 0.01,  # the client asks for isDecommissioned=false: these are not served
-    }
-    if reinstall:
-        overrides["lastActiveDate"] = rng.choice(["2026-11-21T10:59:59.000000Z", "2025-01-01T00:00:00.000000Z"])
-    return sentinelone_agent(i, serial, **overrides)
 
 
 def device_json(j: int, serials: list[str] | None) -> dict[str, Any]:
@@ -299,25 +274,34 @@ def device_serials(j: int, primaries: int, rng: random.Random) -> tuple[str, lis
     return "posture identity disabled", None
 
 
-def build_fleet(agents: int, devices: int, seed: int = 2026) -> Fleet:
+def build_fleet(agents: int, devices: int, vendors: Collection[str], seed: int = 2026) -> Fleet:
+    """Serials, Huntress's and SentinelOne's agents and the devices from one random stream (so the devices are
+    the same whichever vendors run: both vendors' agents are always generated, and kept only if chosen)."""
     rng = random.Random(seed)
     serials, agent_mix = agent_serials(agents, rng)
     primaries = agents - agents // 100
-    hunt = [make_huntress(i, s, i >= primaries, rng) for i, s in enumerate(serials)]
-    s1 = [make_sentinelone(i, s, i >= primaries, rng) for i, s in enumerate(serials)]
-    agent_mix["SentinelOne decommissioned (not served)"] = sum(1 for a in s1 if a["isDecommissioned"])
+    made: dict[str, list[Json]] = {}
+    for vendor in DEFAULT_VENDORS:
+        make = VENDORS[vendor].make
+        records = [make(i, s, i >= primaries, rng) for i, s in enumerate(serials)]
+        if vendor in vendors:
+            made[vendor] = records
+    if "sentinelone" in made:
+        agent_mix["SentinelOne decommissioned (not served)"] = sum(
+            1 for a in made["sentinelone"] if a["isDecommissioned"]
+        )
     device_mix: dict[str, int] = defaultdict(int)
     rows = []
     for j in range(devices):
         kind, device_serial = device_serials(j, primaries, rng)
         device_mix[kind] += 1
         rows.append(device_json(j, device_serial))
-    return Fleet(hunt, s1, rows, dict(device_mix), agent_mix)
+    return Fleet(serials, primaries, rows, dict(device_mix), agent_mix, seed, made)
 
 
 def changed_agents(
-    agents: list[dict[str, Any]], vendor: str, change: float, remove: float, rng: random.Random
-) -> tuple[list[dict[str, Any]], int, int]:
+    agents: list[Json], bench: VendorBench, change: float, remove: float, rng: random.Random
+) -> tuple[list[Json], int, int]:
     """A copy of ``agents`` with ``change`` of them reporting new values and ``remove`` of them gone."""
     count = len(agents)
     picked = rng.sample(range(count), min(count, round(count * (change + remove))))
@@ -327,24 +311,18 @@ def changed_agents(
     for n, agent in enumerate(agents):
         if n in to_remove:
             continue
-        if n in to_change:
-            if vendor == "huntress":
-                firewall = "Disabled" if agent["firewall_status"] == "Enabled" else "Enabled"
-                agent = {**agent, "firewall_status": firewall}
-                if agent["defender_status"] is not None:  # Windows: Defender turned unhealthy too
-                    agent["defender_status"] = "Unhealthy" if agent["defender_status"] == "Protected" else "Protected"
-            else:
-                threats = agent["activeThreats"] + 1
-                agent = {**agent, "activeThreats": threats, "infected": True, "agentVersion": "24.2.1.9"}
-        out.append(agent)
+        out.append(bench.change(agent) if n in to_change else agent)
     return out, len(to_change), len(to_remove)
 
 
-# -- vendor specs with a generous client-side limiter --------------------------------------------------------------
+# -- vendor specs: production clients, timed; Huntress's limiter relaxed ------------------------------------------
 
 
 def bench_specs(watch: Stopwatch) -> VendorRegistry:
-    """The real specs, with clients that may start 10**6 requests a minute (the fakes do not rate-limit)."""
+    """Every registered spec with its client's ``fetch_agents`` timed. Huntress's client may start 10**6 requests
+    a minute (its fake does not rate-limit; production's 60 a minute would make 100 pages take 100 s); every other
+    client is built by its production ``build`` and keeps its own self rate limit (Kandji 50 a second,
+    CrowdStrike 6000 a minute, Intune 2000 per 20 s)."""
 
     def build_huntress(values: Any) -> TimedClient:
         client = huntress.HuntressClient(
@@ -359,11 +337,14 @@ def bench_specs(watch: Stopwatch) -> VendorRegistry:
     def build_s1(values: Any) -> TimedClient:
         return TimedClient(sentinelone.SentinelOneClient(values["url"], values["api_token"]), watch)
 
+    def timed(spec: VendorSpec) -> VendorSpec:
+        build = spec.build
+        return dataclasses.replace(spec, build=lambda values: TimedClient(build(values), watch))
+
+    builds = {"huntress": build_huntress, "sentinelone": build_s1}
     return VendorRegistry(
-        (
-            dataclasses.replace(huntress.SPEC, build=build_huntress),
-            dataclasses.replace(sentinelone.SPEC, build=build_s1),
-        )
+        dataclasses.replace(spec, build=builds[spec.id]) if spec.id in builds else timed(spec)
+        for spec in registry.VENDORS
     )
 
 
@@ -410,9 +391,7 @@ class Bench:
         self.watch = Stopwatch()
         self.builtin = BuiltinTailnet(db)
         self.tailnet = TimedTailnet(self.builtin, self.watch)
-        self.integrations = Integrations(
-            db, Cipher.from_secret(BENCH_PASSPHRASE), vendors=bench_specs(self.watch)
-        )
+        self.integrations = Integrations(db, Cipher.from_secret(BENCH_PASSPHRASE), vendors=bench_specs(self.watch))
         self.runner = SyncRunner(db, self.tailnet, self.integrations, mode=NamespaceMode.VENDOR)  # type: ignore[arg-type]
         self.failures: list[str] = []
 
@@ -437,7 +416,7 @@ class Bench:
             f"({created / took:,.0f} devices/s; first call {first_chunk:.2f} s)   {memory()}"
         )
 
-    def sync(self, vendor: str, phase: str, fake: FakeHuntress | FakeSentinelOne, profile: bool) -> SyncReport:
+    def sync(self, vendor: str, phase: str, fake: Any, profile: bool) -> SyncReport:
         self.watch.reset()
         before = fake.requests
         rss_before = status_kib("VmRSS") if reset_peak() else None
@@ -462,12 +441,17 @@ class Bench:
         owned = {map_key(a.key, NamespaceMode.VENDOR) for a in spec.attributes}
         return len(self.builtin.attributes_with_keys(owned))
 
-    def vendor(
-        self, vendor: str, fake: FakeHuntress | FakeSentinelOne, values: dict[str, str], agents: list[dict[str, Any]]
-    ) -> None:
+    def vendor(self, vendor: str, agents: list[Json]) -> None:
+        """Serve ``agents`` from the vendor's fake and run the three syncs (and, if asked, the own-process one)."""
+        bench = VENDORS[vendor]
+        with bench.open_fake(agents) as fake:
+            self.vendor_runs(vendor, bench, fake, agents)
+
+    def vendor_runs(self, vendor: str, bench: VendorBench, fake: Any, agents: list[Json]) -> None:
         spec = self.integrations.vendors.vendor(vendor)
-        print(f"\n{spec.label}: {len(fake.agents):,} agents served from {fake.url}")
-        self.integrations.add(vendor, values, actor="cli:bench")
+        print(f"\n{spec.label}: {len(agents):,} agents served from {fake.url}")
+        print(f"  {'':<9}rate limits: {bench.limits}")
+        self.integrations.add(vendor, bench.values(fake), actor="cli:bench")
         print(HEADER)
         first = self.sync(vendor, "first", fake, self.args.profile)
         held = self.held_by(spec)
@@ -477,8 +461,8 @@ class Bench:
         if (again.sets, again.deletes, again.write_calls) != (0, 0, 0):
             self.failures.append(f"{spec.label}: the unchanged sync wrote {again.sets} sets, {again.deletes} deletes")
         rng = random.Random(f"{vendor}-change")
-        changed, n_changed, n_removed = changed_agents(agents, vendor, self.args.change, self.args.remove, rng)
-        fake.set_agents(changed)
+        changed, n_changed, n_removed = changed_agents(agents, bench, self.args.change, self.args.remove, rng)
+        bench.serve(fake, changed)
         third = self.sync(vendor, "changed", fake, False)
         print(
             f"  {'':<9}({n_changed:,} agents changed values, {n_removed:,} uninstalled; "
@@ -489,6 +473,9 @@ class Bench:
             f"{third.duplicate_serials_resolved:,} duplicate serials resolved, "
             f"{third.devices_without_identity:,} devices without identity"
         )
+        refused = getattr(fake, "rate_limited", 0)
+        if refused:
+            print(f"  {'':<9}the fake answered {refused:,} requests with 429 (over the vendor's rate limit)")
         if self.args.own_process == vendor:
             self.own_process(vendor, spec, third)
 
@@ -531,29 +518,47 @@ class Bench:
 def run(db: Database, label: str, args: argparse.Namespace) -> list[str]:
     print(f"{label}: {args.agents:,} agents per vendor, {args.devices:,} devices   {memory()}")
     start = time.perf_counter()
-    fleet = build_fleet(args.agents, args.devices)
+    fleet = build_fleet(args.agents, args.devices, args.vendors)
     print(f"  generated agents and devices in {time.perf_counter() - start:.2f} s   {memory()}")
     print("  devices: " + ", ".join(f"{kind} {n:,}" for kind, n in fleet.device_mix.items()))
     print("  agents:  " + ", ".join(f"{kind} {n:,}" for kind, n in fleet.agent_mix.items()))
     bench = Bench(db, args)
     bench.import_devices(fleet.devices)
-    with (
-        FakeHuntress(fleet.huntress, rate_limit_per_minute=None) as fake_h,
-        FakeSentinelOne(fleet.sentinelone) as fake_s1,
-    ):
-        print(f"  fakes started   {memory()}")
-        bench.vendor(
-            "huntress",
-            fake_h,
-            {"api_key": HUNTRESS_KEY, "api_secret": HUNTRESS_SECRET, "base_url": fake_h.url},
-            fleet.huntress,
-        )
-        bench.vendor("sentinelone", fake_s1, {"url": fake_s1.url, "api_token": SENTINELONE_TOKEN}, fleet.sentinelone)
+    for vendor in args.vendors:
+        started = time.perf_counter()
+        agents = fleet.agents(vendor)
+        if vendor not in DEFAULT_VENDORS:
+            print(f"\n  generated {len(agents):,} {vendor} agents in {time.perf_counter() - started:.2f} s")
+        bench.vendor(vendor, agents)
+        del agents
     return bench.failures
+
+
+def chosen_vendors(parser: argparse.ArgumentParser, names: list[str] | None) -> tuple[str, ...]:
+    """``--vendor`` values (``all``: every registered vendor) in the registry's order, each once."""
+    if not names:
+        return DEFAULT_VENDORS
+    wanted: set[str] = set()
+    for name in names:
+        for part in name.split(","):
+            key = part.strip().lower()
+            if key == "all":
+                wanted.update(ORDER)
+            elif key in VENDORS:
+                wanted.add(key)
+            else:
+                parser.error(f"unknown vendor {part.strip()!r}; known: all, {', '.join(ORDER)}")
+    return tuple(v for v in ORDER if v in wanted)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--vendor",
+        action="append",
+        metavar="NAME",
+        help=f"vendor to benchmark, repeatable, or all ({', '.join(ORDER)}); default: huntress and sentinelone",
+    )
     parser.add_argument("--agents", type=int, default=50_000, help="agents per vendor (default 50000)")
     parser.add_argument("--devices", type=int, default=50_000, help="devices in the tailnet (default 50000)")
     parser.add_argument("--database-url", help="run on this PostgreSQL database (in a throwaway schema) instead")
@@ -562,14 +567,15 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the first import and each first sync")
     parser.add_argument(
         "--own-process",
-        choices=["sentinelone", "huntress", "none"],
+        choices=[*ORDER, "none"],
         default="sentinelone",
-        help="after its runs, sync this vendor again from scratch with `accessbot sync` in a process of its own and "
-        "report that process's peak RSS (default sentinelone: Huntress's real client waits for its 60-a-minute "
-        "rate limit)",
+        help="after its runs (if chosen with --vendor), sync this vendor again from scratch with `accessbot sync` in "
+        "a process of its own and report that process's peak RSS (default sentinelone: Huntress's real client "
+        "waits for its 60-a-minute rate limit)",
     )
     parser.add_argument("--profile-top", type=int, default=20, help="functions to show per profile (default 20)")
     args = parser.parse_args()
+    args.vendors = chosen_vendors(parser, args.vendor)
     if args.agents < 100 or args.devices < 100:
         parser.error("--agents and --devices must be at least 100")
     if not (0 <= args.change <= 1 and 0 <= args.remove <= 1 and args.change + args.remove <= 1):
