@@ -4,12 +4,17 @@ index refresh; the shared jobs run in ``accessbot worker``."""
 
 from __future__ import annotations
 
+import sys
 from wsgiref.types import WSGIApplication
 
 from app import bootstrap
+from app.core.errors import ConfigError, EnvironmentProblem
 from app.slack.context import warm_up
 
 _application: WSGIApplication | None = None
+WORKER_BOOT_ERROR = 3
+"""gunicorn's exit code for "this worker cannot boot": the arbiter stops instead of restarting workers that would
+fail the same way (a setting or the environment must change first)."""
 
 
 def build_from_environment() -> WSGIApplication:
@@ -33,6 +38,10 @@ def __getattr__(name: str) -> WSGIApplication:
     global _application
     if name == "application":
         if _application is None:
-            _application = build_from_environment()
+            try:
+                _application = build_from_environment()
+            except (ConfigError, EnvironmentProblem) as exc:  # one line for gunicorn's log, not a traceback
+                print(f"accessbot: {exc.problem if isinstance(exc, EnvironmentProblem) else exc}", file=sys.stderr)
+                raise SystemExit(WORKER_BOOT_ERROR) from None
         return _application
     raise AttributeError(name)
