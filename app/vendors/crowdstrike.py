@@ -42,15 +42,15 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from app.core.clock import Clock, utcnow
 from app.core.http import Unanswered, describe_error
-from app.core.macaddr import PLACEHOLDER_MACS, normalize_mac
 from app.tailnet.models import AttributeValue
+from app.vendors._fields import optional_str, reported_macs
 from app.vendors._http import (
     VENDOR_RETRY,
     Monotonic,
@@ -107,17 +107,6 @@ RATE_WINDOW = 60.5
 RETRY_POLICY = VENDOR_RETRY
 
 
-def reported_macs(values: Iterable[object]) -> tuple[str, ...]:
-    """The distinct MACs among ``values`` as 12 lowercase hex digits (``app.core.macaddr``), placeholders
-    (all zeros, broadcast) and unparsable ones left out; the sync decides which of them may match."""
-    out: dict[str, None] = {}
-    for value in values:
-        mac = normalize_mac(value)
-        if mac is not None and mac not in PLACEHOLDER_MACS:
-            out[mac] = None
-    return tuple(out)
-
-
 def base_url_for(region: str | None, base_url: str | None) -> str:
     """``base_url`` if given (no trailing ``/``), else the API host of ``region`` (default us-1)."""
     explicit = (base_url or "").strip().rstrip("/")
@@ -132,13 +121,6 @@ def base_url_for(region: str | None, base_url: str | None) -> str:
     if name not in REGIONS:
         raise ValueError(f"unknown CrowdStrike region {region!r}; known: {', '.join(REGIONS)}")
     return REGIONS[name]
-
-
-def _str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, str):
-        return value
-    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
 
 
 def _score(zta: Mapping[str, Any] | None, where: str) -> int | None:
@@ -174,15 +156,15 @@ def agent_from_falcon(host: Any, zta: Any = None, position: int = 0) -> Agent:
     score = _score(zta, where)
     if score is not None:
         attributes[ZTA_KEY] = score
-    serial = _str(host, "serial_number", where)
+    serial = optional_str(host, "serial_number", where)
     if (serial is None or not serial.strip()) and zta is not None:
-        serial = _str(zta, "system_serial_number", f"{where} assessment")
-    macs = reported_macs(_str(host, field, where) for field in ("mac_address", "connection_mac_address"))
+        serial = optional_str(zta, "system_serial_number", f"{where} assessment")
+    macs = reported_macs(optional_str(host, field, where) for field in ("mac_address", "connection_mac_address"))
     last_seen = parse_timestamp(host.get("last_seen"), "last_seen", where)
     return Agent(
         vendor=VENDOR,
         id=aid,
-        hostname=_str(host, "hostname", where) or "",
+        hostname=optional_str(host, "hostname", where) or "",
         serial=serial if serial and serial.strip() else None,
         attributes=attributes,
         last_seen=last_seen,

@@ -46,6 +46,7 @@ import httpx
 
 from app.tailnet import rules
 from app.tailnet.models import AttributeValue
+from app.vendors._fields import optional_str, reported_mac
 from app.vendors._http import (
     VENDOR_RETRY,
     Monotonic,
@@ -86,8 +87,6 @@ INACTIVE_STATUSES = frozenset({"mia", "missing"})
 
 _TAG = re.compile(r"Tailscale:\s*fleetPolicy:([^\s,;]+)")
 _NAME = re.compile(r"[A-Za-z0-9_]+")
-_MAC_SEPARATORS = re.compile(r"[:\-.\s]")
-_HEX12 = re.compile(r"[0-9a-f]{12}")
 
 
 def normalize_base_url(url: str | None) -> str:
@@ -117,14 +116,6 @@ def _team(value: int | str | None) -> int | None:
     return int(text)
 
 
-def normalize_mac(value: str) -> str | None:
-    """``A4:83:E7:11:22:33`` (or ``-``/``.`` separated, or bare) → ``a483e7112233``; ``None`` if not a MAC."""
-    bare = _MAC_SEPARATORS.sub("", value.strip().lower())
-    if not _HEX12.fullmatch(bare) or bare == "000000000000":
-        return None
-    return bare
-
-
 def policy_key(name: str) -> str | None:
     """``fleetPolicy:<name>`` if ``name`` makes a valid key in both forms (built-in and ``custom:``), else None."""
     if not _NAME.fullmatch(name):
@@ -138,13 +129,6 @@ def tagged_names(description: str) -> list[str]:
     return [match.group(1).rstrip(".") for match in _TAG.finditer(description)]
 
 
-def _optional_str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, str):
-        return value
-    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
-
-
 def _policy_results(raw: Mapping[str, Any], where: str, skipped: set[str]) -> dict[str, bool]:
     """``fleetPolicy:<name>`` → passes, from the host's ``policies`` (only tagged policies that ran)."""
     policies = raw.get("policies")
@@ -156,7 +140,7 @@ def _policy_results(raw: Mapping[str, Any], where: str, skipped: set[str]) -> di
     for n, policy in enumerate(policies):
         if not isinstance(policy, dict):
             raise VendorDataError(f"{where}: policy #{n + 1} is not an object")
-        description = _optional_str(policy, "description", f"{where} policy #{n + 1}") or ""
+        description = optional_str(policy, "description", f"{where} policy #{n + 1}") or ""
         names = tagged_names(description)
         if not names:
             continue
@@ -186,14 +170,14 @@ def agent_from_fleet(raw: Any, position: int = 0, skipped: set[str] | None = Non
     where = f"{LABEL} host {host_id}"
     attributes: dict[str, AttributeValue] = {PRESENT_KEY: True}
     attributes.update(_policy_results(raw, where, skipped if skipped is not None else set()))
-    mac = _optional_str(raw, "primary_mac", where)
-    normalized = normalize_mac(mac) if mac else None
-    serial = _optional_str(raw, "hardware_serial", where)
-    status = _optional_str(raw, "status", where)
+    mac = optional_str(raw, "primary_mac", where)
+    normalized = reported_mac(mac) if mac else None
+    serial = optional_str(raw, "hardware_serial", where)
+    status = optional_str(raw, "status", where)
     return Agent(
         vendor=VENDOR,
         id=str(host_id),
-        hostname=_optional_str(raw, "display_name", where) or _optional_str(raw, "hostname", where) or "",
+        hostname=optional_str(raw, "display_name", where) or optional_str(raw, "hostname", where) or "",
         serial=serial if serial and serial.strip() else None,
         attributes=attributes,
         last_seen=parse_timestamp(raw.get("seen_time"), "seen_time", where),

@@ -21,6 +21,7 @@ import httpx
 
 from app.core.macaddr import matchable_macs
 from app.tailnet.models import AttributeValue
+from app.vendors._fields import optional_str
 from app.vendors._http import (
     VENDOR_RETRY,
     Monotonic,
@@ -96,13 +97,6 @@ def _organization(value: int | str | None) -> int | None:
     return number
 
 
-def _optional_str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, str):
-        return value
-    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
-
-
 def agent_from_huntress(raw: Any, position: int = 0) -> Agent:
     """Map one agent object of ``GET /v1/agents`` to an ``Agent``; ``VendorDataError`` if it is malformed."""
     if not isinstance(raw, dict):
@@ -113,7 +107,7 @@ def agent_from_huntress(raw: Any, position: int = 0) -> Agent:
     where = f"{LABEL} agent {agent_id}"
     attributes: dict[str, AttributeValue] = {}
     for key, field in ATTRIBUTE_FIELDS:
-        value = _optional_str(raw, field, where)
+        value = optional_str(raw, field, where)
         if value is not None and value.strip():
             attributes[key] = value
     macs = raw.get("mac_addresses")
@@ -125,8 +119,8 @@ def agent_from_huntress(raw: Any, position: int = 0) -> Agent:
     return Agent(
         vendor=VENDOR,
         id=str(agent_id),
-        hostname=_optional_str(raw, "hostname", where) or "",
-        serial=_optional_str(raw, "serial_number", where),
+        hostname=optional_str(raw, "hostname", where) or "",
+        serial=optional_str(raw, "serial_number", where),
         attributes=attributes,
         last_seen=last_seen,
         active=True,

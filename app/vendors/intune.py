@@ -38,14 +38,14 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from app.core.clock import Clock, utcnow
-from app.core.macaddr import PLACEHOLDER_MACS, normalize_mac
 from app.tailnet.models import AttributeValue
+from app.vendors._fields import optional_bool, optional_str, reported_macs
 from app.vendors._http import (
     VENDOR_RETRY,
     Monotonic,
@@ -128,17 +128,6 @@ SELECT = ",".join(
 )
 
 
-def reported_macs(values: Iterable[object]) -> tuple[str, ...]:
-    """The distinct MACs among ``values`` as 12 lowercase hex digits (``app.core.macaddr``), placeholders
-    (all zeros, broadcast) and unparsable ones left out; the sync decides which of them may match."""
-    out: dict[str, None] = {}
-    for value in values:
-        mac = normalize_mac(value)
-        if mac is not None and mac not in PLACEHOLDER_MACS:
-            out[mac] = None
-    return tuple(out)
-
-
 def _url(text: str | None, default: str, what: str) -> str:
     value = (text or "").strip().rstrip("/") or default
     if "://" not in value:
@@ -158,20 +147,6 @@ def endpoints(cloud: str | None, login_url: str | None = None, graph_url: str | 
     return _url(login_url, login, "login URL"), _url(graph_url, graph, "Graph URL")
 
 
-def _str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, str):
-        return value
-    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
-
-
-def _bool(raw: Mapping[str, Any], field: str, where: str) -> bool | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, bool):
-        return value
-    raise VendorDataError(f"{where}: {field} is {value!r}, not true or false")
-
-
 def agent_from_intune(raw: Any, position: int = 0) -> Agent:
     """One ``managedDevice`` as an ``Agent``; ``VendorDataError`` if malformed."""
     if not isinstance(raw, dict):
@@ -182,21 +157,21 @@ def agent_from_intune(raw: Any, position: int = 0) -> Agent:
     where = f"{LABEL} device {device_id}"
     attributes: dict[str, AttributeValue] = {}
     for key, field in STRING_FIELDS:
-        value = _str(raw, field, where)
+        value = optional_str(raw, field, where)
         if value is not None and value.strip():
             attributes[key] = value
     for key, field in BOOLEAN_FIELDS:
-        flag = _bool(raw, field, where)
+        flag = optional_bool(raw, field, where)
         if flag is not None:
             attributes[key] = flag
-    macs = reported_macs(_str(raw, field, where) for field in ("wiFiMacAddress", "ethernetMacAddress"))
+    macs = reported_macs(optional_str(raw, field, where) for field in ("wiFiMacAddress", "ethernetMacAddress"))
     synced = raw.get("lastSyncDateTime")
     last_seen = None if synced == NEVER_SYNCED else parse_timestamp(synced, "lastSyncDateTime", where)
-    serial = _str(raw, "serialNumber", where)
+    serial = optional_str(raw, "serialNumber", where)
     return Agent(
         vendor=VENDOR,
         id=device_id,
-        hostname=_str(raw, "deviceName", where) or "",
+        hostname=optional_str(raw, "deviceName", where) or "",
         serial=serial if serial and serial.strip() else None,
         attributes=attributes,
         last_seen=last_seen,

@@ -45,8 +45,8 @@ from typing import Any
 import httpx
 
 from app.core.http import Sent
-from app.core.macaddr import PLACEHOLDER_MACS, normalize_mac
 from app.tailnet.models import AttributeValue
+from app.vendors._fields import optional_bool, optional_str, reported_mac
 from app.vendors._http import (
     VENDOR_RETRY,
     Monotonic,
@@ -140,12 +140,6 @@ def normalize_server_url(url: str | None) -> str:
     return text
 
 
-def jamf_mac(value: str | None) -> str | None:
-    """``A4:83:E7:11:22:33`` → ``a483e7112233`` (``app.core.macaddr``); ``None`` for a placeholder or non-MAC."""
-    mac = normalize_mac(value)
-    return None if mac is None or mac in PLACEHOLDER_MACS else mac
-
-
 def _section(raw: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:
     value = raw.get(name)
     if value is None:
@@ -153,20 +147,6 @@ def _section(raw: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]
     if not isinstance(value, dict):
         raise VendorDataError(f"{where}: {name} is not an object")
     return value
-
-
-def _optional_str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, str):
-        return value
-    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
-
-
-def _optional_bool(raw: Mapping[str, Any], field: str, where: str) -> bool | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, bool):
-        return value
-    raise VendorDataError(f"{where}: {field} is {value!r}, not true or false")
 
 
 def agent_from_jamf(raw: Any, position: int = 0) -> Agent:
@@ -190,20 +170,20 @@ def agent_from_jamf(raw: Any, position: int = 0) -> Agent:
         ("jamfPro:firewallEnabled", security, "firewallEnabled"),
     )
     for key, section, field in flags:
-        flag = _optional_bool(section, field, where)
+        flag = optional_bool(section, field, where)
         if flag is not None:
             attributes[key] = flag
     for key, section, field in (
         ("jamfPro:fileVaultStatus", system, "fileVault2Status"),
         ("jamfPro:SIPEnabled", security, "sipStatus"),
     ):
-        text = _optional_str(section, field, where)
+        text = optional_str(section, field, where)
         if text is not None and text.strip():
             attributes[key] = text
 
     macs: list[str] = []
     for field in ("macAddress", "altMacAddress"):
-        mac = jamf_mac(_optional_str(hardware, field, where))
+        mac = reported_mac(optional_str(hardware, field, where))
         if mac is not None and mac not in macs:
             macs.append(mac)
 
@@ -215,8 +195,8 @@ def agent_from_jamf(raw: Any, position: int = 0) -> Agent:
     return Agent(
         vendor=VENDOR,
         id=str(computer_id),
-        hostname=_optional_str(general, "name", where) or "",
-        serial=_optional_str(hardware, "serialNumber", where),
+        hostname=optional_str(general, "name", where) or "",
+        serial=optional_str(hardware, "serialNumber", where),
         attributes=attributes,
         last_seen=last_seen,
         mac_addresses=tuple(macs),

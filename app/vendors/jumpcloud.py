@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -66,6 +65,7 @@ from typing import Any
 import httpx
 
 from app.tailnet.models import AttributeValue
+from app.vendors._fields import checked_mac, optional_bool, optional_str
 from app.vendors._http import (
     VENDOR_RETRY,
     Monotonic,
@@ -117,8 +117,6 @@ SYSTEM_FIELDS = (
     "policyStats",
 )
 """Top-level ``JcSystem`` fields asked for (``fields=``): what is mapped, nothing more."""
-_HEX = re.compile(r"[0-9a-f]{12}")
-_NOT_MACS = frozenset({"000000000000", "ffffffffffff"})
 
 
 def normalize_base_url(url: str | None) -> str:
@@ -145,35 +143,6 @@ def parse_mac_lookup(value: str | None) -> bool:
     if text in ("off", "no", "false"):
         return False
     raise ValueError("the JumpCloud MAC lookup setting must be on or off")
-
-
-def normalize_mac(value: Any, where: str) -> str | None:
-    """``AA:BB:cc-dd.eeff`` → ``aabbccddeeff``; ``None`` for empty, malformed, all-zero or broadcast strings.
-
-    A MAC that is not a string is a ``VendorDataError``; one that does not spell 12 hex digits is dropped
-    (placeholders are common and must not refuse a whole snapshot)."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise VendorDataError(f"{where}: a MAC address is a {type(value).__name__}, not a string")
-    digits = re.sub(r"[\s:.\-]", "", value).lower()
-    if not _HEX.fullmatch(digits) or digits in _NOT_MACS:
-        return None
-    return digits
-
-
-def _optional_str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, str):
-        return value
-    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
-
-
-def _optional_bool(raw: Mapping[str, Any], field: str, where: str) -> bool | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, bool):
-        return value
-    raise VendorDataError(f"{where}: {field} is {value!r}, not true or false")
 
 
 def _optional_object(raw: Mapping[str, Any], field: str, where: str) -> Mapping[str, Any]:
@@ -203,29 +172,29 @@ def agent_from_jumpcloud(raw: Any, position: int = 0) -> Agent:
         raise VendorDataError(f"{LABEL} system #{position + 1} has no usable _id")
     where = f"{LABEL} system {system_id}"
     attributes: dict[str, AttributeValue] = {f"{NAMESPACE}:present": True}
-    active = _optional_bool(raw, "active", where)
+    active = optional_bool(raw, "active", where)
     if active is not None:
         attributes[f"{NAMESPACE}:active"] = active
     fde = _optional_object(raw, "fde", where)
     for key, field in (("fdeActive", "active"), ("fdeKeyPresent", "keyPresent")):
-        flag = _optional_bool(fde, field, f"{where} fde")
+        flag = optional_bool(fde, field, f"{where} fde")
         if flag is not None:
             attributes[f"{NAMESPACE}:{key}"] = flag
-    vendor = _optional_str(_optional_object(raw, "mdm", where), "vendor", f"{where} mdm")
+    vendor = optional_str(_optional_object(raw, "mdm", where), "vendor", f"{where} mdm")
     if vendor is not None and vendor.strip():
         attributes[f"{NAMESPACE}:mdmVendor"] = vendor
     failed = _optional_count(_optional_object(raw, "policyStats", where), "failed", f"{where} policyStats")
     if failed is not None:
         attributes[f"{NAMESPACE}:policiesFailed"] = failed
-    version = _optional_str(raw, "agentVersion", where)
+    version = optional_str(raw, "agentVersion", where)
     if version is not None and version.strip():
         attributes[f"{NAMESPACE}:agentVersion"] = version
-    hostname = _optional_str(raw, "hostname", where) or _optional_str(raw, "displayName", where) or ""
+    hostname = optional_str(raw, "hostname", where) or optional_str(raw, "displayName", where) or ""
     return Agent(
         vendor=VENDOR,
         id=system_id,
         hostname=hostname,
-        serial=_optional_str(raw, "serialNumber", where),
+        serial=optional_str(raw, "serialNumber", where),
         attributes=attributes,
         last_seen=parse_timestamp(raw.get("lastContact"), "lastContact", where),
         active=True if active is None else active,
@@ -366,7 +335,7 @@ class JumpCloudClient(OwnedClient):
             for system_id, mac in rows:
                 if system_id not in system_ids:
                     continue
-                digits = normalize_mac(mac, f"{LABEL} system {system_id} interface")
+                digits = checked_mac(mac, f"{LABEL} system {system_id} interface")
                 if digits is not None and digits not in found.setdefault(system_id, []):
                     found[system_id].append(digits)
             if not rows:

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from app.tailnet.models import AttributeValue
+from app.vendors._fields import optional_bool, optional_str
 from app.vendors._http import (
     VENDOR_RETRY,
     Monotonic,
@@ -104,20 +105,6 @@ def rate_limit_reset_as_retry_after(response: httpx.Response) -> None:
         response.headers["Retry-After"] = reset
 
 
-def _optional_str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, str):
-        return value
-    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
-
-
-def _optional_bool(raw: Mapping[str, Any], field: str, where: str) -> bool | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, bool):
-        return value
-    raise VendorDataError(f"{where}: {field} is {value!r}, not true or false")
-
-
 def agent_from_kandji(raw: Any, position: int = 0) -> Agent:
     """Map one device of the Prism device information listing to an ``Agent``; ``VendorDataError`` if malformed."""
     if not isinstance(raw, dict):
@@ -128,7 +115,7 @@ def agent_from_kandji(raw: Any, position: int = 0) -> Agent:
     where = f"{LABEL} device {device_id}"
     attributes: dict[str, AttributeValue] = {}
     for key, field in BOOLEAN_FIELDS:
-        flag = _optional_bool(raw, field, where)
+        flag = optional_bool(raw, field, where)
         if flag is not None:
             attributes[key] = flag
     last_seen = parse_timestamp(raw.get("last_checkin"), "last_checkin", where)
@@ -138,8 +125,8 @@ def agent_from_kandji(raw: Any, position: int = 0) -> Agent:
     return Agent(
         vendor=VENDOR,
         id=device_id,
-        hostname=_optional_str(raw, "device__name", where) or "",
-        serial=_optional_str(raw, "serial_number", where),
+        hostname=optional_str(raw, "device__name", where) or "",
+        serial=optional_str(raw, "serial_number", where),
         attributes=attributes,
         last_seen=last_seen,
     )

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from app.tailnet.models import AttributeValue
+from app.vendors._fields import optional_str
 from app.vendors._http import (
     VENDOR_RETRY,
     Monotonic,
@@ -78,13 +79,6 @@ def normalize_base_url(url: str | None) -> str:
     return text
 
 
-def _optional_str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, str):
-        return value
-    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
-
-
 def agent_from_kolide(raw: Any, position: int = 0) -> Agent:
     """Map one device of ``GET /devices`` to an ``Agent``; ``VendorDataError`` if it is malformed."""
     if not isinstance(raw, dict):
@@ -94,17 +88,17 @@ def agent_from_kolide(raw: Any, position: int = 0) -> Agent:
         raise VendorDataError(f"{LABEL} device #{position + 1} has no usable id")
     where = f"{LABEL} device {device_id}"
     attributes: dict[str, AttributeValue] = {}
-    state = _optional_str(raw, "auth_state", where)
+    state = optional_str(raw, "auth_state", where)
     if state is not None and state.strip():
         attributes[AUTH_STATE_KEY] = state  # verbatim, "Will Block" keeps its space
     last_seen = parse_timestamp(raw.get("last_seen_at"), "last_seen_at", where)
     if last_seen is None:
         last_seen = parse_timestamp(raw.get("last_authenticated_at"), "last_authenticated_at", where)
-    serial = _optional_str(raw, "serial", where)
+    serial = optional_str(raw, "serial", where)
     return Agent(
         vendor=VENDOR,
         id=str(device_id),
-        hostname=_optional_str(raw, "name", where) or "",
+        hostname=optional_str(raw, "name", where) or "",
         serial=serial if serial and serial.strip() else None,
         attributes=attributes,
         last_seen=last_seen,

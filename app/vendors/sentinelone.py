@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from app.tailnet.models import AttributeValue
+from app.vendors._fields import optional_bool, optional_str
 from app.vendors._http import (
     VENDOR_RETRY,
     Monotonic,
@@ -89,20 +90,6 @@ def normalize_console_url(url: str | None) -> str:
     return text
 
 
-def _optional_str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, str):
-        return value
-    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
-
-
-def _optional_bool(raw: Mapping[str, Any], field: str, where: str) -> bool | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, bool):
-        return value
-    raise VendorDataError(f"{where}: {field} is {value!r}, not true or false")
-
-
 def _optional_count(raw: Mapping[str, Any], field: str, where: str) -> int | None:
     value = raw.get(field)
     if value is None:
@@ -128,29 +115,29 @@ def agent_from_sentinelone(raw: Any, position: int = 0) -> Agent:
         raise VendorDataError(f"{LABEL} agent #{position + 1} has no usable id")
     where = f"{LABEL} agent {agent_id}"
     attributes: dict[str, AttributeValue] = {}
-    state = _optional_str(raw, "operationalState", where)
+    state = optional_str(raw, "operationalState", where)
     if state is not None and state.strip():
         attributes["sentinelOne:operationalState"] = state
     threats = _optional_count(raw, "activeThreats", where)
     if threats is not None:
         attributes["sentinelOne:activeThreats"] = threats
-    version = _optional_str(raw, "agentVersion", where)
+    version = optional_str(raw, "agentVersion", where)
     if version is not None and version.strip():
         attributes["sentinelOne:agentVersion"] = version
     for key, field in BOOLEAN_FIELDS:
-        flag = _optional_bool(raw, field, where)
+        flag = optional_bool(raw, field, where)
         if flag is not None:
             attributes[key] = flag
     last_seen = parse_timestamp(raw.get("lastActiveDate"), "lastActiveDate", where)
     if last_seen is None:
         last_seen = parse_timestamp(raw.get("updatedAt"), "updatedAt", where)
-    active = _optional_bool(raw, "isActive", where)
-    decommissioned = _optional_bool(raw, "isDecommissioned", where)
+    active = optional_bool(raw, "isActive", where)
+    decommissioned = optional_bool(raw, "isDecommissioned", where)
     return Agent(
         vendor=VENDOR,
         id=str(agent_id),
-        hostname=_optional_str(raw, "computerName", where) or "",
-        serial=_optional_str(raw, "serialNumber", where),
+        hostname=optional_str(raw, "computerName", where) or "",
+        serial=optional_str(raw, "serialNumber", where),
         attributes=attributes,
         last_seen=last_seen,
         active=True if active is None else active,

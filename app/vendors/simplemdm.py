@@ -47,7 +47,6 @@ from __future__ import annotations
 import base64
 import logging
 import random
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -56,6 +55,7 @@ from typing import Any
 import httpx
 
 from app.tailnet.models import AttributeValue
+from app.vendors._fields import checked_macs, optional_bool, optional_str
 from app.vendors._http import (
     VENDOR_RETRY,
     Monotonic,
@@ -100,8 +100,6 @@ BOOLEAN_FIELDS: tuple[tuple[str, str], ...] = (
     ("passcodeCompliant", "passcode_compliant"),
     ("depEnrolled", "is_dep_enrollment"),
 )
-_HEX = re.compile(r"[0-9a-f]{12}")
-_NOT_MACS = frozenset({"000000000000", "ffffffffffff"})
 
 
 def normalize_base_url(url: str | None) -> str:
@@ -120,46 +118,13 @@ def normalize_base_url(url: str | None) -> str:
     return text
 
 
-def normalize_mac(value: Any, where: str) -> str | None:
-    """``F0:DB:e2-df.e92f`` → ``f0dbe2dfe92f``; ``None`` for null, empty, malformed, all-zero or broadcast ones.
-
-    A MAC that is not a string is a ``VendorDataError``; a string that does not spell 12 hex digits is dropped."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise VendorDataError(f"{where}: a MAC address is a {type(value).__name__}, not a string")
-    digits = re.sub(r"[\s:.\-]", "", value).lower()
-    if not _HEX.fullmatch(digits) or digits in _NOT_MACS:
-        return None
-    return digits
-
-
-def _optional_str(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, str):
-        return value
-    raise VendorDataError(f"{where}: {field} is a {type(value).__name__}, not a string")
-
-
-def _optional_bool(raw: Mapping[str, Any], field: str, where: str) -> bool | None:
-    value = raw.get(field)
-    if value is None or isinstance(value, bool):
-        return value
-    raise VendorDataError(f"{where}: {field} is {value!r}, not true or false")
-
-
 def _macs(attributes: Mapping[str, Any], where: str) -> tuple[str, ...]:
     ethernet = attributes.get("ethernet_macs")
     if ethernet is None:
         ethernet = []
     if not isinstance(ethernet, list):
         raise VendorDataError(f"{where}: ethernet_macs is a {type(ethernet).__name__}, not a list")
-    found: dict[str, None] = {}
-    for value in (attributes.get("wifi_mac"), *ethernet):
-        digits = normalize_mac(value, where)
-        if digits is not None:
-            found[digits] = None
-    return tuple(found)
+    return checked_macs((attributes.get("wifi_mac"), *ethernet), where)
 
 
 def agent_from_simplemdm(raw: Any, position: int = 0) -> Agent:
@@ -174,25 +139,25 @@ def agent_from_simplemdm(raw: Any, position: int = 0) -> Agent:
     if not isinstance(source, dict):
         raise VendorDataError(f"{where} has no attributes object")
     attributes: dict[str, AttributeValue] = {f"{NAMESPACE}:present": True}
-    status = _optional_str(source, "status", where)
+    status = optional_str(source, "status", where)
     if status is not None and status.strip():
         attributes[f"{NAMESPACE}:status"] = "_".join(status.split())
     for name, field in BOOLEAN_FIELDS:
-        flag = _optional_bool(source, field, where)
+        flag = optional_bool(source, field, where)
         if flag is not None:
             attributes[f"{NAMESPACE}:{name}"] = flag
     firewall = source.get("firewall")
     if firewall is not None and not isinstance(firewall, dict):
         raise VendorDataError(f"{where}: firewall is a {type(firewall).__name__}, not an object")
-    enabled = _optional_bool(firewall or {}, "enabled", f"{where} firewall")
+    enabled = optional_bool(firewall or {}, "enabled", f"{where} firewall")
     if enabled is not None:
         attributes[f"{NAMESPACE}:firewallEnabled"] = enabled
-    hostname = _optional_str(source, "device_name", where) or _optional_str(source, "name", where) or ""
+    hostname = optional_str(source, "device_name", where) or optional_str(source, "name", where) or ""
     return Agent(
         vendor=VENDOR,
         id=str(device_id),
         hostname=hostname,
-        serial=_optional_str(source, "serial_number", where),
+        serial=optional_str(source, "serial_number", where),
         attributes=attributes,
         last_seen=parse_timestamp(source.get("last_seen_at"), "last_seen_at", where),
         active=status is None or status == "enrolled",

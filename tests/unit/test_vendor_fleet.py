@@ -13,6 +13,7 @@ import pytest
 import respx
 
 from app.core.http import RetryPolicy
+from app.vendors._fields import reported_mac
 from app.vendors.base import VendorAuthError, VendorDataError, VendorError, VendorTransientError
 from app.vendors.fleet import (
     SPEC,
@@ -20,7 +21,6 @@ from app.vendors.fleet import (
     agent_from_fleet,
     build,
     normalize_base_url,
-    normalize_mac,
     policy_key,
     tagged_names,
 )
@@ -206,7 +206,7 @@ def test_names_that_cannot_be_keys_are_skipped_and_reported() -> None:
      ("", None), ("00:00:00:00:00:00", None), ("not a mac", None), ("a4:83:e7:11:22", None)],
 )  # fmt: skip
 def test_macs_are_normalized(given: str, expected: str | None) -> None:
-    assert normalize_mac(given) == expected
+    assert reported_mac(given) == expected
     assert agent_from_fleet(raw_host(1, primary_mac=given)).mac_addresses == ((expected,) if expected else ())
 
 

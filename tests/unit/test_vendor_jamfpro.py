@@ -13,12 +13,12 @@ import httpx
 import pytest
 import respx
 
+from app.vendors._fields import reported_mac
 from app.vendors.base import VendorAuthError, VendorDataError, VendorError, VendorTransientError
 from app.vendors.jamfpro import (
     SPEC,
     JamfProClient,
     agent_from_jamf,
-    jamf_mac,
     next_page,
     normalize_server_url,
 )
@@ -406,7 +406,7 @@ def test_not_collected_sip_is_written_verbatim_as_tailscale_does() -> None:
     ],
 )
 def test_jamf_mac(given: str, expected: str | None) -> None:
-    assert jamf_mac(given) == expected
+    assert reported_mac(given) == expected  # the shared reader Jamf's MACs go through
 
 
 def test_duplicate_and_unusable_macs_are_dropped() -> None:
