@@ -430,7 +430,7 @@ class Bench:
         took = time.perf_counter() - start
         cpu = time.thread_time() - cpu_start
         peak = status_kib("VmHWM")
-        grew = f"; sync peak +{(peak - rss_before) / MIB:,.0f} MiB" if rss_before and peak else ""
+        grew = f"; sync peak +{max(0, peak - rss_before) / MIB:,.0f} MiB" if rss_before and peak else ""
         if report.result != "ok":
             raise SystemExit(f"{vendor} {phase} sync failed: {report.result}: {report.error}")
         print(report_line(f"{phase}*" if profile else phase, took, cpu, fake.requests - before, report, grew))
