@@ -36,7 +36,15 @@ from app.core.http import (
     describe_error,
     status_line,
 )
-from app.vendors.base import Agent, Progress, VendorAuthError, VendorDataError, VendorError, VendorTransientError
+from app.vendors.base import (
+    VERIFY_RETRY,
+    Agent,
+    Progress,
+    VendorAuthError,
+    VendorDataError,
+    VendorError,
+    VendorTransientError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +278,41 @@ class VendorHttp:
         return redact(text, self._secrets)
 
 
+def sync_and_verify_http(
+    client: httpx.Client,
+    *,
+    label: str,
+    retry: RetryPolicy,
+    sleep: Sleep,
+    rng: random.Random | None,
+    secrets: Iterable[str],
+    monotonic: Monotonic,
+    limiter: SlidingWindowLimiter | None = None,
+    describe_error: DescribeError = json_error_detail,
+    wall_clock: Clock = utcnow,
+    http_class: type[VendorHttp] = VendorHttp,
+) -> tuple[VendorHttp, VendorHttp]:
+    """A vendor client's two ``VendorHttp`` on one connection pool, limiter and redaction: the first on the sync's
+    retry budget ``retry``, the second on ``VERIFY_RETRY`` (``verify`` answers within seconds)."""
+    secrets = tuple(secrets)
+    sync, verify = (
+        http_class(
+            client,
+            label=label,
+            policy=policy,
+            sleep=sleep,
+            rng=rng,
+            limiter=limiter,
+            describe_error=describe_error,
+            secrets=secrets,
+            wall_clock=wall_clock,
+            monotonic=monotonic,
+        )
+        for policy in (retry, VERIFY_RETRY)
+    )
+    return sync, verify
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """One page of a vendor's agent list: its raw items, the next page token or cursor, the total if told."""
@@ -327,6 +370,12 @@ class OwnedClient:
 
     _client: httpx.Client
     _owns_client: bool
+
+    def _own_client(self, http_client: httpx.Client | None, timeout: float) -> httpx.Client:
+        """``http_client``, or a new one (no redirects, ``timeout`` seconds) that ``close`` will close."""
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        return self._client
 
     def close(self) -> None:
         """Close the HTTP client if this object created it."""

@@ -65,11 +65,11 @@ from app.vendors._http import (
     parse_timestamp,
     redact,
     shared_limiter,
+    sync_and_verify_http,
 )
 from app.vendors._oauth import OAuthTokens
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
-    VERIFY_RETRY,
     Agent,
     CredentialField,
     KnownAttribute,
@@ -249,8 +249,7 @@ class CrowdStrikeClient(OwnedClient):
         self.url = base_url_for(region, base_url)
         self.page_size = page_size
         self.clock = clock
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        self._own_client(http_client, timeout)
         self._client.event_hooks["response"] = [*self._client.event_hooks["response"], retry_after_hook(wall_clock)]
         self._secrets = (client_secret,)
         if limiter is None:
@@ -269,19 +268,16 @@ class CrowdStrikeClient(OwnedClient):
             monotonic=clock,
             wall_clock=wall_clock,
         )
-        self._http, self._verify_http = (
-            VendorHttp(
-                self._client,
-                label=LABEL,
-                policy=policy,
-                sleep=sleep,
-                rng=rng,
-                limiter=limiter,
-                secrets=(client_secret,),
-                wall_clock=wall_clock,
-                monotonic=clock,
-            )
-            for policy in (retry or RETRY_POLICY, VERIFY_RETRY)
+        self._http, self._verify_http = sync_and_verify_http(
+            self._client,
+            label=LABEL,
+            retry=retry or RETRY_POLICY,
+            sleep=sleep,
+            rng=rng,
+            limiter=limiter,
+            secrets=(client_secret,),
+            wall_clock=wall_clock,
+            monotonic=clock,
         )
 
     def __repr__(self) -> str:

@@ -55,14 +55,13 @@ from app.vendors._http import (
     RetryPolicy,
     Sleep,
     SlidingWindowLimiter,
-    VendorHttp,
     collect_agents,
     json_error_detail,
     parse_timestamp,
+    sync_and_verify_http,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
-    VERIFY_RETRY,
     Agent,
     AttributeFamily,
     CredentialField,
@@ -240,22 +239,18 @@ class FleetClient(OwnedClient):
         self.team_id = _team(team_id)
         self.page_size = page_size
         self.clock = clock
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        self._own_client(http_client, timeout)
         self._headers = {"Authorization": f"Bearer {api_token}", "Accept": "application/json"}
-        self._http, self._verify_http = (
-            VendorHttp(
-                self._client,
-                label=LABEL,
-                policy=policy,
-                sleep=sleep,
-                rng=rng,
-                limiter=limiter,
-                describe_error=fleet_error_detail,
-                secrets=(api_token,),
-                monotonic=clock,
-            )
-            for policy in (retry or RETRY_POLICY, VERIFY_RETRY)
+        self._http, self._verify_http = sync_and_verify_http(
+            self._client,
+            label=LABEL,
+            retry=retry or RETRY_POLICY,
+            sleep=sleep,
+            rng=rng,
+            limiter=limiter,
+            describe_error=fleet_error_detail,
+            secrets=(api_token,),
+            monotonic=clock,
         )
 
     def __repr__(self) -> str:

@@ -58,11 +58,11 @@ from app.vendors._http import (
     collect_agents,
     parse_timestamp,
     shared_limiter,
+    sync_and_verify_http,
 )
 from app.vendors._oauth import OAuthTokens
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
-    VERIFY_RETRY,
     Agent,
     CredentialField,
     KnownAttribute,
@@ -211,8 +211,7 @@ class IntuneClient(OwnedClient):
         self.login_url, self.graph_url = endpoints(cloud, login_url, graph_url)
         self.page_size = page_size
         self.clock = clock
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        self._own_client(http_client, timeout)
         if limiter is None:
             limiter = shared_limiter(f"{VENDOR}:{tenant}", client_id, RATE_LIMIT, RATE_WINDOW)
         self.tokens = OAuthTokens(
@@ -228,19 +227,16 @@ class IntuneClient(OwnedClient):
             monotonic=clock,
             wall_clock=wall_clock,
         )
-        self._http, self._verify_http = (
-            VendorHttp(
-                self._client,
-                label=LABEL,
-                policy=policy,
-                sleep=sleep,
-                rng=rng,
-                limiter=limiter,
-                secrets=(client_secret,),
-                wall_clock=wall_clock,
-                monotonic=clock,
-            )
-            for policy in (retry or RETRY_POLICY, VERIFY_RETRY)
+        self._http, self._verify_http = sync_and_verify_http(
+            self._client,
+            label=LABEL,
+            retry=retry or RETRY_POLICY,
+            sleep=sleep,
+            rng=rng,
+            limiter=limiter,
+            secrets=(client_secret,),
+            wall_clock=wall_clock,
+            monotonic=clock,
         )
 
     def __repr__(self) -> str:

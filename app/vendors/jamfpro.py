@@ -58,6 +58,7 @@ from app.vendors._http import (
     collect_agents,
     json_error_detail,
     parse_timestamp,
+    sync_and_verify_http,
 )
 from app.vendors._oauth import OAuthTokens
 from app.vendors.base import (
@@ -260,8 +261,7 @@ class JamfProClient(OwnedClient):
         self.version: str | None = None
         """The inventory API version that answered (``None`` until one did)."""
         self._version_lock = threading.Lock()
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        self._own_client(http_client, timeout)
         self._base_headers = {"Accept": "application/json"}
         self.tokens, self._verify_tokens = (
             OAuthTokens(
@@ -277,18 +277,16 @@ class JamfProClient(OwnedClient):
             )
             for policy in (retry or RETRY_POLICY, VERIFY_RETRY)
         )
-        self._http, self._verify_http = (
-            _JamfHttp(
-                self._client,
-                label=LABEL,
-                policy=policy,
-                sleep=sleep,
-                rng=rng,
-                describe_error=jamf_error_detail,
-                secrets=(client_secret,),
-                monotonic=clock,
-            )
-            for policy in (retry or RETRY_POLICY, VERIFY_RETRY)
+        self._http, self._verify_http = sync_and_verify_http(
+            self._client,
+            label=LABEL,
+            retry=retry or RETRY_POLICY,
+            sleep=sleep,
+            rng=rng,
+            describe_error=jamf_error_detail,
+            secrets=(client_secret,),
+            monotonic=clock,
+            http_class=_JamfHttp,
         )
 
     def __repr__(self) -> str:

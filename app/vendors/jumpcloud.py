@@ -74,13 +74,12 @@ from app.vendors._http import (
     RetryPolicy,
     Sleep,
     SlidingWindowLimiter,
-    VendorHttp,
     collect_agents,
     parse_timestamp,
+    sync_and_verify_http,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
-    VERIFY_RETRY,
     Agent,
     CredentialField,
     KnownAttribute,
@@ -260,23 +259,19 @@ class JumpCloudClient(OwnedClient):
         self.page_size = page_size
         self.interface_page_size = interface_page_size
         self.clock = clock
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        self._own_client(http_client, timeout)
         self._headers = {"x-api-key": api_key, "Accept": "application/json"}
         if self.org_id is not None:
             self._headers["x-org-id"] = self.org_id
-        self._http, self._verify_http = (
-            VendorHttp(
-                self._client,
-                label=LABEL,
-                policy=policy,
-                sleep=sleep,
-                rng=rng,
-                limiter=limiter,
-                secrets=(api_key,),
-                monotonic=clock,
-            )
-            for policy in (retry or RETRY_POLICY, VERIFY_RETRY)
+        self._http, self._verify_http = sync_and_verify_http(
+            self._client,
+            label=LABEL,
+            retry=retry or RETRY_POLICY,
+            sleep=sleep,
+            rng=rng,
+            limiter=limiter,
+            secrets=(api_key,),
+            monotonic=clock,
         )
 
     def __repr__(self) -> str:

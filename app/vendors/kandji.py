@@ -44,14 +44,13 @@ from app.vendors._http import (
     RetryPolicy,
     Sleep,
     SlidingWindowLimiter,
-    VendorHttp,
     collect_agents,
     parse_timestamp,
     shared_limiter,
+    sync_and_verify_http,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
-    VERIFY_RETRY,
     Agent,
     CredentialField,
     KnownAttribute,
@@ -193,25 +192,21 @@ class KandjiClient(OwnedClient):
         self.page_size = page_size
         self.clock = clock
         self.limiter = limiter or SlidingWindowLimiter(RATE_LIMIT, RATE_WINDOW, clock=clock, sleep=sleep)
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        self._own_client(http_client, timeout)
         self._client.event_hooks["response"] = [
             *self._client.event_hooks.get("response", []),
             rate_limit_reset_as_retry_after,
         ]
         self._headers = {"Authorization": f"Bearer {api_token}", "Accept": "application/json"}
-        self._http, self._verify_http = (
-            VendorHttp(
-                self._client,
-                label=LABEL,
-                policy=policy,
-                sleep=sleep,
-                rng=rng,
-                limiter=self.limiter,
-                secrets=(api_token,),
-                monotonic=clock,
-            )
-            for policy in (retry or RETRY_POLICY, VERIFY_RETRY)
+        self._http, self._verify_http = sync_and_verify_http(
+            self._client,
+            label=LABEL,
+            retry=retry or RETRY_POLICY,
+            sleep=sleep,
+            rng=rng,
+            limiter=self.limiter,
+            secrets=(api_token,),
+            monotonic=clock,
         )
 
     def __repr__(self) -> str:

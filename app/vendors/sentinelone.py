@@ -30,13 +30,12 @@ from app.vendors._http import (
     Page,
     RetryPolicy,
     Sleep,
-    VendorHttp,
     collect_agents,
     parse_timestamp,
+    sync_and_verify_http,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
-    VERIFY_RETRY,
     Agent,
     CredentialField,
     KnownAttribute,
@@ -190,20 +189,16 @@ class SentinelOneClient(OwnedClient):
         self.url = normalize_console_url(url)
         self.page_size = page_size
         self.clock = clock
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        self._own_client(http_client, timeout)
         self._headers = {"Authorization": f"ApiToken {api_token}", "Accept": "application/json"}
-        self._http, self._verify_http = (
-            VendorHttp(
-                self._client,
-                label=LABEL,
-                policy=policy,
-                sleep=sleep,
-                rng=rng,
-                secrets=(api_token,),
-                monotonic=clock,
-            )
-            for policy in (retry or RETRY_POLICY, VERIFY_RETRY)
+        self._http, self._verify_http = sync_and_verify_http(
+            self._client,
+            label=LABEL,
+            retry=retry or RETRY_POLICY,
+            sleep=sleep,
+            rng=rng,
+            secrets=(api_token,),
+            monotonic=clock,
         )
 
     def __repr__(self) -> str:
