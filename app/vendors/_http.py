@@ -163,6 +163,40 @@ def json_error_detail(response: httpx.Response) -> str:
     return ""
 
 
+def api_base_url(
+    url: str | None, *, malformed: str, default: str | None = None, missing: str = "", suffixes: Iterable[str] = ()
+) -> str:
+    """A vendor API's base URL as settings give it: ``https://`` added when no scheme is given, no trailing ``/``,
+    and without the first of ``suffixes`` it ends with (an API path pasted along). Empty is ``default``, or
+    ``ValueError(missing)`` without one; ``ValueError(malformed)`` unless http(s) with a host, no query or user info.
+    """
+    text = (url or "").strip() or (default or "")
+    if not text:
+        raise ValueError(missing)
+    if "://" not in text:
+        text = f"https://{text}"
+    text = text.rstrip("/")
+    for suffix in suffixes:
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+            break
+    parsed = httpx.URL(text)
+    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or parsed.userinfo:
+        raise ValueError(malformed)
+    return text
+
+
+def page_items(body: Any, field: str, *, label: str, path: str) -> tuple[dict[str, Any], list[Any]]:
+    """One page's JSON object and its list of items under ``field``; ``VendorDataError`` if it is not that shape."""
+    if not isinstance(body, dict):
+        raise VendorDataError(f"{label} API {path} answered something other than a JSON object")
+    items = body.get(field)
+    if not isinstance(items, list):
+        article = "an" if field[:1] in "aeiou" else "a"
+        raise VendorDataError(f"{label} API {path} answered without {article} {field} list")
+    return body, items
+
+
 def parse_timestamp(value: Any, field: str, where: str) -> datetime | None:
     """An ISO-8601 timestamp as an aware UTC datetime (naive counts as UTC); ``None`` for null/empty.
 

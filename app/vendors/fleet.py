@@ -55,8 +55,10 @@ from app.vendors._http import (
     RetryPolicy,
     Sleep,
     SlidingWindowLimiter,
+    api_base_url,
     collect_agents,
     json_error_detail,
+    page_items,
     parse_timestamp,
     sync_and_verify_http,
 )
@@ -90,20 +92,12 @@ _NAME = re.compile(r"[A-Za-z0-9_]+")
 
 def normalize_base_url(url: str | None) -> str:
     """``https://host[/prefix]`` without a trailing ``/`` or ``/api/v1/fleet``; ``https://`` added if missing."""
-    text = (url or "").strip()
-    if not text:
-        raise ValueError("Fleet needs the URL of your Fleet server, e.g. https://fleet.example.com")
-    if "://" not in text:
-        text = f"https://{text}"
-    text = text.rstrip("/")
-    for suffix in ("/api/v1/fleet", "/api/v1", "/api"):
-        if text.endswith(suffix):
-            text = text[: -len(suffix)]
-            break
-    parsed = httpx.URL(text)
-    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or parsed.userinfo:
-        raise ValueError("the Fleet URL must look like https://fleet.example.com")
-    return text
+    return api_base_url(
+        url,
+        malformed="the Fleet URL must look like https://fleet.example.com",
+        missing="Fleet needs the URL of your Fleet server, e.g. https://fleet.example.com",
+        suffixes=("/api/v1/fleet", "/api/v1", "/api"),
+    )
 
 
 def _team(value: int | str | None) -> int | None:
@@ -186,11 +180,7 @@ def agent_from_fleet(raw: Any, position: int = 0, skipped: set[str] | None = Non
 
 
 def _hosts(body: Any) -> list[Any]:
-    if not isinstance(body, dict):
-        raise VendorDataError(f"{LABEL} API {HOSTS_PATH} answered something other than a JSON object")
-    hosts = body.get("hosts")
-    if not isinstance(hosts, list):
-        raise VendorDataError(f"{LABEL} API {HOSTS_PATH} answered without a hosts list")
+    body, hosts = page_items(body, "hosts", label=LABEL, path=HOSTS_PATH)
     return hosts
 
 

@@ -30,7 +30,9 @@ from app.vendors._http import (
     RetryPolicy,
     Sleep,
     SlidingWindowLimiter,
+    api_base_url,
     collect_agents,
+    page_items,
     parse_timestamp,
     shared_limiter,
     sync_and_verify_http,
@@ -68,16 +70,12 @@ ATTRIBUTE_FIELDS: tuple[tuple[str, str], ...] = (
 
 def normalize_base_url(url: str | None) -> str:
     """``https://host[/prefix]`` without a trailing ``/`` or ``/v1``; ``https://`` added when no scheme is given."""
-    text = (url or "").strip() or DEFAULT_BASE_URL
-    if "://" not in text:
-        text = f"https://{text}"
-    text = text.rstrip("/")
-    if text.endswith("/v1"):
-        text = text[: -len("/v1")]
-    parsed = httpx.URL(text)
-    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or parsed.userinfo:
-        raise ValueError(f"the Huntress API base URL must look like {DEFAULT_BASE_URL}")
-    return text
+    return api_base_url(
+        url,
+        malformed=f"the Huntress API base URL must look like {DEFAULT_BASE_URL}",
+        default=DEFAULT_BASE_URL,
+        suffixes=("/v1",),
+    )
 
 
 def _organization(value: int | str | None) -> int | None:
@@ -130,11 +128,7 @@ def agent_from_huntress(raw: Any, position: int = 0) -> Agent:
 
 def _page(body: Any) -> tuple[list[Any], str | None]:
     """The agents and the next page token of one response body."""
-    if not isinstance(body, dict):
-        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered something other than a JSON object")
-    agents = body.get("agents")
-    if not isinstance(agents, list):
-        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered without an agents list")
+    body, agents = page_items(body, "agents", label=LABEL, path=AGENTS_PATH)
     pagination = body.get("pagination")
     if pagination is None:
         return agents, None

@@ -56,6 +56,7 @@ from app.vendors._http import (
     SlidingWindowLimiter,
     VendorHttp,
     collect_agents,
+    page_items,
     parse_timestamp,
     shared_limiter,
     sync_and_verify_http,
@@ -248,11 +249,7 @@ class IntuneClient(OwnedClient):
         )
 
     def _page(self, body: Any) -> Page:
-        if not isinstance(body, dict):
-            raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered something other than a JSON object")
-        value = body.get("value")
-        if not isinstance(value, list):
-            raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered without a value list")
+        body, value = page_items(body, "value", label=LABEL, path=DEVICES_PATH)
         link = body.get("@odata.nextLink")
         if link is None or link == "":
             return Page(value, None)

@@ -55,8 +55,10 @@ from app.vendors._http import (
     RetryPolicy,
     Sleep,
     VendorHttp,
+    api_base_url,
     collect_agents,
     json_error_detail,
+    page_items,
     parse_timestamp,
     sync_and_verify_http,
 )
@@ -125,20 +127,12 @@ def jamf_error_detail(response: httpx.Response) -> str:
 
 def normalize_server_url(url: str | None) -> str:
     """``https://example.jamfcloud.com[/prefix]`` without a trailing ``/`` or ``/api``; ``https://`` if missing."""
-    text = (url or "").strip()
-    if not text:
-        raise ValueError(f"Jamf Pro needs the server URL, e.g. {EXAMPLE_URL}")
-    if "://" not in text:
-        text = f"https://{text}"
-    text = text.rstrip("/")
-    for suffix in ("/api/v1", "/api", "/JSSResource"):
-        if text.endswith(suffix):
-            text = text[: -len(suffix)]
-            break
-    parsed = httpx.URL(text)
-    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or parsed.userinfo:
-        raise ValueError(f"the Jamf Pro server URL must look like {EXAMPLE_URL}")
-    return text
+    return api_base_url(
+        url,
+        malformed=f"the Jamf Pro server URL must look like {EXAMPLE_URL}",
+        missing=f"Jamf Pro needs the server URL, e.g. {EXAMPLE_URL}",
+        suffixes=("/api/v1", "/api", "/JSSResource"),
+    )
 
 
 def _section(raw: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:
@@ -206,11 +200,7 @@ def agent_from_jamf(raw: Any, position: int = 0) -> Agent:
 
 def _page(body: Any, path: str) -> tuple[list[Any], int | None]:
     """The computers and ``totalCount`` of one response body."""
-    if not isinstance(body, dict):
-        raise VendorDataError(f"{LABEL} API {path} answered something other than a JSON object")
-    results = body.get("results")
-    if not isinstance(results, list):
-        raise VendorDataError(f"{LABEL} API {path} answered without a results list")
+    body, results = page_items(body, "results", label=LABEL, path=path)
     total = body.get("totalCount")
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
         raise VendorDataError(f"{LABEL} API {path} answered a totalCount that is not a whole number")

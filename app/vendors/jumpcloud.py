@@ -74,7 +74,9 @@ from app.vendors._http import (
     RetryPolicy,
     Sleep,
     SlidingWindowLimiter,
+    api_base_url,
     collect_agents,
+    page_items,
     parse_timestamp,
     sync_and_verify_http,
 )
@@ -120,18 +122,12 @@ SYSTEM_FIELDS = (
 
 def normalize_base_url(url: str | None) -> str:
     """``https://host`` without a trailing ``/``, ``/api`` or ``/api/v2``; ``https://`` if no scheme is given."""
-    text = (url or "").strip() or DEFAULT_BASE_URL
-    if "://" not in text:
-        text = f"https://{text}"
-    text = text.rstrip("/")
-    for suffix in (SYSTEMS_PATH, "/api/v2", "/api"):
-        if text.endswith(suffix):
-            text = text[: -len(suffix)]
-            break
-    parsed = httpx.URL(text)
-    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or parsed.userinfo:
-        raise ValueError(f"the JumpCloud URL must look like {DEFAULT_BASE_URL} (or {EU_BASE_URL})")
-    return text
+    return api_base_url(
+        url,
+        malformed=f"the JumpCloud URL must look like {DEFAULT_BASE_URL} (or {EU_BASE_URL})",
+        default=DEFAULT_BASE_URL,
+        suffixes=(SYSTEMS_PATH, "/api/v2", "/api"),
+    )
 
 
 def parse_mac_lookup(value: str | None) -> bool:
@@ -203,11 +199,7 @@ def agent_from_jumpcloud(raw: Any, position: int = 0) -> Agent:
 
 def _systems_page(body: Any) -> tuple[list[Any], int]:
     """The systems and ``totalCount`` of one ``/api/systems`` answer."""
-    if not isinstance(body, dict):
-        raise VendorDataError(f"{LABEL} API {SYSTEMS_PATH} answered something other than a JSON object")
-    results = body.get("results")
-    if not isinstance(results, list):
-        raise VendorDataError(f"{LABEL} API {SYSTEMS_PATH} answered without a results list")
+    body, results = page_items(body, "results", label=LABEL, path=SYSTEMS_PATH)
     total = body.get("totalCount")
     if isinstance(total, bool) or not isinstance(total, int) or total < 0:
         raise VendorDataError(f"{LABEL} API {SYSTEMS_PATH} answered without a usable totalCount")

@@ -44,7 +44,9 @@ from app.vendors._http import (
     RetryPolicy,
     Sleep,
     SlidingWindowLimiter,
+    api_base_url,
     collect_agents,
+    page_items,
     parse_timestamp,
     shared_limiter,
     sync_and_verify_http,
@@ -79,20 +81,12 @@ BOOLEAN_FIELDS: tuple[tuple[str, str], ...] = (
 
 def normalize_api_url(url: str | None) -> str:
     """``https://<sub>.api.kandji.io`` without a trailing ``/`` or ``/api/v1``; ``https://`` added if missing."""
-    text = (url or "").strip()
-    if not text:
-        raise ValueError(f"Kandji needs the tenant's API URL, e.g. {EXAMPLE_URL} (Settings > Access)")
-    if "://" not in text:
-        text = f"https://{text}"
-    text = text.rstrip("/")
-    for suffix in (DEVICES_PATH, "/api/v1", "/api"):
-        if text.endswith(suffix):
-            text = text[: -len(suffix)]
-            break
-    parsed = httpx.URL(text)
-    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or parsed.userinfo:
-        raise ValueError(f"the Kandji API URL must look like {EXAMPLE_URL}")
-    return text
+    return api_base_url(
+        url,
+        malformed=f"the Kandji API URL must look like {EXAMPLE_URL}",
+        missing=f"Kandji needs the tenant's API URL, e.g. {EXAMPLE_URL} (Settings > Access)",
+        suffixes=(DEVICES_PATH, "/api/v1", "/api"),
+    )
 
 
 def rate_limit_reset_as_retry_after(response: httpx.Response) -> None:
@@ -137,11 +131,7 @@ def _int_or_none(value: Any) -> int | None:
 
 def _page(body: Any) -> tuple[list[Any], int | None]:
     """The devices and the total of one response body."""
-    if not isinstance(body, dict):
-        raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered something other than a JSON object")
-    data = body.get("data")
-    if not isinstance(data, list):
-        raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered without a data list")
+    body, data = page_items(body, "data", label=LABEL, path=DEVICES_PATH)
     total = body.get("total")
     if total is not None and _int_or_none(total) is None:
         raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered a total that is not a whole number")

@@ -38,7 +38,9 @@ from app.vendors._http import (
     RetryPolicy,
     Sleep,
     SlidingWindowLimiter,
+    api_base_url,
     collect_agents,
+    page_items,
     parse_timestamp,
     sync_and_verify_http,
 )
@@ -68,14 +70,11 @@ AUTH_STATE_KEY = "kolide:authState"
 
 def normalize_base_url(url: str | None) -> str:
     """``https://host[/prefix]`` without a trailing ``/``; ``https://`` added when no scheme is given."""
-    text = (url or "").strip() or DEFAULT_BASE_URL
-    if "://" not in text:
-        text = f"https://{text}"
-    text = text.rstrip("/")
-    parsed = httpx.URL(text)
-    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or parsed.userinfo:
-        raise ValueError(f"the Kolide API base URL must look like {DEFAULT_BASE_URL}")
-    return text
+    return api_base_url(
+        url,
+        malformed=f"the Kolide API base URL must look like {DEFAULT_BASE_URL}",
+        default=DEFAULT_BASE_URL,
+    )
 
 
 def agent_from_kolide(raw: Any, position: int = 0) -> Agent:
@@ -106,11 +105,7 @@ def agent_from_kolide(raw: Any, position: int = 0) -> Agent:
 
 def _page(body: Any) -> tuple[list[Any], str | None]:
     """The devices and the next cursor of one response body."""
-    if not isinstance(body, dict):
-        raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered something other than a JSON object")
-    data = body.get("data")
-    if not isinstance(data, list):
-        raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered without a data list")
+    body, data = page_items(body, "data", label=LABEL, path=DEVICES_PATH)
     pagination = body.get("pagination")
     if pagination is None:
         return data, None

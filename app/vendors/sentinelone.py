@@ -30,7 +30,9 @@ from app.vendors._http import (
     Page,
     RetryPolicy,
     Sleep,
+    api_base_url,
     collect_agents,
+    page_items,
     parse_timestamp,
     sync_and_verify_http,
 )
@@ -73,20 +75,12 @@ BOOLEAN_FIELDS: tuple[tuple[str, str], ...] = (
 
 def normalize_console_url(url: str | None) -> str:
     """``https://tenant.sentinelone.net`` without a trailing ``/`` or ``/web/api/v2.1``; ``https://`` if no scheme."""
-    text = (url or "").strip()
-    if not text:
-        raise ValueError("SentinelOne needs the console URL, e.g. https://example.sentinelone.net")
-    if "://" not in text:
-        text = f"https://{text}"
-    text = text.rstrip("/")
-    for suffix in (AGENTS_PATH, "/web/api/v2.1", "/web/api"):
-        if text.endswith(suffix):
-            text = text[: -len(suffix)]
-            break
-    parsed = httpx.URL(text)
-    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or parsed.userinfo:
-        raise ValueError("the SentinelOne console URL must look like https://example.sentinelone.net")
-    return text
+    return api_base_url(
+        url,
+        malformed="the SentinelOne console URL must look like https://example.sentinelone.net",
+        missing="SentinelOne needs the console URL, e.g. https://example.sentinelone.net",
+        suffixes=(AGENTS_PATH, "/web/api/v2.1", "/web/api"),
+    )
 
 
 def _optional_count(raw: Mapping[str, Any], field: str, where: str) -> int | None:
@@ -146,11 +140,7 @@ def agent_from_sentinelone(raw: Any, position: int = 0) -> Agent:
 
 def _page(body: Any) -> tuple[list[Any], str | None, int | None]:
     """The agents, next cursor and total of one response body."""
-    if not isinstance(body, dict):
-        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered something other than a JSON object")
-    data = body.get("data")
-    if not isinstance(data, list):
-        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered without a data list")
+    body, data = page_items(body, "data", label=LABEL, path=AGENTS_PATH)
     pagination = body.get("pagination")
     if pagination is None:
         return data, None, None

@@ -64,7 +64,9 @@ from app.vendors._http import (
     RetryPolicy,
     Sleep,
     SlidingWindowLimiter,
+    api_base_url,
     collect_agents,
+    page_items,
     parse_timestamp,
     sync_and_verify_http,
 )
@@ -103,18 +105,12 @@ BOOLEAN_FIELDS: tuple[tuple[str, str], ...] = (
 
 def normalize_base_url(url: str | None) -> str:
     """``https://host`` without a trailing ``/``, ``/api`` or ``/api/v1``; ``https://`` if no scheme is given."""
-    text = (url or "").strip() or DEFAULT_BASE_URL
-    if "://" not in text:
-        text = f"https://{text}"
-    text = text.rstrip("/")
-    for suffix in (DEVICES_PATH, "/api/v1", "/api"):
-        if text.endswith(suffix):
-            text = text[: -len(suffix)]
-            break
-    parsed = httpx.URL(text)
-    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or parsed.userinfo:
-        raise ValueError(f"the SimpleMDM API URL must look like {DEFAULT_BASE_URL}")
-    return text
+    return api_base_url(
+        url,
+        malformed=f"the SimpleMDM API URL must look like {DEFAULT_BASE_URL}",
+        default=DEFAULT_BASE_URL,
+        suffixes=(DEVICES_PATH, "/api/v1", "/api"),
+    )
 
 
 def _macs(attributes: Mapping[str, Any], where: str) -> tuple[str, ...]:
@@ -167,11 +163,7 @@ def agent_from_simplemdm(raw: Any, position: int = 0) -> Agent:
 
 def _page(body: Any) -> tuple[list[Any], bool]:
     """The devices and ``has_more`` of one response body."""
-    if not isinstance(body, dict):
-        raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered something other than a JSON object")
-    data = body.get("data")
-    if not isinstance(data, list):
-        raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered without a data list")
+    body, data = page_items(body, "data", label=LABEL, path=DEVICES_PATH)
     more = body.get("has_more", False)
     if not isinstance(more, bool):
         raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered a has_more that is not true or false")
