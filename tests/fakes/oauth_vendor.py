@@ -22,9 +22,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakes.loopback import LoopbackServer, QuietHandler, send_json
 
 Json = dict[str, Any]
 Answer = tuple[int, bytes, dict[str, str]]
@@ -62,14 +63,7 @@ def dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
-
+class _Handler(QuietHandler):
     def do_GET(self) -> None:
         self._answer("GET")
 
@@ -79,25 +73,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        status, payload, headers = self.server.fake._handle(method, self.path, body, dict(self.headers.items()))
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+        send_json(self, *self.server.fake._handle(method, self.path, body, dict(self.headers.items())))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: OAuthFakeVendor
-
-
-class OAuthFakeVendor:
+class OAuthFakeVendor(LoopbackServer):
     """Lifecycle, tokens, rate limit, request log and fault injection; vendor specifics in subclasses."""
 
     name = "fake-oauth-vendor"
@@ -127,42 +106,8 @@ class OAuthFakeVendor:
         self._window: deque[float] = deque()
         self.tokens_issued = 0
         self.rate_limited = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ----------------------------------------------------------------------------------------
-
-    def start(self) -> OAuthFakeVendor:
-        if self._server is None:
-            server = _Server(("127.0.0.1", 0), _Handler)
-            server.fake = self
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.name, daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    handler_class = _Handler
 
     # -- state and control ----------------------------------------------------------------------------------
 

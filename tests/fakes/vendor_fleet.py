@@ -108,10 +108,6 @@ class FakeFleet(_FakeVendor):
         )
         self.api_token = api_token
 
-    def __enter__(self) -> FakeFleet:
-        self.start()
-        return self
-
     def _authorized(self, header: str | None) -> bool:
         return header == f"Bearer {self.api_token}"
 

@@ -40,7 +40,6 @@ from tests.fakes.vendors import (
     _FakeVendor,
     _Handler,
     _retry_after_text,
-    _Server,
     default_serial,
 )
 
@@ -144,6 +143,7 @@ class FakeJamfPro(_FakeVendor):
     """A local Jamf Pro server; use as a context manager and give ``url`` as the server URL."""
 
     name = "fake-jamfpro"
+    handler_class = _JamfHandler  # also takes POSTs (the token endpoint)
 
     def __init__(
         self,
@@ -174,22 +174,6 @@ class FakeJamfPro(_FakeVendor):
         self.expired_refusals = 0
         self._token_lock = threading.Lock()
         self._sorted: dict[str, list[Json]] = {}
-
-    def __enter__(self) -> FakeJamfPro:
-        self.start()
-        return self
-
-    def start(self) -> FakeJamfPro:
-        """Bind 127.0.0.1 on a free port with a handler that also takes POSTs (the token endpoint)."""
-        if self._server is None:
-            server = _Server(("127.0.0.1", 0), _JamfHandler)
-            server.fake = self
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.name, daemon=True
-            )
-            self._thread.start()
-        return self
 
     def _reindex(self) -> None:
         self._sorted.clear()

@@ -113,10 +113,6 @@ class FakeJumpCloud(_FakeVendor):
         self._interfaces: list[Json] = list(interfaces or ())
         self._request = threading.local()
 
-    def __enter__(self) -> FakeJumpCloud:
-        self.start()
-        return self
-
     def set_interfaces(self, rows: Iterable[Json]) -> None:
         """Serve these System Insights rows from now on."""
         with self._lock:

@@ -96,10 +96,6 @@ class FakeKandji(_FakeVendor):
         self._served = 0
         self._sorted: dict[str, list[Json]] = {}
 
-    def __enter__(self) -> FakeKandji:
-        self.start()
-        return self
-
     def _handle(self, handler: BaseHTTPRequestHandler) -> Answer:
         status, body, headers = super()._handle(handler)
         limit = self.rate_limit_per_minute or 50

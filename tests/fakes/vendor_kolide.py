@@ -88,10 +88,6 @@ class FakeKolide(_FakeVendor):
         self.forbidden = forbidden
         self.versions_seen: list[str | None] = []
 
-    def __enter__(self) -> FakeKolide:
-        self.start()
-        return self
-
     def _handle(self, handler: BaseHTTPRequestHandler) -> Answer:
         version = handler.headers.get("X-Kolide-Api-Version")
         with self._lock:

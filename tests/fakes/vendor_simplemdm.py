@@ -100,10 +100,6 @@ class FakeSimpleMDM(_FakeVendor):
         self.api_key = api_key
         self._sorted: dict[bool, tuple[list[int], list[Json]]] = {}
 
-    def __enter__(self) -> FakeSimpleMDM:
-        self.start()
-        return self
-
     def _reindex(self) -> None:
         self._sorted = {}
 

@@ -27,9 +27,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tests.fakes.loopback import LoopbackServer, QuietHandler, send_json
 
 HUNTRESS_KEY = "hk_test_public_key"
 HUNTRESS_SECRET = "hs_test_private_secret"
@@ -173,34 +175,12 @@ def _unb64(token: str) -> str:
     return base64.urlsafe_b64decode(padded.encode()).decode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects
-    disable_nagle_algorithm = True  # headers and body go out in two writes; don't wait on delayed ACKs
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
-
+class _Handler(QuietHandler):
     def do_GET(self) -> None:
-        status, body, headers = self.server.fake._handle(self)
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. after a stall)
-            self.close_connection = True
+        send_json(self, *self.server.fake._handle(self))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: _FakeVendor
-
-
-class _FakeVendor:
+class _FakeVendor(LoopbackServer):
     """Server lifecycle, request log, failure injection and rate limiting shared by both fakes."""
 
     name = "fake-vendor"
@@ -227,47 +207,8 @@ class _FakeVendor:
         self._failures: deque[_Failure] = deque()
         self._window: deque[float] = deque()
         self.rate_limited = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ----------------------------------------------------------------------------------------
-
-    def start(self) -> _FakeVendor:
-        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
-        if self._server is None:
-            server = _Server(("127.0.0.1", 0), _Handler)
-            server.fake = self
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.name, daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port (safe to call twice)."""
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The bound port (the server must be started)."""
-        if self._server is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` — the base URL / console URL to give a client."""
-        return f"http://127.0.0.1:{self.port}"
+    handler_class = _Handler
 
     # -- state and assertions ----------------------------------------------------------------------------
 
@@ -434,10 +375,6 @@ class FakeHuntress(_FakeVendor):
         self.page_limit_max = page_limit_max
         self._by_org: dict[str, list[int]] | None = None
 
-    def __enter__(self) -> FakeHuntress:
-        self.start()
-        return self
-
     def _reindex(self) -> None:
         self._by_org = None
 
@@ -531,10 +468,6 @@ class FakeSentinelOne(_FakeVendor):
         self.api_token = api_token
         self.page_limit_max = page_limit_max
         self._by_decommissioned: dict[bool, list[int]] | None = None
-
-    def __enter__(self) -> FakeSentinelOne:
-        self.start()
-        return self
 
     def _reindex(self) -> None:
         self._by_decommissioned = None
