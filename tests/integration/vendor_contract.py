@@ -29,6 +29,7 @@ from app.vendors.integrations import Integrations
 from app.vendors.mapping import NamespaceMode
 from app.vendors.registry import VendorRegistry
 from app.vendors.sync import SyncRunner
+from tests.fakes.sim_time import Mono
 from tests.fakes.vendor_crowdstrike import CROWDSTRIKE_CLIENT_ID, CROWDSTRIKE_SECRET, FakeCrowdStrike, falcon_host
 from tests.fakes.vendor_fleet import DISK_POLICY, FLEET_TOKEN, SCREEN_LOCK_POLICY, FakeFleet, fleet_host, fleet_policy
 from tests.fakes.vendor_intune import INTUNE_CLIENT_ID, INTUNE_SECRET, INTUNE_TENANT, FakeIntune, intune_device
@@ -55,16 +56,6 @@ def noop(_seconds: float) -> None:
 
 def nothing(*_args: Any) -> None:
     return None
-
-
-class Mono:
-    """Monotonic seconds shared by a client (token lifetimes) and its fake (token expiry)."""
-
-    def __init__(self, now: float = 10_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def attrs(builtin: BuiltinTailnet, device: Device) -> dict[str, Any]:

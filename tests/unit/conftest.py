@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import respx
 
 from app.access.people import StaticDirectory
 from app.access.service import AccessService
@@ -33,3 +36,10 @@ def tailnet(builtin: BuiltinTailnet) -> FlakyTailnet:
 def service(db: Database, tailnet: FlakyTailnet, config: list[Config], clock: FrozenClock) -> AccessService:
     directory = StaticDirectory(EMAILS, {"sre": {CAROL}})
     return AccessService(db, tailnet, lambda: config[0], directory, clock=clock)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def mock() -> Iterator[respx.MockRouter]:
+    """respx's router for a vendor client's requests (routes need not all be called)."""
+    with respx.mock(assert_all_called=False) as router:
+        yield router

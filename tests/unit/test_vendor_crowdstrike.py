@@ -23,6 +23,7 @@ from app.vendors.crowdstrike import (
     build,
     reported_macs,
 )
+from tests.fakes.sim_time import Mono, SimSleep
 
 BASE = "https://api.crowdstrike.com"
 TOKEN_URL = f"{BASE}/oauth2/token"
@@ -31,24 +32,6 @@ HOSTS_URL = f"{BASE}/devices/entities/devices/v2"
 ZTA_URL = f"{BASE}/zero-trust-assessment/entities/assessments/v1"
 SECRET = "cs-unit-secret-0123456789"
 NOW = datetime(2026, 11, 30, 10, 0, 0, tzinfo=UTC)
-
-
-class Mono:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class SimSleep:
-    def __init__(self, mono: Mono) -> None:
-        self.mono = mono
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.mono.now += seconds
 
 
 def host(i: int, **overrides: Any) -> dict[str, Any]:
@@ -96,18 +79,12 @@ def token(value: str = "tok-1", expires_in: int = 1799) -> httpx.Response:
 
 @pytest.fixture
 def mono() -> Mono:
-    return Mono()
+    return Mono(500.0)
 
 
 @pytest.fixture
 def sleep(mono: Mono) -> SimSleep:
     return SimSleep(mono)
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture

@@ -24,19 +24,11 @@ from app.vendors.fleet import (
     policy_key,
     tagged_names,
 )
+from tests.fakes.sim_time import SimSleep
 
 BASE = "https://fleet.example.com"
 URL = f"{BASE}/api/v1/fleet/hosts"
 TOKEN = "fleet-unit-token-abcdef"
-
-
-class SimSleep:
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
 
 
 def policy(name: str, description: str, response: str, pid: int = 7) -> dict[str, Any]:
@@ -75,12 +67,6 @@ def raw_host(i: int, **overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def sleep() -> SimSleep:
     return SimSleep()
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture

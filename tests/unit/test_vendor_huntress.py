@@ -78,12 +78,6 @@ def sim() -> SimTime:
 
 
 @pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
 def make(sim: SimTime) -> Iterator[Callable[..., HuntressClient]]:
     clients: list[HuntressClient] = []
 

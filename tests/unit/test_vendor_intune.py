@@ -14,6 +14,7 @@ import respx
 
 from app.vendors.base import VendorAuthError, VendorDataError, VendorError, VendorTransientError
 from app.vendors.intune import SPEC, IntuneClient, agent_from_intune, build, endpoints, reported_macs
+from tests.fakes.sim_time import Mono, SimSleep
 
 TENANT = "8f0e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b"
 LOGIN = "https://login.microsoftonline.com"
@@ -21,24 +22,6 @@ GRAPH = "https://graph.microsoft.com"
 TOKEN_URL = f"{LOGIN}/{TENANT}/oauth2/v2.0/token"
 DEVICES_URL = f"{GRAPH}/v1.0/deviceManagement/managedDevices"
 SECRET = "intune~unit~secret~abcdef"
-
-
-class Mono:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class SimSleep:
-    def __init__(self, mono: Mono) -> None:
-        self.mono = mono
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.mono.now += seconds
 
 
 def device(i: int, **overrides: Any) -> dict[str, Any]:
@@ -78,18 +61,12 @@ def graph_page(devices: list[dict[str, Any]], next_skip: str | None = None) -> h
 
 @pytest.fixture
 def mono() -> Mono:
-    return Mono()
+    return Mono(500.0)
 
 
 @pytest.fixture
 def sleep(mono: Mono) -> SimSleep:
     return SimSleep(mono)
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from app.vendors.jamfpro import (
     next_page,
     normalize_server_url,
 )
+from tests.fakes.sim_time import Mono, SimSleep
 
 SERVER = "https://example.jamfcloud.com"
 TOKEN_URL = f"{SERVER}/api/oauth/token"
@@ -30,24 +31,6 @@ V3 = f"{SERVER}/api/v3/computers-inventory"
 V1 = f"{SERVER}/api/v1/computers-inventory"
 CLIENT_ID = "5b8f1a4e-unit"
 SECRET = "jamf-unit-client-secret"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class SimSleep:
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.clock.now += seconds
 
 
 def computer(i: int, **sections: dict[str, Any]) -> dict[str, Any]:
@@ -85,23 +68,17 @@ def token_response(value: str = "tok-1", expires_in: int = 599) -> httpx.Respons
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> Mono:
+    return Mono(500.0)
 
 
 @pytest.fixture
-def sleep(clock: Clock) -> SimSleep:
+def sleep(clock: Mono) -> SimSleep:
     return SimSleep(clock)
 
 
 @pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
-def make(clock: Clock, sleep: SimSleep) -> Iterator[Callable[..., JamfProClient]]:
+def make(clock: Mono, sleep: SimSleep) -> Iterator[Callable[..., JamfProClient]]:
     clients: list[JamfProClient] = []
 
     def factory(**kwargs: Any) -> JamfProClient:
@@ -187,7 +164,7 @@ def test_no_inventory_api_at_all_says_check_the_url(mock: respx.MockRouter, make
 
 
 def test_the_token_is_renewed_before_it_expires(
-    mock: respx.MockRouter, make: Callable[..., JamfProClient], clock: Clock
+    mock: respx.MockRouter, make: Callable[..., JamfProClient], clock: Mono
 ) -> None:
     """A 10-minute token is renewed after 9 minutes, before the server would refuse it."""
     token = mock.post(TOKEN_URL).mock(side_effect=[token_response("tok-1", 600), token_response("tok-2", 600)])

@@ -19,20 +19,12 @@ from app.vendors.jumpcloud import (
     agent_from_jumpcloud,
     normalize_base_url,
 )
+from tests.fakes.sim_time import SimSleep
 
 CONSOLE = "https://console.jumpcloud.com"
 SYSTEMS = f"{CONSOLE}/api/systems"
 INTERFACES = f"{CONSOLE}/api/v2/systeminsights/interface_details"
 KEY = "jc-unit-key-0123456789"
-
-
-class SimSleep:
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
 
 
 def sid(i: int) -> str:
@@ -63,12 +55,6 @@ def page(systems: list[dict[str, Any]], total: int) -> dict[str, Any]:
 @pytest.fixture
 def sleep() -> SimSleep:
     return SimSleep()
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture

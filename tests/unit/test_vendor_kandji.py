@@ -13,19 +13,11 @@ import respx
 
 from app.vendors.base import VendorAuthError, VendorDataError, VendorError, VendorTransientError
 from app.vendors.kandji import SPEC, KandjiClient, agent_from_kandji, next_offset, normalize_api_url
+from tests.fakes.sim_time import SimSleep
 
 API = "https://example.api.kandji.io"
 URL = f"{API}/api/v1/prism/device_information"
 TOKEN = "kandji-unit-token-abcdef"
-
-
-class SimSleep:
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
 
 
 def raw_device(i: int, **overrides: Any) -> dict[str, Any]:
@@ -54,12 +46,6 @@ def page(devices: list[dict[str, Any]], offset: int, total: int | None, limit: i
 @pytest.fixture
 def sleep() -> SimSleep:
     return SimSleep()
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture

@@ -14,19 +14,11 @@ import respx
 from app.core.http import RetryPolicy
 from app.vendors.base import VendorAuthError, VendorDataError, VendorError, VendorTransientError
 from app.vendors.kolide import SPEC, KolideClient, agent_from_kolide, build, normalize_base_url
+from tests.fakes.sim_time import SimSleep
 
 BASE = "https://api.kolide.com"
 URL = f"{BASE}/devices"
 KEY = "k2sk_v1_unit_key_abcdef"
-
-
-class SimSleep:
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
 
 
 def raw_device(i: int, **overrides: Any) -> dict[str, Any]:
@@ -62,12 +54,6 @@ def page(devices: list[dict[str, Any]], next_cursor: str = "", current: str = ""
 @pytest.fixture
 def sleep() -> SimSleep:
     return SimSleep()
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture

@@ -47,12 +47,6 @@ def clock() -> FakeMonotonic:
 
 
 @pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
 def client() -> Iterator[httpx.Client]:
     with httpx.Client() as c:
         yield c

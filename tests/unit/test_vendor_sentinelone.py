@@ -15,20 +15,12 @@ import respx
 
 from app.vendors.base import VendorAuthError, VendorDataError, VendorError, VendorTransientError
 from app.vendors.sentinelone import SPEC, SentinelOneClient, agent_from_sentinelone, normalize_console_url
+from tests.fakes.sim_time import SimSleep
 
 CONSOLE = "https://example.sentinelone.net"
 URL = f"{CONSOLE}/web/api/v2.1/agents"
 TOKEN = "s1-unit-token-abcdef"
 EXAMPLE = Path("/work/shared/reference/sentinelone-agent-example.json")
-
-
-class SimSleep:
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
 
 
 def raw_agent(i: int, **overrides: Any) -> dict[str, Any]:
@@ -61,12 +53,6 @@ def page(agents: list[dict[str, Any]], cursor: str | None = None, total: int | N
 @pytest.fixture
 def sleep() -> SimSleep:
     return SimSleep()
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture

@@ -14,20 +14,12 @@ import respx
 
 from app.vendors.base import VendorAuthError, VendorDataError, VendorError, VendorTransientError
 from app.vendors.simplemdm import SPEC, SimpleMDMClient, agent_from_simplemdm, normalize_base_url
+from tests.fakes.sim_time import SimSleep
 
 API = "https://a.simplemdm.com"
 DEVICES = f"{API}/api/v1/devices"
 KEY = "smdm-unit-key-abcdef123"
 BASIC = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
-
-
-class SimSleep:
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
 
 
 def device(i: int, **attributes: Any) -> dict[str, Any]:
@@ -57,12 +49,6 @@ def page(devices: list[dict[str, Any]], more: bool) -> dict[str, Any]:
 @pytest.fixture
 def sleep() -> SimSleep:
     return SimSleep()
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture
