@@ -197,6 +197,20 @@ def page_items(body: Any, field: str, *, label: str, path: str) -> tuple[dict[st
     return body, items
 
 
+def next_pointer(body: Mapping[str, Any], field: str, *, label: str, path: str) -> tuple[Mapping[str, Any], str | None]:
+    """A page's ``pagination`` object (empty if absent) and its ``field``: the next page's cursor or token, ``None``
+    when absent, null or empty (the last page); ``VendorDataError`` if either has the wrong JSON type."""
+    pagination = body.get("pagination")
+    if pagination is None:
+        return {}, None
+    if not isinstance(pagination, dict):
+        raise VendorDataError(f"{label} API {path} answered a pagination that is not an object")
+    pointer = pagination.get(field)
+    if pointer is not None and not isinstance(pointer, str):
+        raise VendorDataError(f"{label} API {path} answered a {field} that is not a string")
+    return pagination, (pointer or None)
+
+
 def parse_timestamp(value: Any, field: str, where: str) -> datetime | None:
     """An ISO-8601 timestamp as an aware UTC datetime (naive counts as UTC); ``None`` for null/empty.
 

@@ -32,6 +32,7 @@ from app.vendors._http import (
     SlidingWindowLimiter,
     api_base_url,
     collect_agents,
+    next_pointer,
     page_items,
     parse_timestamp,
     shared_limiter,
@@ -129,15 +130,8 @@ def agent_from_huntress(raw: Any, position: int = 0) -> Agent:
 def _page(body: Any) -> tuple[list[Any], str | None]:
     """The agents and the next page token of one response body."""
     body, agents = page_items(body, "agents", label=LABEL, path=AGENTS_PATH)
-    pagination = body.get("pagination")
-    if pagination is None:
-        return agents, None
-    if not isinstance(pagination, dict):
-        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered a pagination that is not an object")
-    token = pagination.get("next_page_token")
-    if token is not None and not isinstance(token, str):
-        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered a next_page_token that is not a string")
-    return agents, (token or None)
+    _pagination, token = next_pointer(body, "next_page_token", label=LABEL, path=AGENTS_PATH)
+    return agents, token
 
 
 class HuntressClient(OwnedClient):

@@ -40,6 +40,7 @@ from app.vendors._http import (
     SlidingWindowLimiter,
     api_base_url,
     collect_agents,
+    next_pointer,
     page_items,
     parse_timestamp,
     sync_and_verify_http,
@@ -106,15 +107,8 @@ def agent_from_kolide(raw: Any, position: int = 0) -> Agent:
 def _page(body: Any) -> tuple[list[Any], str | None]:
     """The devices and the next cursor of one response body."""
     body, data = page_items(body, "data", label=LABEL, path=DEVICES_PATH)
-    pagination = body.get("pagination")
-    if pagination is None:
-        return data, None
-    if not isinstance(pagination, dict):
-        raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered a pagination that is not an object")
-    cursor = pagination.get("next_cursor")
-    if cursor is not None and not isinstance(cursor, str):
-        raise VendorDataError(f"{LABEL} API {DEVICES_PATH} answered a next_cursor that is not a string")
-    return data, (cursor or None)
+    _pagination, cursor = next_pointer(body, "next_cursor", label=LABEL, path=DEVICES_PATH)
+    return data, cursor
 
 
 class KolideClient(OwnedClient):

@@ -32,6 +32,7 @@ from app.vendors._http import (
     Sleep,
     api_base_url,
     collect_agents,
+    next_pointer,
     page_items,
     parse_timestamp,
     sync_and_verify_http,
@@ -141,18 +142,11 @@ def agent_from_sentinelone(raw: Any, position: int = 0) -> Agent:
 def _page(body: Any) -> tuple[list[Any], str | None, int | None]:
     """The agents, next cursor and total of one response body."""
     body, data = page_items(body, "data", label=LABEL, path=AGENTS_PATH)
-    pagination = body.get("pagination")
-    if pagination is None:
-        return data, None, None
-    if not isinstance(pagination, dict):
-        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered a pagination that is not an object")
-    cursor = pagination.get("nextCursor")
-    if cursor is not None and not isinstance(cursor, str):
-        raise VendorDataError(f"{LABEL} API {AGENTS_PATH} answered a nextCursor that is not a string")
+    pagination, cursor = next_pointer(body, "nextCursor", label=LABEL, path=AGENTS_PATH)
     total = pagination.get("totalItems")
     if isinstance(total, bool) or not isinstance(total, int) or total < 0:
         total = None
-    return data, (cursor or None), total
+    return data, cursor, total
 
 
 class SentinelOneClient(OwnedClient):
