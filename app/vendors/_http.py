@@ -413,6 +413,14 @@ def collect_agents(
     raise VendorDataError(f"{label} API {path} still had more pages after {max_pages}")
 
 
+def verified_count(items: list[Any], convert: Callable[[Any, int], Agent]) -> int:
+    """How many agents a ``verify`` page listed, each converted like a synced one first, so a URL that answers
+    something other than the vendor's agents fails verification rather than the first sync."""
+    for position, raw in enumerate(items):
+        convert(raw, position)
+    return len(items)
+
+
 class OwnedClient:
     """Closing and ``with`` support for a vendor client holding ``_client`` (closed only if ``_owns_client``)."""
 

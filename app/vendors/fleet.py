@@ -61,6 +61,7 @@ from app.vendors._http import (
     page_items,
     parse_timestamp,
     sync_and_verify_http,
+    verified_count,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
@@ -259,9 +260,7 @@ class FleetClient(OwnedClient):
             f"{self.url}{HOSTS_PATH}", params=self._params(0, VERIFY_PAGE_SIZE), headers=self._headers
         )
         hosts = _hosts(body)
-        for position, raw in enumerate(hosts):
-            agent_from_fleet(raw, position)
-        return len(hosts)
+        return verified_count(hosts, agent_from_fleet)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every host, page by page in id order; raises on any failure (no partial list)."""

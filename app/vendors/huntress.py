@@ -37,6 +37,7 @@ from app.vendors._http import (
     parse_timestamp,
     shared_limiter,
     sync_and_verify_http,
+    verified_count,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
@@ -193,9 +194,7 @@ class HuntressClient(OwnedClient):
             f"{self.base_url}{AGENTS_PATH}", params=self._params(VERIFY_PAGE_SIZE), headers=self._headers
         )
         items, _next = _page(body)
-        for position, raw in enumerate(items):
-            agent_from_huntress(raw, position)
-        return len(items)
+        return verified_count(items, agent_from_huntress)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every agent, page by page, in the order Huntress lists them; raises on any failure (no partial list)."""

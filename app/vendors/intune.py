@@ -60,6 +60,7 @@ from app.vendors._http import (
     parse_timestamp,
     shared_limiter,
     sync_and_verify_http,
+    verified_count,
 )
 from app.vendors._oauth import OAuthTokens
 from app.vendors.base import (
@@ -267,9 +268,7 @@ class IntuneClient(OwnedClient):
         """One managed device, on a short retry budget; how many the page listed."""
         body = self._get(self._verify_http, f"{self.graph_url}{DEVICES_PATH}", self._first(VERIFY_PAGE_SIZE))
         page = self._page(body)
-        for position, raw in enumerate(page.items):
-            agent_from_intune(raw, position)
-        return len(page.items)
+        return verified_count(page.items, agent_from_intune)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every managed device, in listing order; raises on any failure (no partial list)."""

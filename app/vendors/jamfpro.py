@@ -61,6 +61,7 @@ from app.vendors._http import (
     page_items,
     parse_timestamp,
     sync_and_verify_http,
+    verified_count,
 )
 from app.vendors._oauth import OAuthTokens
 from app.vendors.base import (
@@ -321,9 +322,7 @@ class JamfProClient(OwnedClient):
         checked like a synced one, so a URL that answers something else fails."""
         version, body = self._first_page(VERIFY_PAGE_SIZE, verify=True)
         items, _total = _page(body, self._path(version))
-        for position, raw in enumerate(items):
-            agent_from_jamf(raw, position)
-        return len(items)
+        return verified_count(items, agent_from_jamf)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every computer, page by page (``id`` ascending); raises on any failure (no partial list)."""

@@ -79,6 +79,7 @@ from app.vendors._http import (
     page_items,
     parse_timestamp,
     sync_and_verify_http,
+    verified_count,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
@@ -279,9 +280,7 @@ class JumpCloudClient(OwnedClient):
             f"{self.base_url}{SYSTEMS_PATH}", params=self._system_params(VERIFY_PAGE_SIZE, 0), headers=self._headers
         )
         items, _total = _systems_page(body)
-        for position, raw in enumerate(items):
-            agent_from_jumpcloud(raw, position)
-        return len(items)
+        return verified_count(items, agent_from_jumpcloud)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every system (then every interface row, unless the lookup is off); raises on any failure."""

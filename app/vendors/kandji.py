@@ -50,6 +50,7 @@ from app.vendors._http import (
     parse_timestamp,
     shared_limiter,
     sync_and_verify_http,
+    verified_count,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
@@ -212,9 +213,7 @@ class KandjiClient(OwnedClient):
             f"{self.api_url}{DEVICES_PATH}", params=self._params(0, VERIFY_PAGE_SIZE), headers=self._headers
         )
         items, _total = _page(body)
-        for position, raw in enumerate(items):
-            agent_from_kandji(raw, position)
-        return len(items)
+        return verified_count(items, agent_from_kandji)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every device, page by page; raises on any failure (no partial list)."""

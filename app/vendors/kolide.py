@@ -44,6 +44,7 @@ from app.vendors._http import (
     page_items,
     parse_timestamp,
     sync_and_verify_http,
+    verified_count,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
@@ -164,9 +165,7 @@ class KolideClient(OwnedClient):
             f"{self.base_url}{DEVICES_PATH}", params={"per_page": str(VERIFY_PAGE_SIZE)}, headers=self._headers
         )
         items, _next = _page(body)
-        for position, raw in enumerate(items):
-            agent_from_kolide(raw, position)
-        return len(items)
+        return verified_count(items, agent_from_kolide)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every device, cursor by cursor, in listing order; raises on any failure (no partial list)."""

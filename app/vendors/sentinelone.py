@@ -36,6 +36,7 @@ from app.vendors._http import (
     page_items,
     parse_timestamp,
     sync_and_verify_http,
+    verified_count,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
@@ -194,9 +195,7 @@ class SentinelOneClient(OwnedClient):
         params = {"limit": str(VERIFY_PAGE_SIZE), "isDecommissioned": "false"}
         body = self._verify_http.get_json(f"{self.url}{AGENTS_PATH}", params=params, headers=self._headers)
         items, _next, _total = _page(body)
-        for position, raw in enumerate(items):
-            agent_from_sentinelone(raw, position)
-        return len(items)
+        return verified_count(items, agent_from_sentinelone)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every agent with ``isDecommissioned=false``, in listing order; raises on any failure (no partial list)."""

@@ -69,6 +69,7 @@ from app.vendors._http import (
     page_items,
     parse_timestamp,
     sync_and_verify_http,
+    verified_count,
 )
 from app.vendors.base import (
     VERIFY_PAGE_SIZE,
@@ -219,9 +220,7 @@ class SimpleMDMClient(OwnedClient):
             f"{self.base_url}{DEVICES_PATH}", params={"limit": str(VERIFY_PAGE_SIZE)}, headers=self._headers
         )
         items, _more = _page(body)
-        for position, raw in enumerate(items):
-            agent_from_simplemdm(raw, position)
-        return len(items)
+        return verified_count(items, agent_from_simplemdm)
 
     def fetch_agents(self, progress: Progress | None = None) -> list[Agent]:
         """Every enrolled device, in id order; raises on any failure (no partial list)."""
