@@ -68,7 +68,9 @@ def test_client_waits_out_graph_throttling(mono: Mono) -> None:
 
     for send_retry_after in (True, False):
         slept.clear()
-        with FakeIntune([intune_device(i) for i in range(7)], rate_limit=2, clock=mono) as served:
+        # a 10 s window: without Retry-After the client's jittered backoff (2, 4, 8 s ... halved at the least) is
+        # sure to outlast it within its five attempts; a 20 s one it outlasts only some of the time
+        with FakeIntune([intune_device(i) for i in range(7)], rate_limit=2, rate_window=10.0, clock=mono) as served:
             served.send_retry_after = send_retry_after
             client = intune.IntuneClient(
                 INTUNE_TENANT,
