@@ -8,7 +8,6 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from slack_bolt import App
 
-from app.slack.pacing import FOREGROUND
 from app.slack.payloads import InlineAnswer, SlackEventsHandler
 from app.web.ops import HEALTH_PATH, METRICS_PATH, RouteOf, fixed_routes, json_response
 
@@ -33,8 +32,7 @@ def events_app(
         if path == EVENTS_PATH:
             if method != "POST":
                 return json_response(start_response, "405 Method Not Allowed", {"message": "use POST"})
-            with FOREGROUND.serving():  # an index rebuild of this process stands aside meanwhile
-                return slack(environ, start_response)
+            return slack(environ, start_response)
         return json_response(start_response, "404 Not Found", {"message": f"no route for {path}"})
 
     return application

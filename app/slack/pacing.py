@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import heapq
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,56 +36,14 @@ RUN = 1024
 """Items per C-level sort in ``paced_sorted`` (a few milliseconds each)."""
 
 
-YIELD_STEP = 0.0002
-"""Seconds of each sleep while a request is being served."""
-YIELD_MAX = 0.02
-"""Longest a builder stands aside for requests in one go (it must finish even under a steady stream)."""
-
-
-class Foreground:
-    """How many latency-sensitive requests this process is serving right now (the Slack HTTP gate counts them).
-
-    A paced builder stands aside while the count is above zero: resting on a clock alone still took the GIL back
-    every millisecond from a request that needs it several times (options p99 5-7 ms while rebuilding).
-    Process-wide because the GIL it arbitrates is.
-    """
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def serving(self) -> Iterator[None]:
-        """Mark one request as being served for the duration of the block."""
-        with self._lock:
-            self._count += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._count -= 1
-
-    @property
-    def busy(self) -> bool:
-        return self._count > 0
-
-
-FOREGROUND = Foreground()
-
-
 class Pacer:
-    """Call it often in a long loop; it sleeps ``rest`` once ``work`` seconds passed since the last rest, and stands
-    aside (up to ``YIELD_MAX``) whenever ``foreground`` is serving a request."""
+    """Call it often in a long loop; it sleeps ``rest`` once ``work`` seconds passed since the last rest."""
 
-    def __init__(
-        self, work: float = SLICE, rest: float = REST, *, check_every: int = 64, foreground: Foreground = FOREGROUND
-    ) -> None:
+    def __init__(self, work: float = SLICE, rest: float = REST, *, check_every: int = 64) -> None:
         self.work = work
         self.rest = rest
         self.check_every = check_every
-        self.foreground = foreground
         self.rests = 0
-        self.yields = 0
         self._calls = 0
         self._since = time.perf_counter()
 
@@ -96,21 +53,11 @@ class Pacer:
         if self._calls < self.check_every:
             return
         self._calls = 0
-        if self.foreground.busy:
-            self._stand_aside()
-            return
         now = time.perf_counter()
         if now - self._since >= self.work:
             time.sleep(self.rest)
             self.rests += 1
             self._since = time.perf_counter()
-
-    def _stand_aside(self) -> None:
-        started = time.perf_counter()
-        self.yields += 1
-        while self.foreground.busy and time.perf_counter() - started < YIELD_MAX:
-            time.sleep(YIELD_STEP)
-        self._since = time.perf_counter()
 
 
 def no_pace(weight: int = 1) -> None:

@@ -61,25 +61,6 @@ def test_a_signed_suggestion_is_answered_inline_with_the_signed_user(app: App, b
     assert answer.bodies[0] == parse_body(body)
 
 
-def test_an_index_rebuild_stands_aside_while_the_endpoint_serves_a_request(app: App) -> None:
-    """The HTTP app marks each Slack request as foreground work for its duration (``pacing.FOREGROUND``)."""
-    from app.slack.http_app import events_app
-    from app.slack.pacing import FOREGROUND
-
-    seen: list[bool] = []
-
-    def answer(body: dict[str, Any]) -> dict[str, Any]:
-        seen.append(FOREGROUND.busy)
-        return {"options": []}
-
-    wsgi = events_app(app, signing_secret=SECRET, inline={"device_select": answer})
-    body = block_suggestion("device_select", "device", "lap", "UREQ").encode()
-    assert not FOREGROUND.busy
-    status, _ = call(wsgi, body, signed(body))
-    assert status == 200 and seen == [True]
-    assert not FOREGROUND.busy
-
-
 def test_other_action_ids_and_no_inline_answers_go_to_bolt(app: App, bolt_calls: list[str]) -> None:
     answer = Recorder()
     gate = SlackEventsHandler(app, signing_secret=SECRET, inline={"device_select": answer})

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from app.slack import pacing
-from app.slack.pacing import Foreground, Pacer, collector_paused, no_pace, paced_equal, paced_map, paced_sorted, release
+from app.slack.pacing import Pacer, collector_paused, no_pace, paced_equal, paced_map, paced_sorted, release
 
 
 @pytest.mark.parametrize("size", [0, 1, 5, 4096, 4097, 20_000])
@@ -94,25 +94,3 @@ def test_release_empties_the_copies_and_leaves_a_held_snapshot_intact() -> None:
     release(parts, lambda weight=1: paces.append(weight), run=7)
     assert all(part == [] for part in parts) and len(paces) > 5
     assert len(snapshot.devices) == 50 and snapshot.prefix_range("d4") != (0, 0)  # a reader's snapshot still works
-
-
-def test_the_pacer_stands_aside_while_a_request_is_served_and_not_forever(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    monkeypatch.setattr(pacing.time, "perf_counter", lambda: now[0])
-    monkeypatch.setattr(pacing.time, "sleep", sleep)
-    foreground = Foreground()
-    pace = Pacer(work=1.0, rest=0.0005, check_every=1, foreground=foreground)
-    pace()
-    assert slept == []  # nothing served, slice not used up: no rest
-    with foreground.serving():
-        assert foreground.busy
-        pace()
-    assert not foreground.busy
-    assert pace.yields == 1
-    assert sum(slept) >= pacing.YIELD_MAX and sum(slept) < pacing.YIELD_MAX + 0.001  # bounded: it must finish
