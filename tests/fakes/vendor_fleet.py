@@ -8,7 +8,8 @@ Fleet documents a rate limit only for login; when one is set here (``rate_limit_
 ``retry-after: N`` seconds, as Fleet's login limit does.
 
 Fault injection, request log and caching come from ``tests.fakes.vendors._FakeVendor`` (``fail_next``,
-``stall_next``, ``set_agents``, ``calls``).
+``stall_next``, ``set_agents``, ``calls``). The hosts of a team in an order are filtered and sorted once per host
+set (``set_agents`` drops them), not once per page.
 """
 
 from __future__ import annotations
@@ -107,6 +108,20 @@ class FakeFleet(_FakeVendor):
             clock=clock,
         )
         self.api_token = api_token
+        self._sorted: dict[tuple[str | None, str], list[Json]] = {}
+
+    def _reindex(self) -> None:
+        self._sorted.clear()
+
+    def _rows(self, team: str | None, order_key: str) -> list[Json]:
+        """The hosts of ``team`` (all if ``None``) in ``order_key`` order, filtered and sorted once per host set
+        (``set_agents`` drops them through ``_reindex``); called with the lock held."""
+        rows = self._sorted.get((team, order_key))
+        if rows is None:
+            rows = [a for a in self._agents if team is None or str(a.get("team_id")) == team]
+            rows.sort(key=lambda a: (a.get(order_key) is None, a.get(order_key)))
+            self._sorted[(team, order_key)] = rows
+        return rows
 
     def _authorized(self, header: str | None) -> bool:
         return header == f"Bearer {self.api_token}"
@@ -135,11 +150,9 @@ class FakeFleet(_FakeVendor):
             return 422, self._error_body(422, "team_id must be an integer"), {}
         populate = params.get("populate_policies") == "true"
         with self._lock:
-            agents, generation = self._agents, self._generation
+            generation, rows = self._generation, self._rows(team, order_key)
 
         def build() -> list[Json]:
-            rows = [a for a in agents if team is None or str(a.get("team_id")) == team]
-            rows.sort(key=lambda a: (a.get(order_key) is None, a.get(order_key)))
             window = rows[page * per_page : (page + 1) * per_page]
             return window if populate else [{k: v for k, v in a.items() if k != "policies"} for a in window]
 
