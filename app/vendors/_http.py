@@ -230,7 +230,7 @@ def parse_timestamp(value: Any, field: str, where: str) -> datetime | None:
 
 
 class VendorHttp:
-    """GET JSON from one vendor's API with retries, an optional rate limiter and typed, redacted errors.
+    """JSON from one vendor's API (GET, or a POST lookup) with retries, an optional rate limiter and typed errors.
 
     ``policy`` defaults to ``VENDOR_RETRY``; ``monotonic`` measures its time budget, ``wall_clock`` reads
     ``Retry-After`` dates. The limiter is asked before every attempt, retries included.
@@ -271,16 +271,32 @@ class VendorHttp:
     @metrics.count_api_errors(VendorError, api=lambda http: http.label)
     def get_json(self, url: str, *, params: Mapping[str, str], headers: Mapping[str, str]) -> Any:
         """The decoded JSON body of a successful ``GET url``; raises a ``VendorError`` subclass otherwise."""
+        return self._send_json("GET", url, params=params, headers=headers)
+
+    @metrics.count_api_errors(VendorError, api=lambda http: http.label)
+    def post_json(self, url: str, *, body: object, headers: Mapping[str, str]) -> Any:
+        """As ``get_json`` for a read that takes a JSON body (a ``POST`` lookup of many ids); retried alike."""
+        return self._send_json("POST", url, json=body, headers=headers)
+
+    def _send_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        json: object = None,
+    ) -> Any:
         path = httpx.URL(url).path
         try:
-            sent = self.http.send("GET", url, params=params, headers=headers)
+            sent = self.http.send(method, url, params=params, json=json, headers=headers)
         except Unanswered as exc:
             reason = self._redact(describe_error(exc.error))
             raise VendorTransientError(
-                f"{self.label} API GET {path} did not answer after {exc.attempts} attempts ({reason})"
+                f"{self.label} API {method} {path} did not answer after {exc.attempts} attempts ({reason})"
             ) from None
         except httpx.HTTPError as exc:
-            raise VendorError(f"{self.label} API GET {path} failed: {self._redact(describe_error(exc))}") from None
+            raise VendorError(f"{self.label} API {method} {path} failed: {self._redact(describe_error(exc))}") from None
         if sent.response.is_success:
             return self._decode(sent.response, path)
         raise self._failure(sent, path)
@@ -288,16 +304,17 @@ class VendorHttp:
     def _failure(self, sent: Sent, path: str) -> VendorError:
         """The error for an answer that is not a success (after any retries)."""
         response = sent.response
+        method = response.request.method
         if response.status_code in (401, 403):
             return VendorAuthError(f"{self.label} refused the credentials ({self._status_text(response)}); check them")
         failure = self._status_text(response)
         if sent.stopped is StopReason.RETRY_AFTER:
-            return VendorTransientError(f"{self.label} API GET {path}: {failure}; {sent.note}")
+            return VendorTransientError(f"{self.label} API {method} {path}: {failure}; {sent.note}")
         if sent.stopped is not None:
-            return VendorTransientError(f"{self.label} API GET {path}: {failure} ({sent.note})")
+            return VendorTransientError(f"{self.label} API {method} {path}: {failure} ({sent.note})")
         if response.status_code >= 500:
-            return VendorTransientError(f"{self.label} API GET {path}: {failure}")
-        return VendorError(f"{self.label} API GET {path} failed: {failure}")
+            return VendorTransientError(f"{self.label} API {method} {path}: {failure}")
+        return VendorError(f"{self.label} API {method} {path} failed: {failure}")
 
     def _wait_for_limiter(self) -> None:
         if self.limiter is not None:
@@ -309,8 +326,9 @@ class VendorHttp:
         try:
             return response.json()
         except ValueError:
+            method = response.request.method
             raise VendorDataError(
-                f"{self.label} API GET {path} answered HTTP {response.status_code} with a body that is not JSON"
+                f"{self.label} API {method} {path} answered HTTP {response.status_code} with a body that is not JSON"
             ) from None
 
     def _status_text(self, response: httpx.Response) -> str:

@@ -13,15 +13,19 @@ Listing, per page of the host scroll:
 1. ``GET /devices/queries/devices-scroll/v1?limit=5000&offset=<token>`` → ``resources`` (host ids) and
    ``meta.pagination.{offset,total}``; the next page passes the answered ``offset`` and paging ends when it is
    ``""`` or the page is empty (the token lives 2 minutes after use, so pages are fetched back to back).
-2. ``GET /devices/entities/devices/v2?ids=..`` in batches of 100 (the GET form's documented maximum) → host
-   details: ``serial_number``, ``mac_address``, ``connection_mac_address``, ``last_seen``, ``hostname``.
+2. ``POST /devices/entities/devices/v2`` with JSON body ``{"ids": [..]}`` in batches of up to 5000 → host
+   details: ``serial_number``, ``mac_address``, ``connection_mac_address``, ``last_seen``, ``hostname``. This is
+   operation PostDeviceDetailsV2 (falconpy ``Hosts.get_device_details``: "Supports up to a maximum of 5000 IDs",
+   and its docstring calls it the preferred method; gofalcon's ``Hosts.PostDeviceDetailsV2`` sends the same
+   ``MsaIdsRequest`` body). The GET form (``?ids=..``, at most 100 ids) would take 50 requests per 5000-host
+   page instead of one, and building those long URLs cost most of the sync's CPU (issue 14).
 3. ``GET /zero-trust-assessment/entities/assessments/v1?ids=..`` in batches of 100 → ``assessment.overall``.
    Hosts without ZTA data are simply absent; a **404** answer is read as "no scores for these ids", using any
    ``resources`` it carries. Checked: PSFalcon's endpoint table (CrowdStrike/psfalcon) gives this call's
    ``default`` response as ``domain.AssessmentsResponse`` (resources + errors) and only 400/403/429 as
    meta-only replies, and falconpy's tests (``tests/test_zero_trust_assessment.py``) accept 404 from it; that a
    404 means "none of these ids has an assessment" stays UNVERIFIED. The batch maximum is not documented in
-   either SDK (UNVERIFIED); 100 ids per request keeps the URL short and matches the GET host-details limit.
+   either SDK (UNVERIFIED); 100 ids per request keeps the URL short (the GET host-details limit).
 
 Values: ``falcon:ztaScore`` = ``assessment.overall`` (a whole number 0-100), as Tailscale's integration writes it
 (VENDORS-MORE §1, Tailscale kb/1289). A host without an assessment, or with ``overall: null``, gets no score (never
@@ -99,8 +103,9 @@ TOKEN_PATH = "/oauth2/token"  # noqa: S105 (a URL path, not a secret)
 SCROLL_PATH = "/devices/queries/devices-scroll/v1"
 HOSTS_PATH = "/devices/entities/devices/v2"
 ZTA_PATH = "/zero-trust-assessment/entities/assessments/v1"
-PAGE_SIZE = 5000  # scroll allows up to 10000; 5000 keeps one page's detail requests to 50 + 50
-BATCH = 100
+PAGE_SIZE = 5000  # scroll allows up to 10000; 5000 keeps one page's detail requests to 1 + 50
+DETAILS_BATCH = 5000  # PostDeviceDetailsV2's maximum
+BATCH = 100  # ZTA assessments per GET
 MAX_PAGES = 10_000
 RATE_LIMIT = 6000
 RATE_WINDOW = 60.5
@@ -289,6 +294,11 @@ class CrowdStrikeClient(OwnedClient):
             lambda auth: http.get_json(url, params=params, headers={"Accept": "application/json", **auth})  # type: ignore[arg-type]
         )
 
+    def _post(self, http: VendorHttp, path: str, body: Mapping[str, Any]) -> Any:
+        url = f"{self.url}{path}"
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        return self.tokens.call(lambda auth: http.post_json(url, body=body, headers={**headers, **auth}))
+
     def _assessments(self, http: VendorHttp, ids: list[str]) -> list[Any]:
         """ZTA entities for ``ids``; a 404 means none of them has one (the module docstring)."""
         url = f"{self.url}{ZTA_PATH}"
@@ -327,12 +337,13 @@ class CrowdStrikeClient(OwnedClient):
         """Host details joined with their assessments, in the order of ``ids``."""
         hosts: dict[str, Any] = {}
         scores: dict[str, Any] = {}
-        for batch in _batches(ids):
-            for raw in _resources(self._get(http, HOSTS_PATH, {"ids": batch}), HOSTS_PATH):
+        for batch in _batches(ids, DETAILS_BATCH):
+            for raw in _resources(self._post(http, HOSTS_PATH, {"ids": batch}), HOSTS_PATH):
                 if isinstance(raw, dict) and isinstance(raw.get("device_id"), str):
                     hosts[raw["device_id"]] = raw
                 else:
                     raise VendorDataError(f"{LABEL} API {HOSTS_PATH} answered a host without a device_id")
+        for batch in _batches(ids):
             for raw in self._assessments(http, batch):
                 if not isinstance(raw, dict) or not isinstance(raw.get("aid"), str):
                     raise VendorDataError(f"{LABEL} API {ZTA_PATH} answered an assessment without an aid")

@@ -41,6 +41,7 @@ class FakeCall:
     query: Query
     status: int
     token: str | None = None
+    body: bytes = b""
 
     def params(self) -> dict[str, list[str]]:
         """Query parameters by name (repeated ones keep every value)."""
@@ -186,9 +187,9 @@ class OAuthFakeVendor(LoopbackServer):
             elif (wait := self._admit()) is not None:
                 answer = self._rate_limited(wait)
             else:
-                answer = self._serve(method, split.path, query)
+                answer = self._serve_request(method, split.path, query, body)
         with self._lock:
-            self._calls.append(FakeCall(method, split.path, query, answer[0], token))
+            self._calls.append(FakeCall(method, split.path, query, answer[0], token, body))
         return answer
 
     def _take(self, on: str) -> _Failure | None:
@@ -263,6 +264,10 @@ class OAuthFakeVendor(LoopbackServer):
 
     def _serve(self, method: str, path: str, query: Query) -> Answer:
         raise NotImplementedError
+
+    def _serve_request(self, method: str, path: str, query: Query, body: bytes) -> Answer:
+        """An admitted API request; a vendor with body-carrying reads (POST lookups) overrides this."""
+        return self._serve(method, path, query)
 
 
 def _bearer(headers: dict[str, str]) -> str | None:

@@ -7,7 +7,11 @@ Written from VENDORS-MORE §1 (falconpy/gofalcon endpoint tables):
   ``{"errors":[{"code":403,"message":"Failed to issue access token - Not Authorized"}]}``.
 - ``GET /devices/queries/devices-scroll/v1?limit&offset`` → ``{"meta":{"pagination":{"offset","expires_at","total",
   "limit"}},"resources":[aid...],"errors":[]}``; the last page answers ``offset: ""``. An unknown offset → 400.
-- ``GET /devices/entities/devices/v2?ids=..`` (≤100 ids) → ``resources`` of host objects.
+- ``GET /devices/entities/devices/v2?ids=..`` (≤100 ids) → ``resources`` of host objects; 404 with ``errors``
+  when none of the ids is a host.
+- ``POST /devices/entities/devices/v2`` with JSON ``{"ids": [..]}`` (PostDeviceDetailsV2, ≤5000 ids, falconpy's
+  ``get_device_details``) → the same answers as the GET form; a body that is not such an object, no ids, or more
+  than 5000 → 400.
 - ``GET /zero-trust-assessment/entities/assessments/v1?ids=..`` (≤100 ids) → assessments of the ids that have one;
   404 with ``errors`` when none has one.
 - Requests without a valid token → 401 ``{"errors":[{"code":401,"message":"access denied, invalid bearer token"}]}``.
@@ -17,6 +21,7 @@ Written from VENDORS-MORE §1 (falconpy/gofalcon endpoint tables):
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +33,8 @@ CROWDSTRIKE_CLIENT_ID = "cs-test-client-id"
 CROWDSTRIKE_SECRET = "cs-test-client-secret-xyz"
 SCROLL = "/devices/queries/devices-scroll/v1"
 HOSTS = "/devices/entities/devices/v2"
+GET_IDS_MAX = 100
+POST_IDS_MAX = 5000
 ZTA = "/zero-trust-assessment/entities/assessments/v1"
 CID = "c0ffee00c0ffee00c0ffee00c0ffee00"
 
@@ -160,6 +167,11 @@ class FakeCrowdStrike(OAuthFakeVendor):
     def _meta(self) -> Json:
         return {"query_time": 0.01, "powered_by": "fake", "trace_id": "t-fake"}
 
+    def _serve_request(self, method: str, path: str, query: Query, body: bytes) -> Answer:
+        if method == "POST" and path == HOSTS:
+            return self._post_details(body)
+        return self._serve(method, path, query)
+
     def _serve(self, method: str, path: str, query: Query) -> Answer:
         if method != "GET":
             return 405, self._error_body(405, "method not allowed"), {}
@@ -169,24 +181,32 @@ class FakeCrowdStrike(OAuthFakeVendor):
         if path == SCROLL:
             return self._scroll(params)
         if path in (HOSTS, ZTA):
-            ids = params.get("ids", [])
-            if not ids:
-                return 400, self._error_body(400, "ids is required"), {}
-            if len(ids) > 100:
-                return 400, self._error_body(400, "too many ids: at most 100"), {}
-            with self._lock:
-                if path == HOSTS:
-                    found = [self._by_id[i] for i in ids if i in self._by_id]
-                else:
-                    found = [self._zta[i] for i in ids if i in self._zta]
-            missing = [
-                {"code": 404, "message": f"ID {i} not found"}
-                for i in ids
-                if not any((r.get("device_id") or r.get("aid")) == i for r in found)
-            ]
-            status = 404 if not found else 200
-            return status, dumps({"meta": self._meta(), "errors": missing, "resources": found}), {}
+            return self._entities(path, params.get("ids", []), GET_IDS_MAX)
         return 404, self._error_body(404, "Not Found"), {}
+
+    def _post_details(self, body: bytes) -> Answer:
+        """PostDeviceDetailsV2: the GET form's answers for the ids of a JSON body, up to 5000 of them."""
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError:
+            return 400, self._error_body(400, "request body is not valid JSON"), {}
+        ids = payload.get("ids") if isinstance(payload, dict) else None
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+            return 400, self._error_body(400, "ids must be a list of strings"), {}
+        return self._entities(HOSTS, ids or [], POST_IDS_MAX)
+
+    def _entities(self, path: str, ids: list[str], most: int) -> Answer:
+        """Hosts or assessments by id (indexed lookups); 404 with an error per id when none is known."""
+        if not ids:
+            return 400, self._error_body(400, "ids is required"), {}
+        if len(ids) > most:
+            return 400, self._error_body(400, f"too many ids: at most {most}"), {}
+        with self._lock:
+            table = self._by_id if path == HOSTS else self._zta
+            found = [table[i] for i in ids if i in table]
+            missing = [{"code": 404, "message": f"ID {i} not found"} for i in ids if i not in table]
+        status = 404 if not found else 200
+        return status, dumps({"meta": self._meta(), "errors": missing, "resources": found}), {}
 
     def _scroll(self, params: dict[str, list[str]]) -> Answer:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -107,7 +108,8 @@ def make(sleep: SimSleep, mono: Mono) -> Iterator[Callable[..., CrowdStrikeClien
 
 
 def details_by_ids(request: httpx.Request, table: dict[str, dict[str, Any]]) -> httpx.Response:
-    ids = request.url.params.get_list("ids")
+    """Entities of the ids of a GET query string or a POST JSON body, as CrowdStrike answers either form."""
+    ids = json.loads(request.content)["ids"] if request.method == "POST" else request.url.params.get_list("ids")
     found = [table[i] for i in ids if i in table]
     return httpx.Response(200 if found else 404, json=entities(found))
 
@@ -127,7 +129,7 @@ def serve_all(mock: respx.MockRouter, hosts: list[dict[str, Any]], scores: list[
         return httpx.Response(200, json=scroll(chunk, nxt, len(ids)))
 
     mock.get(SCROLL_URL).mock(side_effect=scroll_page)
-    mock.get(HOSTS_URL).mock(side_effect=lambda r: details_by_ids(r, by_id))
+    mock.post(HOSTS_URL).mock(side_effect=lambda r: details_by_ids(r, by_id))
     mock.get(ZTA_URL).mock(side_effect=lambda r: details_by_ids(r, by_aid))
 
 
@@ -146,6 +148,44 @@ def test_pages_join_details_and_scores(mock: respx.MockRouter, make: Callable[..
     assert progress == [(2, 5), (4, 5), (5, 5)]
     offsets = [r.request.url.params.get("offset") for r in mock.routes[1].calls]  # type: ignore[index]
     assert offsets == [None, "tok2", "tok4"]
+
+
+def test_details_are_posted_in_batches_of_5000_and_scores_fetched_by_100(
+    mock: respx.MockRouter, make: Callable[..., CrowdStrikeClient]
+) -> None:
+    hosts = [host(i) for i in range(5002)]
+    serve_all(mock, hosts, [zta(0, 87), zta(5001, 31)])
+    ids = [h["device_id"] for h in hosts]
+    mock.get(SCROLL_URL).mock(return_value=httpx.Response(200, json=scroll(ids, "", len(ids))))
+    agents = make(page_size=5002).fetch_agents()
+    assert [a.id for a in agents] == ids
+    assert agents[0].attributes == {"falcon:ztaScore": 87} and agents[5001].attributes == {"falcon:ztaScore": 31}
+    posts = [c.request for c in mock.routes[2].calls]  # type: ignore[index]
+    assert [r.method for r in posts] == ["POST", "POST"]
+    assert [json.loads(r.content) for r in posts] == [{"ids": ids[:5000]}, {"ids": ids[5000:]}]
+    assert all(r.headers["Content-Type"] == "application/json" and not r.url.query for r in posts)
+    assert all(r.headers["Authorization"] == "Bearer tok-1" for r in posts)
+    scores = [c.request.url.params.get_list("ids") for c in mock.routes[3].calls]  # type: ignore[index]
+    assert len(scores) == 51 and max(len(batch) for batch in scores) == 100
+    assert [i for batch in scores for i in batch] == ids
+
+
+def test_refused_details_post_names_the_method(mock: respx.MockRouter, make: Callable[..., CrowdStrikeClient]) -> None:
+    serve_all(mock, [host(0)], [zta(0)])
+    refusal = {"errors": [{"code": 400, "message": "too many ids: at most 5000"}]}
+    mock.post(HOSTS_URL).mock(return_value=httpx.Response(400, json=refusal))
+    with pytest.raises(VendorError, match=r"POST /devices/entities/devices/v2 failed: .*at most 5000") as err:
+        make().fetch_agents()
+    assert not isinstance(err.value, VendorAuthError | VendorTransientError | VendorDataError)
+
+
+def test_details_post_that_is_not_json_is_a_data_error(
+    mock: respx.MockRouter, make: Callable[..., CrowdStrikeClient]
+) -> None:
+    serve_all(mock, [host(0)], [zta(0)])
+    mock.post(HOSTS_URL).mock(return_value=httpx.Response(200, text="<html>gateway</html>"))
+    with pytest.raises(VendorDataError, match="POST /devices/entities/devices/v2 answered HTTP 200"):
+        make().fetch_agents()
 
 
 def test_token_posted_once_and_renewed_before_expiry(
@@ -197,7 +237,7 @@ def test_rate_limit_epoch_header_is_honoured(
         headers={"X-Ratelimit-Limit": "6000", "X-Ratelimit-Remaining": "0", "X-RateLimit-RetryAfter": str(retry_at)},
         json={"errors": [{"code": 429, "message": "API rate limit exceeded."}]},
     )
-    mock.get(HOSTS_URL).mock(side_effect=[limited, httpx.Response(200, json=entities([host(0)]))])
+    mock.post(HOSTS_URL).mock(side_effect=[limited, httpx.Response(200, json=entities([host(0)]))])
     agents = make().fetch_agents()
     assert len(agents) == 1
     assert 17.0 in sleep.sleeps
