@@ -1,7 +1,8 @@
 """The sync contract every vendor meets, run against each vendor's loopback fake (``vendor_contract.HARNESSES``):
 values verbatim and the status summary, a second sync writes nothing, a change writes only the difference, a
 failure mid-paging writes and deletes nothing, refused credentials pause the integration for 24 h until they
-change, and on a real tailnet (the Tailscale adapter) the values go to ``custom:`` keys."""
+change, and on a real tailnet (the Tailscale adapter) the values go to ``custom:`` keys; OAuth vendors renew their
+token before it expires and replace a revoked one once."""
 
 from __future__ import annotations
 
@@ -192,3 +193,45 @@ def test_custom_mode_on_the_builtin_store(
         assert attrs(builtin, devices[index]) == expected
     assert all(key.startswith("custom:") for device in devices for key in attrs(builtin, device))
     assert runner.run(harness.vendor).write_calls == 0
+
+
+# -- vendors whose clients get OAuth tokens from a loopback token endpoint (tests/fakes/oauth_vendor.py) ----------
+
+OAUTH = [h for h in HARNESSES if h.vendor in ("crowdstrike", "intune")]
+
+
+@pytest.mark.parametrize("harness", OAUTH, ids=[h.vendor for h in OAUTH])
+def test_token_renewed_before_expiry_mid_sync(
+    harness: Harness, runner: SyncRunner, integrations: Integrations, fake: Any, devices: list[Device], mono: Mono
+) -> None:
+    harness.load(fake)
+    fake.token_ttl = 120  # the next token lives two minutes on the fake's clock
+    harness.connect(integrations, fake)
+
+    def time_passes(stage: str, done: int, total: int | None) -> None:
+        if stage == "agents":
+            mono.now += 95  # 25 s left after the first page: inside the renewal margin, not yet expired
+
+    assert runner.run(harness.vendor, progress=time_passes).result == "ok"
+    assert fake.tokens_issued >= 2
+    assert all(c.status != 401 for c in fake.api_calls())  # renewed before it ran out, never refused
+
+
+@pytest.mark.parametrize("harness", OAUTH, ids=[h.vendor for h in OAUTH])
+def test_token_revoked_mid_sync_is_replaced_once(
+    harness: Harness, runner: SyncRunner, integrations: Integrations, fake: Any, devices: list[Device]
+) -> None:
+    harness.load(fake)
+    harness.connect(integrations, fake)
+    revoked = False
+
+    def revoke(stage: str, done: int, total: int | None) -> None:
+        nonlocal revoked
+        if stage == "agents" and not revoked:
+            revoked = True
+            fake.expire_tokens()
+
+    report = runner.run(harness.vendor, progress=revoke)
+    assert report.result == "ok", report.error
+    assert [c.status for c in fake.api_calls()].count(401) == 1
+    assert fake.tokens_issued == 2

@@ -1,6 +1,5 @@
-"""CrowdStrike Falcon's own sync behaviour (the contract every vendor meets is in test_sync_contract.py): OAuth
-tokens renewed before they expire or replaced once when revoked, its rate limit waited out, matching by MAC and
-stale hosts."""
+"""CrowdStrike Falcon's own sync behaviour (the contract every vendor meets, OAuth tokens included, is in
+test_sync_contract.py): its rate limit waited out, matching by MAC and stale hosts."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from datetime import timedelta
 
 from app.core.clock import FrozenClock
 from app.tailnet.builtin import BuiltinTailnet
-from app.tailnet.models import Actor, Device
+from app.tailnet.models import Actor
 from app.vendors import crowdstrike
 from app.vendors.integrations import Integrations
 from app.vendors.sync import SyncRunner
@@ -16,46 +15,6 @@ from tests.fakes.vendor_crowdstrike import CROWDSTRIKE_CLIENT_ID, CROWDSTRIKE_SE
 from tests.integration.vendor_contract import ADMIN, CROWDSTRIKE, Mono, attrs, sync_fixtures
 
 mono, vendors, fake, integrations, runner, devices = sync_fixtures(CROWDSTRIKE)
-
-
-def test_token_renewed_before_expiry_mid_sync(
-    runner: SyncRunner, integrations: Integrations, fake: FakeCrowdStrike, devices: list[Device], mono: Mono
-) -> None:
-    CROWDSTRIKE.load(fake)
-    fake.token_ttl = 120  # the next token lives two minutes on the fake's clock
-    CROWDSTRIKE.connect(integrations, fake)
-
-    def time_passes(stage: str, done: int, total: int | None) -> None:
-        if stage == "agents":
-            mono.now += 95  # 25 s left after the first page: inside the renewal margin, not yet expired
-
-    assert runner.run("crowdstrike", progress=time_passes).result == "ok"
-    assert fake.tokens_issued >= 2
-    assert all(c.status != 401 for c in fake.api_calls())  # renewed before it ran out, never refused
-
-
-def test_token_revoked_mid_sync_is_replaced_once(
-    runner: SyncRunner,
-    integrations: Integrations,
-    fake: FakeCrowdStrike,
-    builtin: BuiltinTailnet,
-    devices: list[Device],
-) -> None:
-    CROWDSTRIKE.load(fake)
-    CROWDSTRIKE.connect(integrations, fake)
-    revoked = False
-
-    def revoke(stage: str, done: int, total: int | None) -> None:
-        nonlocal revoked
-        if stage == "agents" and not revoked:
-            revoked = True
-            fake.expire_tokens()
-
-    report = runner.run("crowdstrike", progress=revoke)
-    assert report.result == "ok", report.error
-    assert [c.status for c in fake.api_calls()].count(401) == 1
-    assert fake.tokens_issued == 2
-    assert attrs(builtin, devices[1]) == {"falcon:ztaScore": 54}
 
 
 def test_client_waits_out_the_rate_limit(mono: Mono) -> None:
