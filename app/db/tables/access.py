@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.tables.base import Base
@@ -17,6 +17,7 @@ class RequestStatus(StrEnum):
     """Where a request stands. ``granting`` is held only while the attribute write is in flight."""
 
     PENDING = "pending"
+    SCHEDULED = "scheduled"  # approved; the attribute is written at ``starts_at``
     GRANTING = "granting"
     GRANTED = "granted"
     FAILED = "failed"
@@ -24,16 +25,20 @@ class RequestStatus(StrEnum):
     EXPIRED = "expired"  # nobody reviewed it in time
     REVOKED = "revoked"
     ENDED = "ended"  # the grant ran out
+    CANCELLED = "cancelled"  # withdrawn by the requester before it was granted
 
 
-OPEN_STATUSES = (RequestStatus.PENDING, RequestStatus.GRANTING, RequestStatus.FAILED)
+OPEN_STATUSES = (RequestStatus.PENDING, RequestStatus.SCHEDULED, RequestStatus.GRANTING, RequestStatus.FAILED)
 
 
 class AccessRequestRow(Base):
     """One request for access; profile facts are copied in so a config change cannot alter it."""
 
     __tablename__ = "access_requests"
-    __table_args__ = (Index("ix_access_requests_status_expires", "status", "expires_at"),)
+    __table_args__ = (
+        Index("ix_access_requests_status_expires", "status", "expires_at"),
+        Index("ix_access_requests_status_starts", "status", "starts_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -64,6 +69,20 @@ class AccessRequestRow(Base):
     granting_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     extends_request_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    """Scheduled access: the attribute is written at this time (``None``: as soon as it is approved)."""
+    origin: Mapped[str] = mapped_column(String(16), default="slack", server_default="slack")
+    """Where the request came from: ``slack``, ``cli`` or ``api``."""
+    request_client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The request client (HTTP API credential) that made it, for ``origin == "api"``."""
+    requester_login: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """The requester's Tailscale login when the request was made (identity binding)."""
+    auto_approval: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """On-call auto-approval: provider, schedule and the on-call window that approved it."""
+    break_glass: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    review_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class VoteRow(Base):
@@ -127,3 +146,57 @@ class ChannelProblemRow(Base):
     occurrences: Mapped[int] = mapped_column(Integer, default=0)
     alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class UserLinkRow(Base):
+    """Identity binding: the Tailscale login of a Slack user whose email differs from it (``accessbot users link``)."""
+
+    __tablename__ = "user_links"
+
+    slack_user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    login: Mapped[str] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+
+
+class RequestClientRow(Base):
+    """A credential of the request API (scripts, runbooks, agents): it can request access, never approve.
+
+    Only a hash of its secret is kept. ``requester_id`` pins the Slack user it requests as (``None``: each request
+    names its requester); ``profiles`` limits what it may request (empty: every profile).
+    """
+
+    __tablename__ = "request_clients"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    requester_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    profiles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class DriftFindingRow(Base):
+    """A device holding a profile's attribute with no active grant behind it (one open finding per device and key).
+
+    ``reported_at`` makes "tell the admins once" hold across processes; ``resolved_at`` and ``resolution``
+    (``removed``, ``granted``, ``gone``) close it, and a later recurrence reopens the row.
+    """
+
+    __tablename__ = "drift_findings"
+    __table_args__ = (UniqueConstraint("device_id", "attribute", name="uq_drift_findings_device_attribute"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    device_name: Mapped[str] = mapped_column(String(255), default="")
+    attribute: Mapped[str] = mapped_column(String(128))
+    value: Mapped[Any] = mapped_column(JSON)
+    profile_id: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolution: Mapped[str | None] = mapped_column(String(32), nullable=True)
