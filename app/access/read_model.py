@@ -21,6 +21,11 @@ class AccessAudit(StrEnum):
     REVOKED = "Access revoked"
     EXPIRED = "Access expired"
     REQUEST_EXPIRED = "Access request expired"
+    CANCELLED = "Access request cancelled"
+    SCHEDULED = "Access scheduled"
+    START_MISSED = "Scheduled access missed"
+    BREAK_GLASS = "Access break-glass"
+    BREAK_GLASS_REVIEWED = "Break-glass reviewed"
 
 
 class Notice(StrEnum):
@@ -35,6 +40,12 @@ class Notice(StrEnum):
     REQUEST_EXPIRED = "request_expired"
     REMINDER = "reminder"
     ENDED = "ended"
+    CANCELLED = "cancelled"
+    SCHEDULED = "scheduled"
+    STARTS_SOON = "starts_soon"
+    START_MISSED = "start_missed"
+    BREAK_GLASS_REVIEWED = "break_glass_reviewed"
+    BREAK_GLASS_REVIEW_DUE = "break_glass_review_due"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +80,12 @@ class AccessRequest:
     last_error: str | None
     extends_request_id: int | None
     approvals: tuple[str, ...] = ()
+    starts_at: datetime | None = None
+    """Scheduled access: when the attribute is written (``None``: as soon as it is approved)."""
+    break_glass: bool = False
+    """Granted by its requester without approval; an approver reviews it afterwards."""
+    reviewed_at: datetime | None = None
+    reviewed_by: str | None = None
 
     @classmethod
     def from_row(cls, row: AccessRequestRow, approvals: tuple[str, ...] = ()) -> AccessRequest:
@@ -102,7 +119,16 @@ class AccessRequest:
             last_error=row.last_error,
             extends_request_id=row.extends_request_id,
             approvals=approvals,
+            break_glass=bool(row.break_glass),
+            reviewed_at=row.reviewed_at,
+            reviewed_by=row.reviewed_by,
+            starts_at=row.starts_at,
         )
+
+    @property
+    def window_end(self) -> datetime | None:
+        """A scheduled request's end: its start plus its duration (``None`` when it starts on approval)."""
+        return None if self.starts_at is None else self.starts_at + self.duration
 
     @property
     def requester_label(self) -> str:

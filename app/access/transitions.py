@@ -76,6 +76,43 @@ END = _t("end", [_S.GRANTED], _S.ENDED, audit=AccessAudit.EXPIRED, notice=Notice
 """The grant ran out."""
 SUPERSEDE = _t("supersede", [_S.GRANTED], _S.ENDED)
 """An older grant of the same attribute on the same device ends quietly when an extension is granted."""
+CANCEL = _t(
+    "cancel",
+    [_S.PENDING, _S.SCHEDULED],
+    _S.CANCELLED,
+    audit=AccessAudit.CANCELLED,
+    notice=Notice.CANCELLED,
+    outcome="cancelled",
+)
+"""Withdrawn before anything was written: by an operator (CLI) or the request client that made it (API)."""
+SCHEDULE = _t(
+    "schedule",
+    [_S.PENDING],
+    _S.SCHEDULED,
+    audit=AccessAudit.SCHEDULED,
+    notice=Notice.SCHEDULED,
+    outcome="scheduled",
+)
+"""The deciding approval of a request whose start is ahead: written at ``starts_at`` (``app.access.scheduling``)."""
+START = _t("start", [_S.SCHEDULED], _S.GRANTING)
+"""A scheduled request's start came: the attribute write starts (announced by its result)."""
+REMIND_START = _t("remind_start", [_S.SCHEDULED], _S.SCHEDULED, notice=Notice.STARTS_SOON)
+"""The "starts soon" reminder (the caller adds ``reminder_sent_at IS NULL``; ``START`` clears it again)."""
+UNSCHEDULE = _t(
+    "unschedule", [_S.SCHEDULED], _S.REVOKED, audit=AccessAudit.REVOKED, notice=Notice.REVOKED, outcome="revoked"
+)
+"""Revoked before its start: nothing was written to the tailnet, so nothing is deleted."""
+MISS_START = _t(
+    "miss_start",
+    [_S.SCHEDULED],
+    _S.ENDED,
+    audit=AccessAudit.START_MISSED,
+    notice=Notice.START_MISSED,
+    outcome="start_missed",
+)
+"""The whole window passed before its start was made (no scheduler ran): ends without writing."""
+BREAK_GLASS = _t("break_glass", [_S.PENDING], _S.GRANTING, audit=AccessAudit.BREAK_GLASS)
+"""The requester grants a break-glass profile to themselves: the write starts at once (announced by its result)."""
 
 TRANSITIONS: tuple[Transition, ...] = (
     VOTE,
@@ -89,6 +126,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     REVOKE,
     END,
     SUPERSEDE,
+    CANCEL,
+    SCHEDULE,
+    START,
+    REMIND_START,
+    UNSCHEDULE,
+    MISS_START,
+    BREAK_GLASS,
 )
 """Every allowed change. A request is created ``pending`` by ``submitted`` (audited, announced, counted)."""
 

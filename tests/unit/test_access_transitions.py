@@ -31,6 +31,11 @@ ALLOWED = {
     (S.GRANTED, S.GRANTED),  # the expiry reminder
     (S.GRANTED, S.REVOKED),
     (S.GRANTED, S.ENDED),
+    (S.PENDING, S.SCHEDULED),  # the deciding approval of a request that starts later
+    (S.SCHEDULED, S.GRANTING),  # its start
+    (S.SCHEDULED, S.SCHEDULED),  # the "starts soon" reminder
+    (S.SCHEDULED, S.REVOKED),  # revoked before its start
+    (S.SCHEDULED, S.ENDED),  # its whole window passed unstarted
 }
 """The state machine written out a second time, pair by pair, so a change to the table is a deliberate one."""
 
@@ -100,7 +105,16 @@ def test_the_table_allows_exactly_the_intended_pairs() -> None:
     assert {(source, t.target) for t in TRANSITIONS for source in t.sources} == ALLOWED
     for final in (S.DENIED, S.EXPIRED, S.REVOKED, S.ENDED):
         assert not any(allowed(final, b) for b in S)
-    assert set(OUTCOMES) == {"granted", "failed", "denied", "revoked", "expired", "request_expired"}
+    scheduled = {"scheduled", "start_missed"}  # scheduled access (app.access.scheduling)
+    assert set(OUTCOMES) - scheduled - {"cancelled"} == {
+        "granted",
+        "failed",
+        "denied",
+        "revoked",
+        "expired",
+        "request_expired",
+    }
+    assert scheduled <= set(OUTCOMES)
     assert set(transitions.STATUS_WORDS) == set(S)
 
 
