@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Select, select
 
-from app.access import transitions
+from app.access import break_glass, transitions
 from app.access.grants import grant_comment, write_of_interrupted_grant
 from app.access.queries import approvals
+from app.access.scheduling import ScheduledStarts
 from app.access.transitions import Transition
 from app.config.model import Config
 from app.core.clock import Clock, utcnow
@@ -22,6 +24,9 @@ from app.db import Database
 from app.db.tables.access import AccessRequestRow, RequestStatus
 from app.tailnet import Tailnet
 from app.tailnet.models import Actor, AttributeWrite
+
+if TYPE_CHECKING:
+    from app.access.service import AccessService
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +37,21 @@ INTERRUPTED = "the grant was interrupted before the attribute was written"
 class Lifecycle:
     """Request timeouts, expiry reminders, ended grants and recovery of interrupted grants."""
 
-    def __init__(self, db: Database, tailnet: Tailnet, config: Callable[[], Config], *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tailnet: Tailnet,
+        config: Callable[[], Config],
+        *,
+        clock: Clock = utcnow,
+        access: AccessService | None = None,
+    ) -> None:
         self.db = db
         self.tailnet = tailnet
         self.config = config
         self.clock = clock
+        self.access = access
+        """Writes scheduled requests at their start (``grant_started``); the composition root always passes it."""
 
     def run_all(self) -> dict[str, int]:
         """Run every step once; returns how many requests each step moved."""
@@ -45,7 +60,28 @@ class Lifecycle:
             "reminded": self.send_reminders(),
             "ended": self.end_expired_grants(),
             "recovered": self.recover_stuck_grants(),
+            "started": self.start_scheduled(),
+            "start_reminded": self.remind_scheduled(),
+            "review_reminded": self.remind_break_glass_reviews(),
         }
+
+    def remind_break_glass_reviews(self) -> int:
+        """Remind approvers of break-glass grants left unreviewed (``break_glass_review_every``, once per period)."""
+        return break_glass.remind_unreviewed(self.db, now=self.clock(), every=self.config().break_glass_review_every)
+
+    def start_scheduled(self) -> int:
+        """Scheduled requests whose start came are written until their window's end, exactly once
+        (``app.access.scheduling``); a window that passed unstarted ends without a write. Without an access
+        service (tests of the other steps) nothing is started."""
+        return self._scheduled().start_due() if self.access is not None else 0
+
+    def remind_scheduled(self) -> int:
+        """Remind requesters ``reminder_before`` their scheduled access starts (once per request)."""
+        return self._scheduled().remind()
+
+    def _scheduled(self) -> ScheduledStarts:
+        write = self.access.grant_started if self.access is not None else _no_writer
+        return ScheduledStarts(self.db, self.config, write, clock=self.clock, actor=SYSTEM)
 
     def expire_pending(self) -> int:
         """Pending requests past their review timeout become ``expired``; the requester is told."""
@@ -151,3 +187,7 @@ class Lifecycle:
                 session, transition, request_id, actor=SYSTEM, at=now, values=values, only_if=only_if
             )
             return int(row is not None)
+
+
+def _no_writer(request_id: int, actor: str) -> None:
+    raise RuntimeError(f"no access service to start scheduled request {request_id}")

@@ -26,6 +26,7 @@ class AccessAudit(StrEnum):
     START_MISSED = "Scheduled access missed"
     BREAK_GLASS = "Access break-glass"
     BREAK_GLASS_REVIEWED = "Break-glass reviewed"
+    AUTO_APPROVED = "Access auto-approved"
 
 
 class Notice(StrEnum):
@@ -86,6 +87,10 @@ class AccessRequest:
     """Granted by its requester without approval; an approver reviews it afterwards."""
     reviewed_at: datetime | None = None
     reviewed_by: str | None = None
+    requester_login: str | None = None
+    """The requester's Tailscale login when they asked (identity binding; ``None`` for older requests)."""
+    auto_approval: dict[str, Any] | None = None
+    """Approved by an on-call schedule (``OnCallMatch.as_json``: provider, schedule, window); ``None`` otherwise."""
 
     @classmethod
     def from_row(cls, row: AccessRequestRow, approvals: tuple[str, ...] = ()) -> AccessRequest:
@@ -122,6 +127,8 @@ class AccessRequest:
             break_glass=bool(row.break_glass),
             reviewed_at=row.reviewed_at,
             reviewed_by=row.reviewed_by,
+            requester_login=row.requester_login,
+            auto_approval=dict(row.auto_approval) if row.auto_approval else None,
             starts_at=row.starts_at,
         )
 

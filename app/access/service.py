@@ -18,9 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.access import transitions
+from app.access import break_glass as glass
+from app.access import eligibility, scheduling, transitions
 from app.access.errors import NOTHING_SAVED, AlreadyDecided, NotAllowed, SubmissionInvalid, busy_means, unsettled
 from app.access.grants import grant_comment
+from app.access.identity import Identities, same_login
 from app.access.people import Directory
 from app.access.queries import approvals, load_request, snapshot
 from app.access.read_model import AccessAudit, AccessRequest
@@ -51,8 +53,10 @@ class AccessService:
         *,
         clock: Clock = utcnow,
         gate: PostureGate | None = None,
+        identities: Identities | None = None,
     ) -> None:
         self.db = db
+        self.identities = identities or Identities(db, config, clock=clock)
         self.tailnet = tailnet
         self.config = config
         self.directory = directory
@@ -94,10 +98,11 @@ class AccessService:
 
     def check_can_decide(self, request_id: int, user_id: str, *, verb: str = "approve") -> None:
         """Raise ``AccessError`` unless ``user_id`` may approve or deny the request now (writes nothing)."""
+        login = self.login_of(user_id)
         with self.db.session() as session:
             row = load_request(session, request_id)
             _require_status(row, RequestStatus.PENDING)
-            self._require_approver(row, user_id, verb=verb)
+            self._require_approver(row, user_id, verb=verb, approver_login=login)
             if verb == "approve" and user_id in approvals(session, row.id):
                 raise AlreadyDecided("You already approved this request.")
 
@@ -112,17 +117,20 @@ class AccessService:
         duration: timedelta | None,
         approver_ids: list[str],
         reason: str,
+        starts_at: datetime | None = None,
     ) -> dict[str, str]:
         """Field errors of a request form (empty when it may be submitted). Writes nothing."""
         profile = self.config().profile(profile_id) if profile_id else None
         if profile is None:
             return {"profile": "Choose one of the offered access profiles."}
+        login = self.login_of(requester_id, fresh=True)
         if device is None:
             device_problem: str | None = "That device is no longer in the tailnet. Choose another one."
         else:
-            problem = self.posture_problem(profile, device.id, device.short_name)
-            device_problem = f"{problem}." if problem else None
-        return submission_errors(
+            problem = eligibility.device_problem(profile, device, login, user_id=requester_id)
+            problem = problem or self.posture_problem(profile, device.id, device.short_name)
+            device_problem = f"{problem.rstrip('.')}." if problem else None
+        errors = submission_errors(
             profile,
             requester_id=requester_id,
             device_problem=device_problem,
@@ -130,6 +138,25 @@ class AccessService:
             approver_ids=approver_ids,
             eligible=self.eligible_approvers(profile),
             reason=reason,
+        )
+        start = scheduling.start_error(starts_at, now=self.clock(), max_ahead=self.config().schedule_ahead_max)
+        if start:
+            errors["starts_at"] = start
+        if "approver" not in errors and not profile.self_approval and self._twin(requester_id, login, approver_ids):
+            errors["approver"] = (
+                f"One of the chosen approvers is you under another Slack account (the same Tailscale login {login}); "
+                "choose someone else."
+            )
+        return errors
+
+    def login_of(self, user_id: str, *, fresh: bool = False) -> str | None:
+        """The Tailscale login of a Slack user (``app.access.identity``: link > config > domain rule > email)."""
+        return self.identities.login_of(user_id, self.directory.email_of(user_id), fresh=fresh)
+
+    def _twin(self, requester_id: str, login: str | None, approver_ids: list[str]) -> bool:
+        """Whether a chosen approver other than the requester resolves to the requester's login."""
+        return bool(login) and any(
+            same_login(self.login_of(a, fresh=True), login) for a in set(approver_ids) - {requester_id}
         )
 
     def submit(
@@ -142,8 +169,16 @@ class AccessService:
         approver_ids: list[str],
         reason: str,
         extends_request_id: int | None = None,
+        origin: str = "slack",
+        request_client_id: str | None = None,
+        break_glass: bool = False,
+        starts_at: datetime | None = None,
     ) -> AccessRequest:
-        """Store a pending request and queue the approver DMs; ``SubmissionInvalid`` on field errors."""
+        """Store a pending request and queue the approver DMs; ``SubmissionInvalid`` on field errors.
+
+        ``origin`` (``slack``, ``cli``, ``api``) and ``request_client_id`` say where a request outside Slack came from.
+        ``break_glass``: no approval; the attribute is written now and every approver told (``app.access.break_glass``).
+        """
         errors = self.check_submission(
             requester_id=requester_id,
             profile_id=profile_id,
@@ -151,7 +186,12 @@ class AccessService:
             duration=duration,
             approver_ids=approver_ids,
             reason=reason,
+            starts_at=starts_at,
         )
+        if break_glass:
+            profile_now = self.config().profile(profile_id)
+            errors = glass.submission_errors(profile_now, errors, duration=duration, reason=reason)
+            approver_ids = sorted(self.eligible_approvers(profile_now)) if profile_now and not errors else []
         if errors:
             raise SubmissionInvalid(errors)
         assert device is not None and duration is not None
@@ -163,6 +203,7 @@ class AccessService:
                 status=RequestStatus.PENDING,
                 requester_id=requester_id,
                 requester_email=self.directory.email_of(requester_id),
+                requester_login=self.login_of(requester_id, fresh=True),
                 profile_id=profile.id,
                 attribute=profile.attribute,
                 value=profile.typed_value,
@@ -175,13 +216,27 @@ class AccessService:
                 reason=reason.strip(),
                 approver_ids=list(dict.fromkeys(approver_ids)),
                 created_at=now,
-                timeout_at=now + self.config().request_timeout,
+                starts_at=scheduling.chosen_start(starts_at, now),
+                timeout_at=scheduling.review_deadline(
+                    now, self.config().request_timeout, scheduling.chosen_start(starts_at, now), duration
+                ),
                 extends_request_id=extends_request_id,
+                origin=origin,
+                request_client_id=request_client_id,
             )
             session.add(row)
             session.flush()
-            transitions.submitted(session, row, at=self.clock())
-            return snapshot(session, row)
+            if not break_glass:
+                transitions.submitted(session, row, at=self.clock())
+                return snapshot(session, row)
+            request_id = glass.start(session, row, at=now)
+        return self._grant(request_id, requester_id)
+
+    def mark_reviewed(self, request_id: int, user_id: str) -> AccessRequest:
+        """An approver of the profile (not the requester) marks a break-glass grant reviewed; only the first counts."""
+        eligible = self._eligible_for(request_id)
+        with busy_means(NOTHING_SAVED), self.db.session() as session:
+            return glass.review(session, request_id, user_id, eligible=eligible, at=self.clock())
 
     # -- decide --------------------------------------------------------------------------------------
 
@@ -192,11 +247,12 @@ class AccessService:
         approved, or who is the requester of a profile without self-approval.
         """
         eligible = self._eligible_for(request_id)
+        login = self.login_of(user_id, fresh=True)  # before the lock: Slack may be slow
         now = self.clock()
         with busy_means(NOTHING_SAVED), self.db.session() as session:
             row = load_request(session, request_id, lock=True)
             _require_status(row, RequestStatus.PENDING)
-            self._require_approver(row, user_id, eligible=eligible)
+            self._require_approver(row, user_id, eligible=eligible, approver_login=login)
             session.add(VoteRow(request_id=row.id, approver_id=user_id, at=now))
             try:
                 session.flush()
@@ -212,6 +268,8 @@ class AccessService:
                     session, transitions.VOTE, row.id, actor=user_id, at=self.clock(), payload={"approver": user_id}
                 )
                 return snapshot(session, row)
+            if scheduling.starts_later(row.starts_at, now):  # written at its start by the lifecycle
+                return snapshot(session, scheduling.schedule(session, row, user_id, now))
             decided = {"decided_at": now, "decided_by": user_id, "granting_since": now}
             transitions.move_or_refuse(session, transitions.APPROVE, row.id, actor=user_id, at=now, values=decided)
         return self._grant(request_id, user_id)
@@ -219,12 +277,13 @@ class AccessService:
     def deny(self, request_id: int, user_id: str, reason: str | None = None) -> AccessRequest:
         """Deny a pending request (any eligible approver may)."""
         eligible = self._eligible_for(request_id)
+        login = self.login_of(user_id, fresh=True)
         now = self.clock()
         reason = (reason or "").strip()[:500] or None
         with busy_means(NOTHING_SAVED), self.db.session() as session:
             row = load_request(session, request_id, lock=True)
             _require_status(row, RequestStatus.PENDING)
-            self._require_approver(row, user_id, verb="deny", eligible=eligible)
+            self._require_approver(row, user_id, verb="deny", eligible=eligible, approver_login=login)
             row = transitions.move_or_refuse(
                 session,
                 transitions.DENY,
@@ -250,13 +309,17 @@ class AccessService:
         return self._grant(request_id, user_id)
 
     def revoke(self, request_id: int, user_id: str) -> AccessRequest:
-        """End an active grant now: delete the attribute, then mark the request revoked."""
+        """End an active grant now: delete the attribute, then mark the request revoked (a scheduled request
+        before its start: nothing to delete)."""
         with self.db.session() as session:
             row = load_request(session, request_id)
-            _require_status(row, RequestStatus.GRANTED)
+            if row.status != RequestStatus.SCHEDULED:
+                _require_status(row, RequestStatus.GRANTED)
             allowed = user_id == row.requester_id or self._is_approver(row, user_id) or self.is_admin(user_id)
             if not allowed:
                 raise NotAllowed("Only the requester, the approvers or an accessbot admin can revoke this access.")
+            if row.status == RequestStatus.SCHEDULED:
+                return snapshot(session, scheduling.unschedule(session, request_id, user_id, self.clock()))
             device_id, attribute = row.device_id, row.attribute
         # Already gone (expired a moment ago, or removed by hand): revoking is still right.
         with contextlib.suppress(NotFound):
@@ -284,15 +347,20 @@ class AccessService:
         with self.db.session() as session:
             row = load_request(session, request_id)
             approvers = approvals(session, row.id) or [user_id]
-            expiry = self.clock() + timedelta(seconds=row.duration_seconds)
+            expiry = scheduling.grant_expiry(row.starts_at, timedelta(seconds=row.duration_seconds), self.clock())
+            window = scheduling.window_problem(row.starts_at, expiry, self.clock())
             comment = grant_comment(row.requester_email or row.requester_id, row.reason, approvers)
             device_id, attribute, value = row.device_id, row.attribute, row.value
             profile = self.config().profile(row.profile_id)
             device_name = row.device_name
+            requester = (row.requester_id, row.requester_email)
         error: str | None = None
         try:
-            # the required posture is checked again at approval time: a device that fails now is not granted
-            error = self.posture_problem(profile, device_id, device_name) if profile else None
+            # eligibility and the required posture are checked again before the write: a device that fails
+            # now (re-read from the tailnet) is not granted; the request fails with the reason
+            error = self.device_recheck(profile, device_id, *requester) if profile else None
+            error = error or (self.posture_problem(profile, device_id, device_name) if profile else None)
+            error = error or window  # a scheduled window that has ended is not written
             if error is None:
                 self.tailnet.set_attribute(
                     device_id, attribute, value, actor=Actor(user_id), expiry=expiry, comment=comment
@@ -303,6 +371,10 @@ class AccessService:
             log.exception("granting request %s failed", request_id)
             error = f"unexpected error: {exc.__class__.__name__}"
         return self._settle(request_id, user_id, expiry, error)
+
+    def grant_started(self, request_id: int, actor: str) -> AccessRequest:
+        """Write a scheduled request the lifecycle moved to ``granting`` at its start (``app.access.scheduling``)."""
+        return self._grant(request_id, actor)
 
     def _settle(self, request_id: int, user_id: str, expiry: datetime, error: str | None) -> AccessRequest:
         """Record the end of a grant's write: ``failed`` with ``error``, or ``granted`` until ``expiry``."""
@@ -348,6 +420,18 @@ class AccessService:
         for older_id in older:
             transitions.move(session, transitions.SUPERSEDE, older_id, actor=user_id, at=now, values=values)
 
+    def device_recheck(self, profile: Profile, device_id: str, requester_id: str, email: str | None) -> str | None:
+        """Why the device, as the tailnet reports it now, is not eligible for the requester (``None``: it is).
+
+        The login is resolved now (a link removed since the request counts) from the email stored with it.
+        """
+        if eligibility.any_device(profile):
+            return None
+        device = self.tailnet.get_device(device_id)
+        login = self.identities.login_of(requester_id, email, fresh=True)
+        problem = eligibility.device_problem(profile, device, login, user_id=requester_id)
+        return f"the device is not eligible: {problem}" if problem else None
+
     # -- who may act ---------------------------------------------------------------------------------
 
     def _is_approver(self, row: AccessRequestRow, user_id: str) -> bool:
@@ -362,13 +446,25 @@ class AccessService:
         return self.eligible_approvers(profile) if profile is not None else set()
 
     def _require_approver(
-        self, row: AccessRequestRow, user_id: str, *, verb: str = "approve", eligible: set[str] | None = None
+        self,
+        row: AccessRequestRow,
+        user_id: str,
+        *,
+        verb: str = "approve",
+        eligible: set[str] | None = None,
+        approver_login: str | None = None,
     ) -> None:
+        """Refuse unless ``user_id`` may decide; ``approver_login`` equal to the requester's counts as the requester."""
         profile = self.config().profile(row.profile_id)
         if profile is None:
             raise NotAllowed(f"The access profile {row.profile_id!r} no longer exists; nobody can {verb} this.")
         if user_id == row.requester_id and not profile.self_approval:
             raise NotAllowed(f"You cannot {verb} your own request.")
+        if not profile.self_approval and same_login(approver_login, row.requester_login or row.requester_email):
+            raise NotAllowed(
+                f"You cannot {verb} this request: it is your own (this Slack account has the requester's "
+                f"Tailscale login {approver_login})."
+            )
         if user_id not in (self.eligible_approvers(profile) if eligible is None else eligible):
             raise NotAllowed(f"You are not an approver for {profile.label()}, so you cannot {verb} this request.")
 

@@ -113,6 +113,17 @@ MISS_START = _t(
 """The whole window passed before its start was made (no scheduler ran): ends without writing."""
 BREAK_GLASS = _t("break_glass", [_S.PENDING], _S.GRANTING, audit=AccessAudit.BREAK_GLASS)
 """The requester grants a break-glass profile to themselves: the write starts at once (announced by its result)."""
+AUTO_APPROVE = _t("auto_approve", [_S.PENDING], _S.GRANTING, audit=AccessAudit.AUTO_APPROVED)
+"""The requester is on call for the profile's ``auto_approve`` schedule: the write starts (``app.access.oncall``)."""
+AUTO_SCHEDULE = _t(
+    "auto_schedule",
+    [_S.PENDING],
+    _S.SCHEDULED,
+    audit=AccessAudit.AUTO_APPROVED,
+    notice=Notice.SCHEDULED,
+    outcome="scheduled",
+)
+"""On-call auto-approval of a request whose start is ahead: scheduled like a normal deciding approval."""
 
 TRANSITIONS: tuple[Transition, ...] = (
     VOTE,
@@ -133,6 +144,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     UNSCHEDULE,
     MISS_START,
     BREAK_GLASS,
+    AUTO_APPROVE,
+    AUTO_SCHEDULE,
 )
 """Every allowed change. A request is created ``pending`` by ``submitted`` (audited, announced, counted)."""
 
@@ -222,7 +235,8 @@ def move_or_refuse(
 
 def submitted(session: Session, row: AccessRequestRow, *, at: datetime) -> None:
     """A new ``pending`` request (added and flushed by the caller): audit it, tell the approvers, count it."""
-    record(session, row, actor=row.requester_id, action=AccessAudit.REQUESTED, at=at, details={"reason": row.reason})
+    details = {"reason": row.reason, "requester_login": row.requester_login}
+    record(session, row, actor=row.requester_id, action=AccessAudit.REQUESTED, at=at, details=details)
     notify(session, row, Notice.REQUESTED, at=at)
     metrics.access_requested(session)
 

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.config.identities import check_domains, check_identities
 from app.config.profiles import Profile, as_duration
 from app.core.errors import ConfigError
 from app.core.timefmt import parse_duration
@@ -41,6 +42,13 @@ class Config(BaseModel):
     admins: tuple[str, ...] = Field((), description="Slack user ids or emails of accessbot admins")
     request_timeout: timedelta = Field(timedelta(hours=24), description="Unreviewed requests expire after this")
     reminder_before: timedelta = Field(timedelta(minutes=10), description="Remind requesters before expiry")
+    schedule_ahead_max: timedelta = Field(
+        timedelta(days=30), description="Scheduled access: how far ahead a request's start may be"
+    )
+    break_glass_review_every: timedelta = Field(
+        timedelta(days=1),
+        description="Remind approvers of an unreviewed break-glass grant this long after it, and again every period",
+    )
     profiles: tuple[Profile, ...] = ()
     sync_interval: timedelta = Field(timedelta(minutes=15), description="How often each EDR integration syncs")
     grant_recovery_after: timedelta = Field(
@@ -52,13 +60,27 @@ class Config(BaseModel):
         timedelta(minutes=2),
         description="How long a process may take to deliver a notification it claimed before another takes it over",
     )
+    reconcile_interval: timedelta | None = Field(
+        timedelta(hours=1),
+        description="How often drift reconcile looks for profile attributes held without a grant (0 or none: off)",
+    )
     policy_file: Path | None = Field(
         None, description="The tailnet policy file (HuJSON) for posture checks; relative to the config file"
+    )
+    identities: dict[str, str] = Field(
+        default_factory=dict,
+        description="Identity binding: Slack user id or email -> Tailscale login (after `accessbot users link`)",
+    )
+    identity_domains: dict[str, str] = Field(
+        default_factory=dict,
+        description="Slack email domain -> Tailscale login domain, e.g. corp.example.com: example.com",
     )
 
     @field_validator(
         "request_timeout",
         "reminder_before",
+        "schedule_ahead_max",
+        "break_glass_review_every",
         "sync_interval",
         "grant_recovery_after",
         "notification_lease",
@@ -81,6 +103,23 @@ class Config(BaseModel):
                     "tailnet policy file that defines it"
                 )
         return self
+
+    @field_validator("reconcile_interval", mode="before")
+    @classmethod
+    def _off_or_duration(cls, value: Any) -> Any:
+        if value is None or value in (0, "0", "none", "off"):
+            return None
+        return as_duration(value)
+
+    @field_validator("identities")
+    @classmethod
+    def _identities(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_identities(value)
+
+    @field_validator("identity_domains")
+    @classmethod
+    def _identity_domains(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_domains(value)
 
     def policy_path(self, config_dir: Path | None) -> Path | None:
         """``policy_file`` with ``~`` expanded and a relative path taken from ``config_dir`` (the config's folder)."""

@@ -24,6 +24,7 @@ class BlockId(StrEnum):
     REASON = "reason"
     DENY_REASON = "deny_reason"
     REQUEST_ACTIONS = "request_actions"
+    BREAK_GLASS = "break_glass"
 
 
 class ActionId(StrEnum):
@@ -41,3 +42,5 @@ class ActionId(StrEnum):
     REVOKE = "revoke_grant"
     EXTEND = "extend_grant"
     NEW_REQUEST = "new_request"
+    BREAK_GLASS_TOGGLE = "break_glass_toggle"
+    MARK_REVIEWED = "mark_break_glass_reviewed"
