@@ -24,16 +24,17 @@ def write_of_interrupted_grant(row: AccessRequestRow, current: AttributeSet, now
     """The write a grant still ``granting`` made before it was interrupted, if the device shows it.
 
     It is that grant's when the attribute has the request's value and an expiry the grant could have set:
-    no earlier than ``granting_since`` + duration (one second of slack), no later than ``now`` + duration, so
-    an older grant of the same attribute is not taken for it.
+    no earlier than ``granting_since`` (a scheduled request: ``starts_at``) + duration (one second of slack), no
+    later than ``now`` + duration, so an older grant of the same attribute is not taken for it.
     """
     expires = current.expiries.get(row.attribute)
     duration = timedelta(seconds=row.duration_seconds)
+    since = row.starts_at if row.starts_at is not None else row.granting_since  # scheduled: until the window's end
     if (
         current.attributes.get(row.attribute) == row.value
         and expires is not None
-        and row.granting_since is not None
-        and row.granting_since + duration <= expires + timedelta(seconds=1)
+        and since is not None
+        and since + duration <= expires + timedelta(seconds=1)
         and expires <= now + duration
     ):
         return AttributeWrite(row.value, expires)

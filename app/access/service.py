@@ -23,6 +23,7 @@ from app.access import eligibility, scheduling, transitions
 from app.access.errors import NOTHING_SAVED, AlreadyDecided, NotAllowed, SubmissionInvalid, busy_means, unsettled
 from app.access.grants import grant_comment
 from app.access.identity import Identities, same_login
+from app.access.oncall import AutoApproval, OnCall
 from app.access.people import Directory
 from app.access.queries import approvals, load_request, snapshot
 from app.access.read_model import AccessAudit, AccessRequest
@@ -54,8 +55,10 @@ class AccessService:
         clock: Clock = utcnow,
         gate: PostureGate | None = None,
         identities: Identities | None = None,
+        oncall: OnCall | None = None,
     ) -> None:
         self.db = db
+        self.auto_approval = AutoApproval(db, config, oncall, clock=clock) if oncall is not None else None
         self.identities = identities or Identities(db, config, clock=clock)
         self.tailnet = tailnet
         self.config = config
@@ -239,6 +242,13 @@ class AccessService:
             return glass.review(session, request_id, user_id, eligible=eligible, at=self.clock())
 
     # -- decide --------------------------------------------------------------------------------------
+
+    def auto_approve(self, request_id: int) -> AccessRequest:
+        """Approve a pending request by on-call schedule if its requester is on call now (``app.access.oncall``),
+        then write it like any approval; otherwise it stays with its approvers. A provider that is down is not
+        an error here: the request just stays pending."""
+        actor = self.auto_approval.decide(request_id) if self.auto_approval is not None else None
+        return self._grant(request_id, actor) if actor is not None else self.get(request_id)
 
     def approve(self, request_id: int, user_id: str) -> AccessRequest:
         """Record ``user_id``'s approval; when enough approvals are in, write the attribute.

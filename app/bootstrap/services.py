@@ -17,7 +17,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from app.access.lifecycle import Lifecycle
+from app.access.oncall import OnCallSchedules
+from app.access.request_clients import RequestClients
 from app.access.outbox import Outbox
+from app.access.reconcile import MAX_READS, PACE, Reconciler, ReconcileReport, Removal
 from app.access.service import AccessService
 from app.access.transitions import OUTCOMES
 from app.config.settings import Settings, get_settings
@@ -31,11 +34,21 @@ from app.core.proxies import TrustedProxies, parse_proxies
 from app.db import Database
 from app.db.migrate import ensure_current
 from app.posture.gate import PolicySource, PostureGate
-from app.scheduler import add_access_jobs, add_device_job, add_sync_job, build_scheduler, scheduler_status
+from app.request_api.app import RequestApi, routes_with_api, with_request_api
+from app.posture.unlock_source import FetchedPolicy, UnlockPreview, unlock_policy
+from app.scheduler import (
+    add_access_jobs,
+    add_device_job,
+    add_reconcile_job,
+    add_sync_job,
+    build_scheduler,
+    scheduler_status,
+)
 from app.slack.client import slack_client
 from app.slack.context import SlackContext
 from app.slack.device_index import DeviceIndex
 from app.slack.directory import SlackDirectory
+from app.slack.drift_report import DriftReporter
 from app.slack.http_app import ROUTES as SLACK_ROUTES
 from app.slack.http_app import events_app
 from app.slack.notify import Notifier
@@ -56,6 +69,7 @@ if TYPE_CHECKING:
     from slack_sdk import WebClient
 
 from app.bootstrap.from_settings import ListenerOptions, SlackOptions, cipher_for, secret_text, tailnet_for
+from app.bootstrap.oncall import oncall_schedules
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +154,14 @@ class Services:
         config_dir = config.path.parent if config.path is not None else None
         return PolicySource(lambda: config().policy_path(config_dir))
 
+    @cached_property
+    def unlocks(self) -> UnlockPreview:
+        """What a profile's attribute would unlock on a device: from the policy file, or else (on a real tailnet)
+        from the tailnet's policy fetched through the adapter and cached."""
+        fetch = getattr(self.tailnet, "policy_text", None)
+        fetched = FetchedPolicy(fetch) if callable(fetch) else None
+        return UnlockPreview(self.tailnet, unlock_policy(self.policy, fetched))
+
     # -- EDR sync -------------------------------------------------------------------------------------
 
     @cached_property
@@ -182,12 +204,19 @@ class Services:
     def access(self) -> AccessService:
         """Requests, votes and grants, with the posture gate of the policy file."""
         gate = PostureGate(self.tailnet, self.policy)
-        return AccessService(self.db, self.tailnet, self.config, self.directory, clock=self.clock, gate=gate)
+        return AccessService(
+            self.db, self.tailnet, self.config, self.directory, clock=self.clock, gate=gate, oncall=self.oncall
+        )
+
+    @cached_property
+    def oncall(self) -> OnCallSchedules:
+        """The on-call providers with credentials in the settings (profiles' ``auto_approve``)."""
+        return oncall_schedules(self._settings)
 
     @cached_property
     def lifecycle(self) -> Lifecycle:
         """The access flow's time-driven steps (timeouts, reminders, ended and interrupted grants)."""
-        return Lifecycle(self.db, self.tailnet, self.config, clock=self.clock)
+        return Lifecycle(self.db, self.tailnet, self.config, clock=self.clock, access=self.access)
 
     @cached_property
     def outbox(self) -> Outbox:
@@ -198,7 +227,7 @@ class Services:
     @cached_property
     def notifier(self) -> Notifier:
         """Delivers the outbox to Slack."""
-        return Notifier(self.slack_client, self.outbox, self.access)
+        return Notifier(self.slack_client, self.outbox, self.access, self.unlocks)
 
     @cached_property
     def slack(self) -> SlackContext:
@@ -217,8 +246,20 @@ class Services:
             devices=DeviceIndex(self.tailnet, clock=self.clock),
             clock=self.clock,
             policy=self.policy,
+            unlocks=self.unlocks,
             sync_runner=lambda: self.sync,
         )
+
+    @cached_property
+    def request_clients(self) -> RequestClients:
+        """The request API's credentials (create, revoke, authenticate)."""
+        config = self.config
+        return RequestClients(self.db, clock=self.clock, profile_ids=lambda: [p.id for p in config().profiles])
+
+    @cached_property
+    def request_api(self) -> RequestApi:
+        """``/api/v1/requests``: requests from scripts, beside ``/slack/events`` on the same listener."""
+        return RequestApi(self.access, self.request_clients, clock=self.clock)
 
     def bolt_app(self, *, token_verification_enabled: bool = True) -> App:
         """The Bolt app with every listener (``slack_bolt.error.BoltError`` when Slack refuses the token)."""
@@ -243,6 +284,9 @@ class Services:
         scheduler = build_scheduler(self.tailnet if sweep else None, sweep_every=sweep_every)
         if access:
             add_access_jobs(scheduler, lifecycle=self.lifecycle, deliver=self.notifier.deliver)
+            reconcile_every = self.config().reconcile_interval
+            if reconcile_every is not None:
+                add_reconcile_job(scheduler, self.reconcile_and_report, every=reconcile_every)
         if devices:
             add_device_job(scheduler, self.slack.devices.refresh_if_stale)
         if sync:
@@ -251,6 +295,29 @@ class Services:
             except ConfigError as exc:
                 log.warning("EDR posture sync is off: %s", exc)
         return scheduler
+
+    def reconciler(self, *, scheduled: bool = False) -> Reconciler:
+        """Drift reconcile. ``scheduled``: on a tailnet read one device at a time (the Tailscale API), each run reads
+        at most ``MAX_READS`` devices, ``PACE`` seconds apart, and the next run goes on from there."""
+        per_device = scheduled and not callable(getattr(self.tailnet, "attributes_with_keys", None))
+        return Reconciler(
+            self.db,
+            self.tailnet,
+            self.config,
+            clock=self.clock,
+            max_reads=MAX_READS if per_device else None,
+            pace=PACE if per_device else 0.0,
+        )
+
+    @cached_property
+    def _scheduled_reconciler(self) -> Reconciler:
+        return self.reconciler(scheduled=True)  # one per process: it remembers where a partial run stopped
+
+    def reconcile_and_report(self) -> ReconcileReport:
+        """The scheduled reconcile: removes the findings of ``remove_unexplained`` profiles, DMs the admins about
+        new ones (each once across processes)."""
+        report = DriftReporter(self.slack_client, self.notifier, self.config)
+        return self._scheduled_reconciler.run(removal=Removal.PROFILES, report=report)
 
     def health(self, scheduler: BackgroundScheduler | None = None, *, devices: bool = False) -> HealthCheck:
         """The ``/healthz`` check of this process: the database, its scheduler's jobs and, for the Slack app,
@@ -278,7 +345,9 @@ class Services:
         from app.slack.listeners.options import inline_answers  # Slack's listener graph: serving only
 
         app = events_app(bolt_app, signing_secret=secret, inline=inline_answers(self.slack))
-        return self.ops(app, name="slack", health=health or self.health(devices=True), route=SLACK_ROUTES)
+        app = with_request_api(app, self.request_api)
+        routes = routes_with_api(SLACK_ROUTES)
+        return self.ops(app, name="slack", health=health or self.health(devices=True), route=routes)
 
     def trusted_proxies(self) -> TrustedProxies:
         """The reverse proxies whose ``X-Forwarded-For`` the built-in API believes (validated at start)."""

@@ -244,13 +244,14 @@ def test_lifecycle_timeouts_reminders_and_ends(
     granted = submit(service, device)
     service.approve(granted.id, BOB)
     clock.advance(minutes=49)
-    assert life.run_all() == {"request_expired": 0, "reminded": 0, "ended": 0, "recovered": 0, "review_reminded": 0}
+    assert not any(life.run_all().values())
     clock.advance(minutes=1)
     assert life.send_reminders() == 1
     assert life.send_reminders() == 0
     clock.advance(minutes=10)
-    assert life.run_all() == {"request_expired": 1, "reminded": 0, "ended": 1, "recovered": 0, "review_reminded": 0}
-    assert life.run_all() == {"request_expired": 0, "reminded": 0, "ended": 0, "recovered": 0, "review_reminded": 0}
+    moved = life.run_all()
+    assert (moved.pop("request_expired"), moved.pop("ended")) == (1, 1) and not any(moved.values())
+    assert not any(life.run_all().values())
     assert service.get(stale.id).status == RequestStatus.EXPIRED
     assert service.get(granted.id).status == RequestStatus.ENDED
     assert kinds(db, granted.id) == ["requested", "granted", "reminder", "ended"]
