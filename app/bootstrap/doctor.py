@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from cryptography.fernet import Fernet
 
 from app.bootstrap.from_settings import secret_text
+from app.bootstrap.oncall import oncall_checks
 from app.config.model import Config
 from app.config.settings import Settings, get_settings
 from app.config.source import ConfigSource
@@ -358,6 +359,7 @@ def run_checks(
         ("slack", lambda: slack_checks(settings, found, slack_client)),
         ("tailnet", lambda: tailnet_check(settings, found, clock, tailnet)),
         ("integrations", lambda: integration_checks(found, vendors, clock)),
+        ("on-call", lambda: found.add(*(oncall_checks(settings, found.config) if found.config else []))),
     ]
     try:
         for name, step in steps:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 from app.access.lifecycle import Lifecycle
 from app.access.oncall import OnCallSchedules
-from app.access.request_clients import RequestClients
 from app.access.outbox import Outbox
 from app.access.reconcile import MAX_READS, PACE, Reconciler, ReconcileReport, Removal
+from app.access.request_clients import RequestClients
 from app.access.service import AccessService
 from app.access.transitions import OUTCOMES
 from app.config.settings import Settings, get_settings
@@ -34,8 +34,8 @@ from app.core.proxies import TrustedProxies, parse_proxies
 from app.db import Database
 from app.db.migrate import ensure_current
 from app.posture.gate import PolicySource, PostureGate
-from app.request_api.app import RequestApi, routes_with_api, with_request_api
 from app.posture.unlock_source import FetchedPolicy, UnlockPreview, unlock_policy
+from app.request_api.app import RequestApi, routes_with_api, with_request_api
 from app.scheduler import (
     add_access_jobs,
     add_device_job,
@@ -259,7 +259,13 @@ class Services:
     @cached_property
     def request_api(self) -> RequestApi:
         """``/api/v1/requests``: requests from scripts, beside ``/slack/events`` on the same listener."""
-        return RequestApi(self.access, self.request_clients, clock=self.clock)
+        slack = self.slack
+        return RequestApi(
+            self.access,
+            self.request_clients,
+            clock=self.clock,
+            announce=lambda request_id: slack.pools.later(slack.notifier.deliver, request_id),
+        )
 
     def bolt_app(self, *, token_verification_enabled: bool = True) -> App:
         """The Bolt app with every listener (``slack_bolt.error.BoltError`` when Slack refuses the token)."""

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(None, alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(None, alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field("https://slack.com/api/", alias="SLACK_API_URL")
+    # On-call auto-approval (app.oncall; profiles' auto_approve)
+    pagerduty_api_token: SecretStr | None = Field(None, alias="PAGERDUTY_API_TOKEN")
+    pagerduty_base_url: str = Field("https://api.pagerduty.com", alias="PAGERDUTY_BASE_URL")
+    opsgenie_api_key: SecretStr | None = Field(None, alias="OPSGENIE_API_KEY")
+    opsgenie_base_url: str = Field("https://api.opsgenie.com", alias="OPSGENIE_BASE_URL")
+    """``https://api.eu.opsgenie.com`` for Opsgenie's EU instance."""
     port: int = Field(3000, alias="PORT")
     accessbot_secret_key: SecretStr | None = Field(None, alias="ACCESSBOT_SECRET_KEY")
     log_format: str = Field("text", alias="LOG_FORMAT")

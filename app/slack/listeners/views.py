@@ -72,6 +72,7 @@ def submit_request(ctx: SlackContext, ack: Ack, body: dict[str, Any], view: dict
             approver_ids=form.approver_ids,
             reason=form.reason,
             extends_request_id=decode_metadata(view.get("private_metadata")),
+            break_glass=form.break_glass,
         )
 
     in_time, future = ctx.pools.within(ACK_BUDGET, submit)
@@ -91,7 +92,16 @@ def submit_request(ctx: SlackContext, ack: Ack, body: dict[str, Any], view: dict
         log.error("submitting a request failed", exc_info=error)
         return
     ack()
-    ctx.pools.later(ctx.notifier.deliver, future.result().id)
+    ctx.pools.later(after_submit, ctx, future.result().id)
+
+
+def after_submit(ctx: SlackContext, request_id: int) -> None:
+    """After the acknowledgement: the on-call auto-approval (a lookup that may take seconds), then the messages."""
+    try:
+        ctx.access.auto_approve(request_id)
+    except Exception:  # the request stays with its approvers; the requester never sees this
+        log.exception("on-call auto-approval of request %s failed", request_id)
+    ctx.notifier.deliver(request_id)
 
 
 def submit_deny(ctx: SlackContext, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
@@ -134,10 +144,11 @@ def _finish_late(
     view_id = view.get("id")
     if error is None:
         request = done.result()
-        replacement = notice_modal(
-            TITLE, f":white_check_mark: Request #{request.id} was sent to the approvers. I'll message you here."
-        )
-        ctx.notifier.deliver(request.id)
+        sent = f"Request #{request.id} was sent to the approvers."
+        if request.break_glass:  # written already (or failed): the outcome is in the DM
+            sent = f"Break glass: request #{request.id} is {request.status}; the approvers are told."
+        replacement = notice_modal(TITLE, f":white_check_mark: {sent} I'll message you here.")
+        after_submit(ctx, request.id)
     elif isinstance(error, AccessError):
         replacement = _form_again(ctx, view, error)
     else:
@@ -168,6 +179,7 @@ def _form_again(ctx: SlackContext, view: dict[str, Any], error: AccessError) -> 
         approver_ids=tuple(form.approver_ids),
         reason=form.reason,
         extends_request_id=decode_metadata(view.get("private_metadata")),
+        break_glass=form.break_glass,
     )
     modal = request_modal(profiles=list(config.profiles), selected=selected, approvers=approvers, draft=draft)
     problems = error.errors.values() if isinstance(error, SubmissionInvalid) else [error.message]

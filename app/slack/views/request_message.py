@@ -15,7 +15,10 @@ from typing import Any
 from app.access.read_model import AccessRequest
 from app.core.timefmt import format_duration
 from app.db.tables.access import RequestStatus
+from app.posture.unlock import Unlock
 from app.slack.ids import ActionId, BlockId
+from app.slack.views import break_glass
+from app.slack.views.auto_approval import approved_by
 from app.slack.views.blockkit import (
     Block,
     actions,
@@ -28,6 +31,7 @@ from app.slack.views.blockkit import (
     user,
     when,
 )
+from app.slack.views.unlock import unlock_blocks
 
 LABEL_LIMIT = 200
 """Room for a profile label or device name inside a sentence (escaped): a 3,000-character description must
@@ -54,7 +58,7 @@ def attribute_text(request: AccessRequest) -> str:
 
 def summary_fields(request: AccessRequest, profile_label: str) -> Block:
     """The request's facts as a two-column section (each field cut to Slack's 2,000 by ``fields``)."""
-    owner = f", owner {escape(request.device_owner, LABEL_LIMIT)}" if request.device_owner else ""
+    owner = owner_line(request)
     os_ = f", {escape(request.device_os, LABEL_LIMIT)}" if request.device_os else ""
     return fields(
         [
@@ -68,9 +72,25 @@ def summary_fields(request: AccessRequest, profile_label: str) -> Block:
     )
 
 
+def owner_line(request: AccessRequest) -> str:
+    """The device owner's login and whether it is the requester's (their login when they asked, else email)."""
+    if not request.device_owner:
+        return ""
+    owner = escape(request.device_owner, LABEL_LIMIT)
+    requester = request.requester_login or request.requester_email
+    if not requester:
+        return f"\nowner {owner}"
+    if requester.casefold() == request.device_owner.strip().casefold():
+        return f"\n{owner} (the requester's own device)"
+    return f"\n(not the requester's: owned by {owner})"
+
+
 def status_line(request: AccessRequest) -> str:
     """One sentence saying where the request stands."""
-    approvers = ", ".join(user(a) for a in request.approvals) or "nobody yet"
+    glass = break_glass.status_line(request) if request.break_glass else None
+    if glass is not None:
+        return glass
+    approvers = approved_by(request, ", ".join(user(a) for a in request.approvals) or "nobody yet")
     match request.status:
         case RequestStatus.PENDING:
             asked = ", ".join(user(a) for a in request.approver_ids)
@@ -105,13 +125,17 @@ def status_line(request: AccessRequest) -> str:
             note = f" ({escape(request.ended_note, REASON_LIMIT)})" if request.ended_note else ""
             at = when(request.ended_at) if request.ended_at else "now"
             return f":checkered_flag: Access ended {at}{note}."
+        case RequestStatus.CANCELLED:
+            by = f" by {_who(request.ended_by)}" if request.ended_by else ""
+            return f":heavy_multiplication_x: Request cancelled{by} before it was granted; nothing was written."
     return str(request.status)
 
 
 def request_message(
-    request: AccessRequest, *, audience: Audience, profile_label: str
+    request: AccessRequest, *, audience: Audience, profile_label: str, unlock: Unlock | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Fallback text and blocks of a message about ``request`` for ``audience``."""
+    """Fallback text and blocks of a message about ``request`` for ``audience``; the approvers' copy lists what
+    the attribute would ``unlock`` on the device (when known)."""
     label = escape(profile_label, LABEL_LIMIT)
     if audience is Audience.REQUESTER:
         head = f"Your request #{request.id} for *{label}* access"
@@ -120,9 +144,15 @@ def request_message(
     blocks: list[Block] = [
         section(head),
         summary_fields(request, profile_label),
-        section(status_line(request)),
     ]
-    buttons = _buttons(request, audience)
+    if unlock is not None and audience is Audience.APPROVER:
+        blocks += unlock_blocks(unlock)
+    blocks.append(section(status_line(request)))
+    if request.break_glass:
+        blocks.append(context(break_glass.review_line(request)))
+    buttons = _buttons(request, audience) + break_glass.review_buttons(
+        request, for_approver=audience is Audience.APPROVER
+    )
     if buttons:
         blocks.append(actions(*buttons, block_id=f"{BlockId.REQUEST_ACTIONS}:{request.id}"))
     blocks.append(context(f"Request #{request.id} · asked {when(request.created_at)} · via accessbot"))
@@ -178,6 +208,13 @@ def notice(
             if request.ended_note and request.ended_note.startswith("extended"):
                 return None
             text = f":checkered_flag: Your *{label}* access on *{device}* has ended."
+        case "cancelled":
+            if extra.get("by") == request.requester_id:
+                return None
+            by = _who(extra.get("by"))
+            text = f":heavy_multiplication_x: Your *{label}* request #{request.id} was cancelled by {by}."
+        case "break_glass_reviewed":
+            text = break_glass.reviewed_notice(request, profile_label, str(extra.get("by", "?")))
         case "reminder":
             assert request.expires_at is not None
             text = f":alarm_clock: Your *{label}* access on *{device}* ends {when(request.expires_at)}."
@@ -191,13 +228,22 @@ def notice(
 def channel_post(request: AccessRequest, profile_label: str) -> tuple[str, list[dict[str, Any]]]:
     """The notify channel's announcement of a grant."""
     assert request.expires_at is not None
-    approvers = ", ".join(user(a) for a in request.approvals)
+    if request.break_glass:
+        glass = break_glass.channel_text(request, profile_label)
+        return _plain(glass), [section(glass)]
+    approvers = approved_by(request, ", ".join(user(a) for a in request.approvals))
     text = (
         f":key: {user(request.requester_id)} was granted *{escape(profile_label, LABEL_LIMIT)}* on "
         f"*{escape(request.device_name, LABEL_LIMIT)}* until {when(request.expires_at)} (approved by {approvers}). "
         f"Reason: {escape(request.reason, REASON_LIMIT)}"
     )
     return _plain(text), [section(text)]
+
+
+def _who(actor: object) -> str:
+    """A Slack user as a mention; an operator (``cli:alice``) or a request client (``client:…``) as code."""
+    text = str(actor or "?")
+    return user(text) if re.fullmatch(r"[UW][A-Z0-9]{2,}", text) else f"`{escape(text, LABEL_LIMIT)}`"
 
 
 def _plain(text: str) -> str:
