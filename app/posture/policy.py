@@ -2,9 +2,10 @@
 
 Read: ``postures`` (``posture:name`` → list of condition strings), ``defaultSrcPosture``, and of each rule in
 ``grants`` and ``acls`` its position, ``src``, ``dst`` (for acls the legacy ``users``/``ports`` when ``src``/
-``dst`` are absent) and ``srcPosture``. Everything else — ``groups``, ``hosts``, ``tagOwners``,
-``autoApprovers``, ``nodeAttrs``, ``ssh``, ``tests``, ``sshTests``, ``ipsets``, network settings and the
-other fields of rules (``ip``, ``app``, ``via``, ``action``, ``proto``) — is ignored.
+``dst`` are absent), ``srcPosture`` and, of grants, ``ip`` and the capability names of ``app`` (what "what will
+this unlock" shows). Everything else — ``groups``, ``hosts``, ``tagOwners``, ``autoApprovers``, ``nodeAttrs``,
+``ssh``, ``tests``, ``sshTests``, ``ipsets``, network settings and the other fields of rules (``via``,
+``action``, ``proto``) — is ignored.
 
 Nothing in the file aborts parsing except malformed HuJSON: a condition that does not parse is kept as an
 entry with its error (line and column within the file), and a section of the wrong shape is recorded as a
@@ -103,6 +104,10 @@ class Rule:
     src: tuple[str, ...]
     dst: tuple[str, ...]
     src_posture: tuple[PostureRef, ...] | None = None
+    ip: tuple[str, ...] = ()
+    """A grant's ``ip`` (``tcp:443``, ``*``); empty for acls, whose ports are in ``dst``."""
+    app: tuple[str, ...] = ()
+    """The capability names of a grant's ``app`` (``tailscale.com/cap/tsidp``)."""
 
     @property
     def label(self) -> str:
@@ -220,7 +225,11 @@ class _Reader:
             dst = self.strings(dst_node, f"{name}[{index}].dst") if dst_node else ()
             posture_node = node.get("srcPosture")
             refs = self.posture_refs(posture_node, f"{name}[{index}].srcPosture") if posture_node else None
-            out.append(Rule(kind, index, node.line, node.column, src, dst, refs or None))
+            ip_node = node.get("ip") if kind == "grant" else None
+            ip = self.strings(ip_node, f"{name}[{index}].ip") if ip_node else ()
+            app_node = node.get("app") if kind == "grant" else None
+            app = tuple(app_node.members) if app_node is not None and app_node.kind == "object" else ()
+            out.append(Rule(kind, index, node.line, node.column, src, dst, refs or None, ip, app))
         return out
 
     def duplicates(self, root: Node) -> None:

@@ -15,6 +15,7 @@ from app.config.source import ConfigSource
 from app.core.clock import Clock, utcnow
 from app.db import Database
 from app.posture.policy import Policy
+from app.posture.unlock_source import UnlockPreview
 from app.slack.device_index import DeviceIndex
 from app.slack.directory import SlackDirectory
 from app.slack.notify import Notifier
@@ -43,6 +44,8 @@ class SlackContext:
     """Builds the EDR sync on first use: it needs the credentials key, the access flow does not."""
     clock: Clock = utcnow
     policy: Callable[[], Policy | None] = field(default=lambda: None, repr=False)
+    unlocks: UnlockPreview | None = field(default=None, repr=False)
+    """What a profile's attribute would unlock on a device (the request modal shows it); ``None``: not shown."""
     pools: Pools = field(default_factory=Pools, repr=False)  # acknowledgements, and the work after them
 
     @property

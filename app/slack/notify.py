@@ -24,6 +24,10 @@ from slack_sdk.errors import SlackApiError
 from app.access.outbox import Delivery, FollowUp, Notification, Outbox, PostedMessage
 from app.access.read_model import AccessRequest, Notice
 from app.access.service import AccessService
+from app.db.tables.access import RequestStatus
+from app.posture.unlock import Unlock
+from app.posture.unlock_source import UnlockPreview
+from app.slack.views import break_glass as break_glass_views
 from app.slack.views.delivery import admin_alert
 from app.slack.views.request_message import Audience, channel_post, notice, request_message
 
@@ -73,10 +77,14 @@ _UNREACHABLE_USER = frozenset({"user_not_found", "user_disabled", "cannot_dm_bot
 class Notifier:
     """Turns outbox notifications into Slack Web API calls."""
 
-    def __init__(self, client: WebClient, outbox: Outbox, access: AccessService) -> None:
+    def __init__(
+        self, client: WebClient, outbox: Outbox, access: AccessService, unlocks: UnlockPreview | None = None
+    ) -> None:
         self.client = client
         self.outbox = outbox
         self.access = access
+        self.unlocks = unlocks
+        """What a request's attribute would unlock, for its approvers' copy (``None``: never shown)."""
         self._dm_channels: dict[str, str] = {}
 
     def deliver(self, request_id: int | None = None) -> int:
@@ -165,15 +173,21 @@ class Notifier:
         profile = self.access.profile_for(request)
         label = profile.label() if profile else request.profile_id
         posted = {m.audience: m for m in self.outbox.messages(request.id)}
+        unlock = self._unlock(request)
         if item.kind == Notice.REQUESTED:
             for approver in request.approver_ids:
                 audience = f"{Audience.APPROVER}:{approver}"
                 if audience not in posted:
-                    self._post_dm(request, approver, audience, Audience.APPROVER, label, made)
+                    self._post_dm(request, approver, audience, Audience.APPROVER, label, made, unlock)
             if Audience.REQUESTER not in posted:
                 self._post_dm(request, request.requester_id, Audience.REQUESTER, Audience.REQUESTER, label, made)
             return
-        self._update_all(request, label, posted)
+        if item.kind == Notice.BREAK_GLASS_REVIEW_DUE:
+            self._remind_reviewers(request, label, posted, item, made)
+            return
+        self._update_all(request, label, posted, unlock)
+        if request.break_glass:
+            self._tell_approvers(request, label, posted, made)
         dm = notice(request, item.kind, label, item.payload)
         notice_audience = f"notice:{item.kind}:{item.id}"
         if dm is not None and notice_audience not in posted:
@@ -185,6 +199,30 @@ class Notifier:
         if announce and profile is not None and f"{Audience.CHANNEL}:{item.id}" not in posted:
             payload = {"channel": profile.notify_channel, "notice": item.id, "profile": profile.id}
             made.follow_ups.append(FollowUp(Delivery.CHANNEL_POST, payload))
+
+    def _tell_approvers(self, request: AccessRequest, label: str, posted: dict[str, Any], made: _Made) -> None:
+        """Break glass: with its first notice (granted, or failed), every approver and the requester get the
+        request's message (the approvers' with "Mark reviewed"); later notices update those copies."""
+        for approver in request.approver_ids:
+            audience = f"{Audience.APPROVER}:{approver}"
+            if approver != request.requester_id and audience not in posted:
+                self._post_dm(request, approver, audience, Audience.APPROVER, label, made)
+        if Audience.REQUESTER not in posted:
+            self._post_dm(request, request.requester_id, Audience.REQUESTER, Audience.REQUESTER, label, made)
+
+    def _remind_reviewers(
+        self, request: AccessRequest, label: str, posted: dict[str, Any], item: Notification, made: _Made
+    ) -> None:
+        """Remind each approver of a break-glass grant nobody reviewed yet (each once per reminder, when retried);
+        nothing when it was reviewed since the reminder was queued."""
+        if not break_glass_views.needs_review(request):
+            return
+        text, blocks = break_glass_views.reminder(request, label)
+        for approver in request.approver_ids:
+            audience = f"review:{approver}:{item.id}"
+            if approver != request.requester_id and audience not in posted:
+                channel = self._dm_channel(approver)
+                made.remember(audience, self.client.chat_postMessage(channel=channel, text=text, blocks=blocks))
 
     def _post_to_channel(self, item: Notification, made: _Made) -> None:
         """Announce a grant in the notify channel it was delivered for; a success resolves that channel's
@@ -236,6 +274,14 @@ class Notifier:
         if failure is not None:
             raise failure
 
+    def admin_ids(self) -> list[str]:
+        """The config's admins as Slack user ids, for reports sent outside the outbox (``app.slack.drift_report``)."""
+        return self._admin_ids()
+
+    def dm_channel(self, user_id: str) -> str:
+        """The DM channel with ``user_id`` (opened once per person and process)."""
+        return self._dm_channel(user_id)
+
     def _admin_ids(self) -> list[str]:
         """The config's admins as Slack user ids: ids as written, emails looked up (unknown ones skipped)."""
         ids: list[str] = []
@@ -254,7 +300,20 @@ class Notifier:
                 log.warning("admin %s is not a member of the Slack workspace", admin)
         return list(dict.fromkeys(ids))
 
-    def _update_all(self, request: AccessRequest, label: str, posted: dict[str, Any]) -> None:
+    def _unlock(self, request: AccessRequest) -> Unlock | None:
+        """What the attribute would unlock on the device, while the request waits for review (then it helps
+        the approvers decide; afterwards the section is dropped, sparing the tailnet a read per update)."""
+        if self.unlocks is None or request.status != RequestStatus.PENDING:
+            return None
+        try:
+            return self.unlocks(request.device_id, request.attribute, request.value)
+        except Exception:  # an optional section never holds back the message it belongs to
+            log.exception("could not work out what request %s would unlock", request.id)
+            return None
+
+    def _update_all(
+        self, request: AccessRequest, label: str, posted: dict[str, Any], unlock: Unlock | None = None
+    ) -> None:
         for audience_key, message in posted.items():
             if audience_key.startswith(f"{Audience.APPROVER}:"):
                 audience = Audience.APPROVER
@@ -262,7 +321,7 @@ class Notifier:
                 audience = Audience.REQUESTER
             else:
                 continue
-            text, blocks = request_message(request, audience=audience, profile_label=label)
+            text, blocks = request_message(request, audience=audience, profile_label=label, unlock=unlock)
             self.client.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=blocks)
 
     def _dm_channel(self, user_id: str) -> str:
@@ -277,9 +336,16 @@ class Notifier:
         return channel
 
     def _post_dm(
-        self, request: AccessRequest, user_id: str, audience_key: str, audience: Audience, label: str, made: _Made
+        self,
+        request: AccessRequest,
+        user_id: str,
+        audience_key: str,
+        audience: Audience,
+        label: str,
+        made: _Made,
+        unlock: Unlock | None = None,
     ) -> None:
-        text, blocks = request_message(request, audience=audience, profile_label=label)
+        text, blocks = request_message(request, audience=audience, profile_label=label, unlock=unlock)
         made.remember(
             audience_key, self.client.chat_postMessage(channel=self._dm_channel(user_id), text=text, blocks=blocks)
         )

@@ -141,6 +141,14 @@ class TailscaleTailnet:
         response = self.api.request("GET", self._device_path(device_id), params=_ALL, not_found=DeviceNotFound)
         return device_from_api(_json(response))
 
+    # -- policy --------------------------------------------------------------------------------------
+
+    def policy_text(self) -> str:
+        """The tailnet policy file (``GET /api/v2/tailnet/{tailnet}/acl``; JSON, as the client accepts it),
+        for "what will this unlock" when no ``policy_file`` is configured. Needs the ``policy_file:read`` scope."""
+        response = self.api.request("GET", f"/api/v2/tailnet/{self._tailnet_segment()}/acl")
+        return response.text
+
     # -- attributes ----------------------------------------------------------------------------------
 
     def get_attributes(self, device_id: str) -> AttributeSet:

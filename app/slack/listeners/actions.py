@@ -53,16 +53,21 @@ def register(app: App, ctx: SlackContext) -> None:
     rate-limited: they run on the work pool (``ctx.pools``), never on the threads that acknowledge.
     """
     app.action(ActionId.PROFILE_SELECT)(partial(profile_selected, ctx))
+    app.action(ActionId.DEVICE_SELECT)(partial(profile_selected, ctx))  # refreshed alike: what it would unlock
     app.action(ActionId.APPROVE)(partial(approve, ctx))
     app.action(ActionId.RETRY)(partial(retry, ctx))
     app.action(ActionId.REVOKE)(partial(revoke, ctx))
     app.action(ActionId.DENY)(partial(deny, ctx))
     app.action(ActionId.EXTEND)(partial(extend, ctx))
     app.action(ActionId.NEW_REQUEST)(partial(new_request, ctx))
+    app.action(ActionId.BREAK_GLASS_TOGGLE)(partial(profile_selected, ctx))  # refreshed: capped durations
+    app.action(ActionId.MARK_REVIEWED)(partial(mark_reviewed, ctx))
+    app.action(ActionId.START_PICKER)(partial(profile_selected, ctx))  # refreshed: the window's end in the hint
 
 
 def profile_selected(ctx: SlackContext, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-    """A profile chosen in the request modal: the modal is refreshed for it after the acknowledgement."""
+    """A profile or device chosen in the request modal: the modal is refreshed for it after the
+    acknowledgement (approvers for the profile, what the profile would unlock on the device)."""
     ack()
     if isinstance(body.get("view"), dict):  # a profile select lives in the request modal
         ctx.pools.later(refresh_for_profile, ctx, client, body["view"])
@@ -100,6 +105,12 @@ def decide(
         ctx.notifier.deliver(request_id)
         if _in_home(body):
             publish_home(ctx, client, user_id)
+
+
+def mark_reviewed(ctx: SlackContext, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    """An approver marks a break-glass grant reviewed (who may is checked against the database and directory)."""
+    ack()
+    ctx.pools.later(decide, ctx, body, client, ctx.access.mark_reviewed, time.monotonic())
 
 
 def deny(ctx: SlackContext, ack: Ack, body: dict[str, Any], client: WebClient) -> None:

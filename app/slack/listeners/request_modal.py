@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from app.access.errors import AccessError
 from app.config.profiles import Profile
+from app.posture.unlock import Unlock
 from app.slack.context import SlackContext
 from app.slack.listeners.replies import tell
 from app.slack.views.request_modal import RequestDraft, read_form, request_modal
@@ -88,11 +89,23 @@ def _fill_in(
     except AccessError as exc:  # Slack busy: the modal stays; the approver select says what happened
         log.warning("resolving approvers of %s failed: %s", selected.id, exc.message)
         approvers = []
-    full = request_modal(profiles=profiles, selected=selected, approvers=approvers, draft=draft)
+    unlock = modal_unlock(ctx, selected, draft.device.id if draft.device is not None else None)
+    full = request_modal(profiles=profiles, selected=selected, approvers=approvers, draft=draft, unlock=unlock)
     try:
         client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=full)
     except SlackApiError as exc:  # closed meanwhile, or changed by the person (hash_conflict): theirs stands
         log.warning("could not fill in request modal %s: %s", opened.get("id"), exc.response.get("error"))
+
+
+def modal_unlock(ctx: SlackContext, profile: Profile | None, device_id: str | None) -> Unlock | None:
+    """What ``profile`` would unlock on the chosen device (a known one), for the modal; ``None`` when unknown."""
+    if ctx.unlocks is None or profile is None or device_id is None:
+        return None
+    try:
+        return ctx.unlocks(device_id, profile.attribute, profile.value)
+    except Exception:  # an optional section never keeps the modal from refreshing
+        log.exception("could not work out what %s would unlock on %s", profile.id, device_id)
+        return None
 
 
 def refresh_for_profile(ctx: SlackContext, client: WebClient, view: dict[str, Any]) -> None:
@@ -107,13 +120,18 @@ def refresh_for_profile(ctx: SlackContext, client: WebClient, view: dict[str, An
         duration=form.duration,
         approver_ids=tuple(form.approver_ids),
         reason=form.reason,
+        break_glass=form.break_glass,
+        starts_at=form.starts_at,
     )
     try:
         approvers = approver_choices(ctx, selected)
     except AccessError as exc:
         log.warning("resolving approvers failed: %s", exc.message)
         approvers = []
-    updated = request_modal(profiles=list(config.profiles), selected=selected, approvers=approvers, draft=draft)
+    unlock = modal_unlock(ctx, selected, device.id if device is not None else None)
+    updated = request_modal(
+        profiles=list(config.profiles), selected=selected, approvers=approvers, draft=draft, unlock=unlock
+    )
     updated["private_metadata"] = view.get("private_metadata", updated["private_metadata"])
     try:
         client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=updated)

@@ -66,7 +66,7 @@ def summary_fields(request: AccessRequest, profile_label: str) -> Block:
             f"*Profile*\n{escape(profile_label)}",
             f"*Device*\n{escape(request.device_name, LABEL_LIMIT)}{os_}{owner}",
             f"*Attribute*\n{attribute_text(request)}",
-            f"*Duration*\n{format_duration(request.duration)}",
+            f"*Duration*\n{format_duration(request.duration)}{window_text(request)}",
             f"*Reason*\n{escape(request.reason)}",
         ]
     )
@@ -83,6 +83,13 @@ def owner_line(request: AccessRequest) -> str:
     if requester.casefold() == request.device_owner.strip().casefold():
         return f"\n{owner} (the requester's own device)"
     return f"\n(not the requester's: owned by {owner})"
+
+
+def window_text(request: AccessRequest) -> str:
+    """A scheduled request's window under its duration (nothing for one that starts on approval)."""
+    if request.starts_at is None or request.window_end is None:
+        return ""
+    return f"\nfrom {when(request.starts_at)} until {when(request.window_end)}"
 
 
 def status_line(request: AccessRequest) -> str:
@@ -125,6 +132,12 @@ def status_line(request: AccessRequest) -> str:
             note = f" ({escape(request.ended_note, REASON_LIMIT)})" if request.ended_note else ""
             at = when(request.ended_at) if request.ended_at else "now"
             return f":checkered_flag: Access ended {at}{note}."
+        case RequestStatus.SCHEDULED:
+            assert request.starts_at is not None and request.window_end is not None
+            return (
+                f":calendar: Approved by {approvers}. Access starts {when(request.starts_at)} and lasts until "
+                f"{when(request.window_end)}; it can be revoked before then."
+            )
         case RequestStatus.CANCELLED:
             by = f" by {_who(request.ended_by)}" if request.ended_by else ""
             return f":heavy_multiplication_x: Request cancelled{by} before it was granted; nothing was written."
@@ -167,6 +180,8 @@ def _buttons(request: AccessRequest, audience: Audience) -> list[Block]:
             button("Approve", ActionId.APPROVE, value, "primary"),
             button("Deny", ActionId.DENY, value, "danger"),
         ]
+    if audience in (Audience.APPROVER, Audience.REQUESTER) and request.status == RequestStatus.SCHEDULED:
+        return [button("Revoke", ActionId.REVOKE, value, "danger")]  # before its start: nothing written yet
     if audience is Audience.APPROVER and request.status == RequestStatus.FAILED:
         return [button("Retry", ActionId.RETRY, value, "primary")]
     if audience in (Audience.APPROVER, Audience.REQUESTER) and request.status == RequestStatus.GRANTED:
@@ -202,6 +217,8 @@ def notice(
             if extra.get("by") == request.requester_id:
                 return None
             text = f":lock: Your *{label}* access on *{device}* was revoked by {user(str(extra.get('by', '?')))}."
+            if request.granted_at is None:  # a scheduled request, before its start
+                text = text[:-1] + " before it started."
         case "request_expired":
             text = f":zzz: Nobody reviewed your *{label}* request #{request.id} in time, so it expired."
         case "ended":
@@ -215,6 +232,8 @@ def notice(
             text = f":heavy_multiplication_x: Your *{label}* request #{request.id} was cancelled by {by}."
         case "break_glass_reviewed":
             text = break_glass.reviewed_notice(request, profile_label, str(extra.get("by", "?")))
+        case "scheduled" | "starts_soon" | "start_missed":
+            text = scheduled_notice(request, kind, label, device)
         case "reminder":
             assert request.expires_at is not None
             text = f":alarm_clock: Your *{label}* access on *{device}* ends {when(request.expires_at)}."
@@ -223,6 +242,25 @@ def notice(
         case _:
             return None
     return _plain(text), [section(text)]
+
+
+def scheduled_notice(request: AccessRequest, kind: str, label: str, device: str) -> str:
+    """The requester's DM about scheduled access: approved ahead, starting soon, or its window missed."""
+    assert request.starts_at is not None and request.window_end is not None
+    start, end = when(request.starts_at), when(request.window_end)
+    if kind == "scheduled":
+        by = ", ".join(user(a) for a in request.approvals) or user(request.decided_by or "?")
+        return (
+            f":calendar: {by} approved your *{label}* request #{request.id}. Access on *{device}* starts {start} "
+            f"and lasts until {end}; I'll message you when it is granted."
+        )
+    if kind == "starts_soon":
+        return f":alarm_clock: Your *{label}* access on *{device}* starts {start} (until {end})."
+    return (
+        f":warning: Your scheduled *{label}* access on *{device}* (#{request.id}) never started: its whole window, "
+        f"{start} to {end}, passed while accessbot could not act. Nothing was written; request again if you still "
+        "need it."
+    )
 
 
 def channel_post(request: AccessRequest, profile_label: str) -> tuple[str, list[dict[str, Any]]]:

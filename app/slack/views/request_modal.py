@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.access.eligibility import scope_hint
 from app.config.profiles import Profile
 from app.core.timefmt import format_duration
+from app.posture.unlock import Unlock
 from app.slack.ids import ActionId, BlockId, CallbackId
 from app.slack.views.blockkit import (
     MORE_VALUE,
@@ -26,10 +28,12 @@ from app.slack.views.blockkit import (
 )
 from app.slack.views.device_options import device_option
 from app.slack.views.request_message import LABEL_LIMIT
+from app.slack.views.unlock import unlock_blocks
 from app.tailnet.models import Device
 
 TITLE = "Request access"  # ≤ 24 characters
 REASON_MAX_LENGTH = 200
+BREAK_GLASS_VALUE = "break_glass"
 DENY_REASON_MAX_LENGTH = 500
 assert max(REASON_MAX_LENGTH, DENY_REASON_MAX_LENGTH) <= TEXT_INPUT_LENGTH_MAX
 
@@ -44,6 +48,8 @@ class RequestDraft:
     approver_ids: tuple[str, ...] = ()
     reason: str = ""
     extends_request_id: int | None = None
+    starts_at: datetime | None = None
+    break_glass: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,8 @@ class RequestForm:
     duration: timedelta | None
     approver_ids: list[str] = field(default_factory=list)
     reason: str = ""
+    break_glass: bool = False
+    starts_at: datetime | None = None
 
 
 def _value(values: dict[str, Any], block: str, action: str) -> dict[str, Any]:
@@ -86,7 +94,10 @@ def read_form(state_values: dict[str, Any]) -> RequestForm:
     duration = None
     if duration_raw and str(duration_raw).isascii() and str(duration_raw).isdigit() and len(str(duration_raw)) <= 9:
         duration = timedelta(seconds=int(duration_raw))
-    return RequestForm(profile, device, duration, approvers, reason)
+    glass = _value(state_values, BlockId.BREAK_GLASS, ActionId.BREAK_GLASS_TOGGLE).get("selected_options") or []
+    broken = any(isinstance(o, dict) and o.get("value") == BREAK_GLASS_VALUE for o in glass)
+    starts_at = read_start(_value(state_values, BlockId.STARTS_AT, ActionId.START_PICKER))
+    return RequestForm(profile, device, duration, approvers, reason, break_glass=broken, starts_at=starts_at)
 
 
 def encode_metadata(extends_request_id: int | None) -> str:
@@ -109,8 +120,10 @@ def request_modal(
     selected: Profile | None,
     approvers: list[tuple[str, str]],
     draft: RequestDraft | None = None,
+    unlock: Unlock | None = None,
 ) -> dict[str, Any]:
-    """The request modal. ``approvers`` are (user id, display name) of the selected profile's approvers.
+    """The request modal. ``approvers`` are (user id, display name) of the selected profile's approvers;
+    ``unlock``, what the profile's attribute would open on the chosen device, is shown under the device.
 
     Profiles, durations and approvers are each capped at Slack's 100 options (the selected ones always shown).
     """
@@ -122,11 +135,16 @@ def request_modal(
     if selected is None:
         blocks.append(context("Choose a profile to see its devices, durations and approvers."))
         return _modal(blocks, draft, submit=True)
-    blocks += [_profile_note(selected), _device_block(draft)]
+    blocks += [_profile_note(selected), _device_block(draft, scope_hint(selected))]
+    if unlock is not None:
+        blocks += unlock_blocks(unlock, requester=True)
     duration = _duration_block(selected, draft)
     if duration is not None:
         blocks.append(duration)
+    blocks.append(start_block(selected, draft))
     blocks += [_approver_block(selected, approvers, draft), _reason_block(draft)]
+    if selected.break_glass:
+        blocks.append(break_glass_block(selected, draft))
     return _modal(blocks, draft, submit=True)
 
 
@@ -151,8 +169,9 @@ def _profile_note(selected: Profile) -> Block:
     )
 
 
-def _device_block(draft: RequestDraft) -> Block:
-    """The device picker, its options loaded as the person types (``external_select``)."""
+def _device_block(draft: RequestDraft, hint: str | None = None) -> Block:
+    """The device picker, its options loaded as the person types (``external_select``); choosing one refreshes
+    the modal (``dispatch_action``) to show what the profile would unlock on it."""
     element: dict[str, Any] = {
         "type": "external_select",
         "action_id": ActionId.DEVICE_SELECT,
@@ -162,12 +181,13 @@ def _device_block(draft: RequestDraft) -> Block:
     initial = device_option(draft.device) if draft.device is not None else None
     if initial is not None:
         element["initial_option"] = initial  # the same text as in the options list
-    return input_block(BlockId.DEVICE, "Device", element)
+    return input_block(BlockId.DEVICE, "Device", element, hint=hint, dispatch_action=True)
 
 
 def _duration_block(selected: Profile, draft: RequestDraft) -> Block | None:
     """The durations the profile offers (the draft's if it is one of them); ``None`` when it offers none."""
-    durations = list(selected.offered_durations)
+    glass = draft.break_glass and selected.break_glass
+    durations = list(selected.break_glass_durations if glass else selected.offered_durations)
     if not durations:
         return None
     initial = draft.duration if draft.duration in durations else durations[0]
@@ -177,6 +197,34 @@ def _duration_block(selected: Profile, draft: RequestDraft) -> Block | None:
         initial=str(int(initial.total_seconds())),
     )
     return input_block(BlockId.DURATION, "For how long", element)
+
+
+def read_start(state: dict[str, Any]) -> datetime | None:
+    """The picked start (``datetimepicker``'s ``selected_date_time``, UNIX seconds); ``None`` when empty or
+    malformed (an out-of-range start is the service's field error, not a crash)."""
+    raw = state.get("selected_date_time")
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 < raw < 2**37:
+        return None
+    return datetime.fromtimestamp(raw, UTC)
+
+
+def start_block(selected: Profile, draft: RequestDraft) -> Block:
+    """The optional start: empty starts the access once approved; picking one refreshes the hint with the end."""
+    element: dict[str, Any] = {"type": "datetimepicker", "action_id": ActionId.START_PICKER}
+    hint = (
+        "Leave empty to start as soon as it is approved. With a start, approvers may approve ahead: access "
+        "begins at the start and ends at the start plus the duration."
+    )
+    if draft.starts_at is not None:
+        element["initial_date_time"] = int(draft.starts_at.timestamp())
+        duration = draft.duration or (selected.offered_durations[0] if selected.offered_durations else None)
+        if duration is not None:
+            end = draft.starts_at + duration
+            hint = (
+                f"From {draft.starts_at:%Y-%m-%d %H:%M} UTC until {end:%Y-%m-%d %H:%M} UTC with "
+                f"{format_duration(duration)}; a longer duration ends later. Empty: start when approved."
+            )
+    return input_block(BlockId.STARTS_AT, "Start (optional)", element, hint=hint, optional=True, dispatch_action=True)
 
 
 def _reason_block(draft: RequestDraft) -> Block:
@@ -209,7 +257,28 @@ def _approver_block(profile: Profile, approvers: list[tuple[str, str]], draft: R
         multi=multi,
     )
     label = f"Approvers ({profile.approvals_required} needed)" if multi else "Approver"
-    return input_block(BlockId.APPROVER, label, element)
+    # a break-glass request needs no approver (all are told), so Slack must let the field be left empty
+    return input_block(BlockId.APPROVER, label, element, optional=True if profile.break_glass else None)
+
+
+def break_glass_block(profile: Profile, draft: RequestDraft) -> Block:
+    """The "break glass" checkbox of a break-glass profile; ticking it refreshes the modal (capped durations)."""
+    choice = option(
+        "Break glass: grant it now without waiting for approval",
+        BREAK_GLASS_VALUE,
+        description=f"At most {format_duration(profile.break_glass_cap)}; every approver is told at once",
+    )
+    element: dict[str, Any] = {"type": "checkboxes", "action_id": ActionId.BREAK_GLASS_TOGGLE, "options": [choice]}
+    if draft.break_glass:
+        element["initial_options"] = [choice]
+    hint = (
+        f"For emergencies only. The access is granted to you at once for at most "
+        f"{format_duration(profile.break_glass_cap)}, announced to every approver"
+        + (" and the notify channel" if profile.notify_channel else "")
+        + f", and reviewed by an approver afterwards. The reason needs at least {profile.break_glass_min_reason} "
+        "characters."
+    )
+    return input_block(BlockId.BREAK_GLASS, "Emergency", element, hint=hint, optional=True, dispatch_action=True)
 
 
 def _modal(blocks: list[Block], draft: RequestDraft, *, submit: bool) -> dict[str, Any]:
