@@ -103,9 +103,7 @@ def postures_using(policy: Policy, key: str) -> frozenset[str]:
     )
 
 
-def what_unlocks(
-    policy: Policy, attributes: Mapping[str, AttributeValue], key: str, value: AttributeValue
-) -> Unlock:
+def what_unlocks(policy: Policy, attributes: Mapping[str, AttributeValue], key: str, value: AttributeValue) -> Unlock:
     """The rules of ``policy`` that ``key = value`` opens, leaves shut or closes on a device with ``attributes``."""
     using = postures_using(policy, key)
     if not using:
