@@ -159,3 +159,25 @@ def add_sync_job(scheduler: BackgroundScheduler, run_due: Callable[[], object], 
         max_instances=1,
         coalesce=True,
     )
+
+
+RECONCILE_JOB = "drift-reconcile"
+
+
+def add_reconcile_job(scheduler: BaseScheduler, reconcile: Callable[[], object], *, every: timedelta) -> None:
+    """Drift reconcile every ``every`` (config ``reconcile_interval``, read at start), the first a minute after start.
+
+    Safe in several processes at once: findings are rows with a unique (device, attribute), each reported by the
+    one process whose conditional update claims it, and a removal checks the device again right before it.
+    """
+    scheduler.add_job(
+        reconcile,
+        "interval",
+        id=RECONCILE_JOB,
+        name="drift reconcile",
+        seconds=every.total_seconds(),
+        jitter=30,
+        next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+        max_instances=1,
+        coalesce=True,
+    )

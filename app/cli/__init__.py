@@ -32,6 +32,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "demo": LazyCommand(
         "app.cli.demo", "Play request -> approve -> grant -> expiry offline, in seconds, through the real app."
     ),
+    "request": LazyCommand(
+        "app.cli.requests", "Ask for access as a Slack user from the terminal; the approvers decide in Slack."
+    ),
     "db": LazyCommand("app.cli.db", "Database schema migrations."),
     "devices": LazyCommand("app.cli.devices", "Devices of the built-in tailnet: add, import, list, remove."),
     "attrs": LazyCommand("app.cli.attrs", "Posture attributes of a device: get, set, delete."),
@@ -40,6 +43,15 @@ COMMANDS: dict[str, LazyCommand] = {
         "app.cli.integrations", "EDR posture integrations (Huntress, SentinelOne): connect, change, remove, list."
     ),
     "posture": LazyCommand("app.cli.posture", "Postures of the tailnet policy file: check a device, lint the file."),
+    "requests": LazyCommand("app.cli.requests", "Access requests: list, show, cancel."),
+    "request-clients": LazyCommand(
+        "app.cli.request_clients", "Credentials of the request API (POST /api/v1/requests): create, list, revoke."
+    ),
+    "reconcile": LazyCommand(
+        "app.cli.reconcile",
+        "List devices holding a profile's attribute with no active grant behind it; with --fix, remove it.",
+    ),
+    "users": LazyCommand("app.cli.users", "Identity binding: Slack users' Tailscale logins (link, unlink, list)."),
 }
 """Every command, in the order ``--help`` lists them, with the module that defines it and its one-line help."""
 
