@@ -36,7 +36,7 @@ cli = typer.Typer(name="accessbot", help="Just-in-time Tailscale access from Sla
                   no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
 cli.callback()(_root)
 for name in ("db", "devices", "attrs", "tailnet", "audit", "integrations", "posture", "serve", "sync",
-             "doctor", "demo"):
+             "doctor", "demo", "requests", "request_clients", "users", "reconcile"):
     importlib.import_module(f"app.cli.{name}").register(cli)
 sys.argv[0] = "accessbot"
 cli()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -297,6 +297,33 @@ class DeviceIndex:
             others=[snapshot.devices[rank] for rank in others],
         )
 
+    def search_eligible(
+        self, query: str, *, owner_email: str | None, tags: Sequence[str] = (), limit: int = 100
+    ) -> DeviceMatches:
+        """Like ``search``, among eligible devices only (``app.access.eligibility``): ``mine`` are the untagged
+        devices of ``owner_email``, ``others`` the devices carrying any of ``tags`` (exact, case-insensitive).
+
+        Candidates come from the owner map and the exact tag tokens (O(log n) each), never from a scan.
+        """
+        snapshot = self._snapshot
+        if limit <= 0 or not snapshot.devices:
+            return DeviceMatches()
+        owned = snapshot.by_owner.get(fold_email(owner_email), ()) if owner_email else ()
+        own = tuple(rank for rank in owned if not snapshot.devices[rank].tags)
+        tagged = sorted({rank for tag in tags for rank in _token_ranks(snapshot, tag.casefold())} - set(own))
+        prefix = query.strip().casefold()
+        if not prefix:
+            mine, others = list(own[:limit]), tagged[: max(0, limit - len(own))]
+        else:
+            lo, hi = snapshot.prefix_range(prefix)
+            mine = self._own_matches(snapshot, own, prefix, lo, hi, limit)
+            room = limit - len(mine)
+            others = self._own_matches(snapshot, tuple(tagged), prefix, lo, hi, room) if room > 0 else []
+        return DeviceMatches(
+            mine=[snapshot.devices[rank] for rank in mine],
+            others=[snapshot.devices[rank] for rank in others],
+        )
+
     @staticmethod
     def _first_except(total: int, skip: list[int], count: int) -> list[int]:
         taken = set(skip)
@@ -324,3 +351,9 @@ class DeviceIndex:
                         break
             return mine
         return [rank for rank in sorted(set(snapshot.ranks[lo:hi])) if _contains(owned, rank)][:limit]
+
+
+def _token_ranks(snapshot: Snapshot, token: str) -> list[int]:
+    """The ranks of the devices having exactly ``token`` (ascending: a token's ranks are kept in name order)."""
+    lo = bisect_left(snapshot.keys, token)
+    return snapshot.ranks[lo : bisect_right(snapshot.keys, token, lo)]

@@ -13,10 +13,13 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from app.access import eligibility
+from app.config.profiles import Profile
 from app.slack.context import SlackContext
-from app.slack.ids import ActionId
+from app.slack.ids import ActionId, BlockId
 from app.slack.listeners.request_modal import learn_email
-from app.slack.views.device_options import device_option_groups
+from app.slack.views.device_options import TAGGED_LABEL, device_option_groups
+from app.slack.views.request_modal import read_form
 
 FIRST_LOAD_WAIT = 1.5
 """Seconds the first options load after a start may wait for the device index (Slack allows 3 s); later loads
@@ -49,5 +52,25 @@ def options_answer(ctx: SlackContext, body: dict[str, Any]) -> dict[str, Any]:
     email = ctx.directory.known_email(user_id)
     if email is None:  # not learned yet (a restart since the form opened): learn it for the next keystroke
         ctx.pools.later(learn_email, ctx, user_id)
-    matches = ctx.devices.search(str(body.get("value") or ""), owner_email=email)
-    return device_option_groups(matches)
+    login = ctx.access.identities.login_of(user_id, email)  # the links in memory: no query per keystroke
+    query = str(body.get("value") or "")
+    profile = form_profile(ctx, body.get("view"))
+    if profile is None or eligibility.any_device(profile):  # unknown profile: submit checks the choice
+        return device_option_groups(ctx.devices.search(query, owner_email=login))
+    tags = eligibility.allowed_tags(profile)
+    matches = ctx.devices.search_eligible(query, owner_email=login, tags=tags)
+    return device_option_groups(matches, others_label=TAGGED_LABEL)
+
+
+def form_profile(ctx: SlackContext, view: Any) -> Profile | None:
+    """The profile chosen in the modal: its state, else the select's initial option (as the modal was built)."""
+    if not isinstance(view, dict):
+        return None
+    config = ctx.config()
+    chosen = read_form((view.get("state") or {}).get("values") or {}).profile_id
+    if chosen is None:
+        block = next((b for b in view.get("blocks") or [] if b.get("block_id") == BlockId.PROFILE), None)
+        initial = ((block or {}).get("element") or {}).get("initial_option") or {}
+        chosen = initial.get("value") if isinstance(initial.get("value"), str) else None
+    profile = config.profile(chosen) if chosen else None
+    return profile if profile is not None or len(config.profiles) != 1 else config.profiles[0]

@@ -25,6 +25,7 @@ OPTION_TEXT_LIMIT = OPTION_TEXT_MAX
 OPTION_VALUE_LIMIT = OPTION_VALUE_MAX
 MINE_LABEL = "Your devices"
 OTHERS_LABEL = "Other devices"
+TAGGED_LABEL = "Tagged devices"
 SEPARATOR = " · "
 
 
@@ -58,14 +59,14 @@ def _options(devices: list[Device], room: int) -> list[dict[str, Any]]:
     return out
 
 
-def device_option_groups(matches: DeviceMatches) -> dict[str, Any]:
-    """Slack's options response: "Your devices" then "Other devices", empty groups left out.
+def device_option_groups(matches: DeviceMatches, *, others_label: str = OTHERS_LABEL) -> dict[str, Any]:
+    """Slack's options response: "Your devices" then ``others_label`` ("Other devices"), empty groups left out.
 
     At most 100 options in all (own devices take precedence); ``{"options": []}`` when nothing matches.
     """
     mine = _options(matches.mine, MAX_OPTIONS)
     others = _options(matches.others, MAX_OPTIONS - len(mine))
     groups = [
-        option_group(label, options) for label, options in ((MINE_LABEL, mine), (OTHERS_LABEL, others)) if options
+        option_group(label, options) for label, options in ((MINE_LABEL, mine), (others_label, others)) if options
     ]
     return {"option_groups": groups} if groups else {"options": []}
