@@ -11,6 +11,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from app.access import break_glass
 from app.access.errors import AccessError
 from app.access.outbox import open_channel_problems
 from app.core.errors import ConfigError
@@ -18,6 +19,7 @@ from app.db import audit
 from app.slack.context import SlackContext
 from app.slack.ids import CallbackId
 from app.slack.listeners.replies import Reply, tell
+from app.slack.views.break_glass import unreviewed_blocks
 from app.slack.views.common import escape
 from app.slack.views.delivery import channel_problem_blocks
 from app.slack.views.posture import connect_modal, read_connect_form, status_card, sync_result
@@ -106,6 +108,9 @@ def status_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respon
     channel_problems = channel_problem_blocks(open_channel_problems(ctx.db), ctx.config())
     blocks += channel_problems
     text += " Some notify channels refuse accessbot's posts; see below." if channel_problems else ""
+    unreviewed, total = break_glass.unreviewed(ctx.db)
+    blocks += unreviewed_blocks(unreviewed, total, ctx.profile_label)
+    text += f" {total} break-glass grant(s) not reviewed yet; see below." if total else ""
     reply(response_type="ephemeral", text=text, blocks=blocks)
 
 

@@ -73,6 +73,7 @@ def submit_request(ctx: SlackContext, ack: Ack, body: dict[str, Any], view: dict
             reason=form.reason,
             extends_request_id=decode_metadata(view.get("private_metadata")),
             break_glass=form.break_glass,
+            starts_at=form.starts_at,
         )
 
     in_time, future = ctx.pools.within(ACK_BUDGET, submit)
@@ -180,6 +181,7 @@ def _form_again(ctx: SlackContext, view: dict[str, Any], error: AccessError) -> 
         reason=form.reason,
         extends_request_id=decode_metadata(view.get("private_metadata")),
         break_glass=form.break_glass,
+        starts_at=form.starts_at,
     )
     modal = request_modal(profiles=list(config.profiles), selected=selected, approvers=approvers, draft=draft)
     problems = error.errors.values() if isinstance(error, SubmissionInvalid) else [error.message]

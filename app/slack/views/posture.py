@@ -32,9 +32,10 @@ _STATE_ICON = {
 }
 TEXT_LIMIT = 1000
 """Room for a vendor-provided string (label, headline, error) inside a line, escaped."""
-STATUS_CARD_MAX = MESSAGE_BLOCKS_MAX - (CHANNEL_PROBLEMS_SHOWN + 2)
+STATUS_CARD_MAX = MESSAGE_BLOCKS_MAX - (CHANNEL_PROBLEMS_SHOWN + 2) - 2
 """Blocks of the status card: ``/posture status`` appends the channel-problem section (a header, up to
-``CHANNEL_PROBLEMS_SHOWN`` problems and a "more" line) and the message must stay within Slack's 50."""
+``CHANNEL_PROBLEMS_SHOWN`` problems and a "more" line) and the unreviewed break-glass grants (a header and a
+section), and the message must stay within Slack's 50."""
 
 
 def status_card(statuses: list[dict[str, Any]]) -> list[Block]:
