@@ -35,6 +35,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "request": LazyCommand(
         "app.cli.requests", "Ask for access as a Slack user from the terminal; the approvers decide in Slack."
     ),
+    "reconcile": LazyCommand(
+        "app.cli.reconcile",
+        "List devices holding a profile's attribute with no active grant behind it; with --fix, remove it.",
+    ),
     "db": LazyCommand("app.cli.db", "Database schema migrations."),
     "devices": LazyCommand("app.cli.devices", "Devices of the built-in tailnet: add, import, list, remove."),
     "attrs": LazyCommand("app.cli.attrs", "Posture attributes of a device: get, set, delete."),
@@ -46,10 +50,6 @@ COMMANDS: dict[str, LazyCommand] = {
     "requests": LazyCommand("app.cli.requests", "Access requests: list, show, cancel."),
     "request-clients": LazyCommand(
         "app.cli.request_clients", "Credentials of the request API (POST /api/v1/requests): create, list, revoke."
-    ),
-    "reconcile": LazyCommand(
-        "app.cli.reconcile",
-        "List devices holding a profile's attribute with no active grant behind it; with --fix, remove it.",
     ),
     "users": LazyCommand("app.cli.users", "Identity binding: Slack users' Tailscale logins (link, unlink, list)."),
 }
