@@ -1,7 +1,8 @@
 """Where "what will this unlock" gets its policy and the device's attributes.
 
 The policy is the config's ``policy_file`` when there is one; otherwise, on a real tailnet, the tailnet's own
-policy fetched through the Tailscale adapter (``GET /api/v2/tailnet/{tailnet}/acl``), kept for a TTL. Every
+policy fetched through the Tailscale adapter (``GET /api/v2/tailnet/{tailnet}/acl``, OAuth scope
+``policy_file:read``), kept for a TTL. Every
 failure (no policy, an unreadable policy, an API error, an unknown device) gives ``None``: the preview is a
 help for the reader, so its section is left out rather than holding back the message it belongs to. Callers
 run off Slack's acknowledgement path (the outbox delivery, the modal's refresh on the work pool).
@@ -74,7 +75,9 @@ class FetchedPolicy:
         self._policy, self.last_error, self._next_fetch = policy, None, now + self._ttl
 
     def _failed(self, now: float, message: str) -> None:
-        log.warning("could not fetch the tailnet policy for 'what will this unlock': %s", message)
+        """Note the failure; warn once per distinct error (a missing scope would otherwise warn every minute)."""
+        level = logging.DEBUG if message == self.last_error else logging.WARNING
+        log.log(level, "could not fetch the tailnet policy for 'what will this unlock': %s", message)
         self.last_error, self._next_fetch = message, now + self._failure_ttl
 
 
