@@ -59,6 +59,16 @@ def active_grants(db: Database, user_id: str) -> list[AccessRequest]:
     )
 
 
+def upcoming_grants(db: Database, user_id: str) -> list[AccessRequest]:
+    """The user's scheduled requests (approved, written at their start), soonest start first."""
+    return _load(
+        db,
+        select(AccessRequestRow)
+        .where(AccessRequestRow.requester_id == user_id, AccessRequestRow.status == RequestStatus.SCHEDULED)
+        .order_by(AccessRequestRow.starts_at),
+    )
+
+
 def my_open_requests(db: Database, user_id: str) -> list[AccessRequest]:
     """The user's requests still waiting (pending, being granted, or failed and retryable)."""
     return _load(

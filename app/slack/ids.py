@@ -25,6 +25,7 @@ class BlockId(StrEnum):
     DENY_REASON = "deny_reason"
     REQUEST_ACTIONS = "request_actions"
     BREAK_GLASS = "break_glass"
+    STARTS_AT = "starts_at"
 
 
 class ActionId(StrEnum):
@@ -44,3 +45,4 @@ class ActionId(StrEnum):
     NEW_REQUEST = "new_request"
     BREAK_GLASS_TOGGLE = "break_glass_toggle"
     MARK_REVIEWED = "mark_break_glass_reviewed"
+    START_PICKER = "start_picker"

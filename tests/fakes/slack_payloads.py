@@ -292,7 +292,7 @@ def _action(
 
 def _state_entry(action: dict[str, Any]) -> dict[str, Any] | None:
     """What Slack puts in ``state.values`` for an input-type element after the action."""
-    keys = ("selected_option", "selected_user", "selected_users", "selected_options", "value")
+    keys = ("selected_option", "selected_user", "selected_users", "selected_options", "value", "selected_date_time")
     if action["type"] == "button":
         return None
     return {"type": action["type"], **{k: action[k] for k in keys if k in action}}

@@ -95,7 +95,14 @@ def test_modal_for_a_profile() -> None:
     view = request_modal(profiles=[PROFILE], selected=PROFILE, approvers=[("UBOB", "Bob")])
     check_limits(view)
     inputs = [b["block_id"] for b in view["blocks"] if b["type"] == "input"]
-    assert inputs == [BlockId.PROFILE, BlockId.DEVICE, BlockId.DURATION, BlockId.APPROVER, BlockId.REASON]
+    assert inputs == [
+        BlockId.PROFILE,
+        BlockId.DEVICE,
+        BlockId.DURATION,
+        BlockId.STARTS_AT,
+        BlockId.APPROVER,
+        BlockId.REASON,
+    ]
     duration = next(b for b in view["blocks"] if b.get("block_id") == BlockId.DURATION)["element"]
     assert [o["text"]["text"] for o in duration["options"]] == ["30m", "1h", "4h"]  # 8h is over the max
     device = next(b for b in view["blocks"] if b.get("block_id") == BlockId.DEVICE)["element"]

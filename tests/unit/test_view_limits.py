@@ -126,7 +126,10 @@ STATUSES: dict[RequestStatus, dict[str, Any]] = {
     RequestStatus.EXPIRED: {},
     RequestStatus.REVOKED: {"ended_by": "UBOB", "ended_at": NOW},
     RequestStatus.ENDED: {"ended_at": NOW, "ended_note": LONG},
+    RequestStatus.SCHEDULED: {"starts_at": NOW + timedelta(days=30), "decided_by": "UBOB"},
 }
+SCHEDULED = ("scheduled", "starts_soon", "start_missed")
+"""The notices of scheduled access (``app.access.scheduling``)."""
 APPROVERS = [(f"UAPPROVER{n}", f"{n} {LONG}") for n in range(150)]
 
 
@@ -146,8 +149,10 @@ def messages() -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
         for audience in Audience:
             text, blocks = request_message(req, audience=audience, profile_label=LONG)
             yield f"request_message:{status}:{audience}", text, blocks
-        for kind in ("granted", "failed", "denied", "revoked", "request_expired", "ended", "reminder"):
+        for kind in ("granted", "failed", "denied", "revoked", "request_expired", "ended", "reminder", *SCHEDULED):
             if kind in ("granted", "reminder") and req.expires_at is None:
+                continue
+            if kind in SCHEDULED and req.starts_at is None:
                 continue
             told = notice(req, kind, LONG, {"by": "UBOB"})
             if told is not None:

@@ -84,7 +84,9 @@ def _listed(title: str, empty: str, items: list[list[Block]], room: int, what: s
 
 
 def _grant_item(grant: AccessRequest, label: Callable[[str], str], now: datetime) -> list[Block]:
-    """An active grant: what, until when, and its Extend and Revoke buttons."""
+    """An active grant: what, until when, and its Extend and Revoke buttons (an upcoming one: its window)."""
+    if grant.status == RequestStatus.SCHEDULED:
+        return _upcoming_item(grant, label)
     assert grant.expires_at is not None
     return [
         section(
@@ -96,6 +98,19 @@ def _grant_item(grant: AccessRequest, label: Callable[[str], str], now: datetime
             button("Extend", ActionId.EXTEND, str(grant.id)),
             button("Revoke", ActionId.REVOKE, str(grant.id), "danger"),
         ),
+    ]
+
+
+def _upcoming_item(grant: AccessRequest, label: Callable[[str], str]) -> list[Block]:
+    """A scheduled grant: what, from when until when, and Revoke (nothing is written before its start)."""
+    assert grant.starts_at is not None and grant.window_end is not None
+    return [
+        section(
+            f":calendar: *{escape(label(grant.profile_id), LABEL_LIMIT)}* on "
+            f"*{escape(grant.device_name, LABEL_LIMIT)}* · {attribute_text(grant)}\n"
+            f"Upcoming: from {when(grant.starts_at)} until {when(grant.window_end)}"
+        ),
+        actions(button("Revoke", ActionId.REVOKE, str(grant.id), "danger")),
     ]
 
 
