@@ -168,6 +168,12 @@ class AppUnderTest:
 
 
 @pytest.fixture
+def extra_settings() -> dict[str, str]:
+    """More environment settings of ``app_server`` (a test module overrides this, e.g. an on-call provider's URL)."""
+    return {}
+
+
+@pytest.fixture
 def app_server(
     fake_slack: FakeSlackAPI,
     slack_signing_secret: str,
@@ -176,6 +182,7 @@ def app_server(
     db_url: str,
     clock: FrozenClock,
     tmp_path: Path,
+    extra_settings: dict[str, str],
 ) -> Iterator[AppUnderTest]:
     """The accessbot Slack app served over HTTP, wired to ``fake_slack`` and the built-in tailnet."""
     from app import bootstrap
@@ -193,6 +200,7 @@ def app_server(
         SLACK_SIGNING_SECRET=slack_signing_secret,
         SLACK_API_URL=fake_slack.base_url,
         ACCESSBOT_SECRET_KEY="end-to-end credentials passphrase",
+        **extra_settings,
     )
     builtin = BuiltinTailnet(db, clock=clock)
     owner = Actor("cli:setup")
