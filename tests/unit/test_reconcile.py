@@ -69,7 +69,12 @@ def events(db: Database, action: str) -> list[audit.AuditEvent]:
 
 
 def test_a_granted_attribute_is_not_drift(
-    service: AccessService, device: Device, db: Database, tailnet: FlakyTailnet, config: list[Config], clock: FrozenClock
+    service: AccessService,
+    device: Device,
+    db: Database,
+    tailnet: FlakyTailnet,
+    config: list[Config],
+    clock: FrozenClock,
 ) -> None:
     service.approve(submit(service, device).id, BOB)
     report = Recorder()
@@ -315,7 +320,10 @@ class PerDevice:
 def test_per_device_reads_are_bounded_paced_and_resume(
     builtin: BuiltinTailnet, db: Database, config: list[Config], clock: FrozenClock
 ) -> None:
-    boxes = sorted((builtin.add_device(name=f"box-{i}", user="ops@example.com", os="linux", actor=HAND) for i in range(5)), key=lambda d: d.id)
+    boxes = sorted(
+        (builtin.add_device(name=f"box-{i}", user="ops@example.com", os="linux", actor=HAND) for i in range(5)),
+        key=lambda d: d.id,
+    )
     builtin.set_attribute(boxes[4].id, PROD, True, actor=HAND)
     tailnet = PerDevice(builtin)
     pauses: list[float] = []
