@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 START_SLACK = timedelta(minutes=1)
 """A start this far in the past is taken as "now" (the picker has minute steps; the form takes time to fill)."""
 MISSED_NOTE = "its window passed before it could start"
+BREAK_GLASS_START = "Break glass grants access now; leave the start empty (or untick break glass to schedule it)."
 
 
 # -- pure rules ----------------------------------------------------------------------------------------

@@ -195,6 +195,8 @@ class AccessService:
             profile_now = self.config().profile(profile_id)
             errors = glass.submission_errors(profile_now, errors, duration=duration, reason=reason)
             approver_ids = sorted(self.eligible_approvers(profile_now)) if profile_now and not errors else []
+            if starts_at is not None:  # break glass is written now: a start would be ignored silently
+                errors["starts_at"] = scheduling.BREAK_GLASS_START
         if errors:
             raise SubmissionInvalid(errors)
         assert device is not None and duration is not None

@@ -20,7 +20,7 @@ from app.db.tables.access import AccessRequestRow, RequestStatus
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import TailnetError
 from app.tailnet.models import Actor, Device
-from tests.unit.access_support import ADMIN, BOB, FlakyTailnet, kinds, submit
+from tests.unit.access_support import ADMIN, BOB, FlakyTailnet, kinds, make_config, submit
 
 S = RequestStatus
 HOUR = timedelta(hours=1)
@@ -339,3 +339,13 @@ def test_revoke_before_the_start(
     assert kinds(db, request.id) == ["requested", "scheduled", "revoked"]
     with pytest.raises(AlreadyDecided):
         service.revoke(request.id, ADMIN)
+
+
+def test_break_glass_refuses_a_start(
+    service: AccessService, device: Device, config: list[Config], clock: FrozenClock
+) -> None:
+    config[0] = make_config(break_glass=True)
+    reason = "the database is on fire and I need in"
+    with pytest.raises(SubmissionInvalid) as refused:
+        submit(service, device, break_glass=True, reason=reason, starts_at=clock() + HOUR)
+    assert refused.value.errors == {"starts_at": scheduling.BREAK_GLASS_START}
