@@ -60,7 +60,7 @@ def device_problem(profile: Profile, device: Device, login: str | None, *, user_
     tags = profile.devices.own_or_tagged if isinstance(profile.devices, OwnOrTagged) else ()
     allowed = f"your own devices or devices tagged {', '.join(tags)}" if tags else "your own devices"
     return (
-        f"Only {allowed} can get {profile.label()} access; {name} belongs to {owner_of(device)} "
+        f"Only {allowed} can be chosen for {profile.label()}; {name} belongs to {owner_of(device)} "
         f"(your Tailscale login is {login})."
     )
 

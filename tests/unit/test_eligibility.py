@@ -79,21 +79,22 @@ def test_eligibility_table(devices: Any, device: Device, login: str | None, elig
             "own",
             BOBS,
             "alice@example.com",
-            "Only your own devices can get Prod access; bobs belongs to bob@example.com "
+            "Only your own devices can be chosen for Prod; bobs belongs to bob@example.com "
             "(your Tailscale login is alice@example.com).",
         ),
         (
             "own",
             TAGGED_DB,
             "alice@example.com",
-            "Only your own devices can get Prod access; db belongs to the tags tag:prod-db "
+            "Only your own devices can be chosen for Prod; db belongs to the tags tag:prod-db "
             "(your Tailscale login is alice@example.com).",
         ),
         (
             OWN_OR_DB,
             TAGGED_WEB,
             "alice@example.com",
-            "Only your own devices or devices tagged tag:prod-db can get Prod access; web belongs to the tags tag:web "
+            "Only your own devices or devices tagged tag:prod-db can be chosen for Prod; "
+            "web belongs to the tags tag:web "
             "(your Tailscale login is alice@example.com).",
         ),
         (
@@ -211,7 +212,7 @@ def test_submitting_someone_elses_device_is_refused_on_the_device_field(
     with pytest.raises(SubmissionInvalid) as info:
         submit(service, bobs_device)
     assert info.value.errors["device"] == (
-        "Only your own devices can get Production access; bob-laptop belongs to bob@example.com "
+        "Only your own devices can be chosen for Production; bob-laptop belongs to bob@example.com "
         "(your Tailscale login is req@example.com)."
     )
 
@@ -235,7 +236,7 @@ def test_approval_rechecks_the_device_as_the_tailnet_has_it_now_and_fails_clearl
     done = service.approve(request.id, BOB)
     assert done.status == RequestStatus.FAILED
     assert done.last_error == (
-        "the device is not eligible: Only your own devices can get Production access; req-laptop belongs to "
+        "the device is not eligible: Only your own devices can be chosen for Production; req-laptop belongs to "
         "req@example.com (your Tailscale login is someone-else@example.com)."
     )
     assert builtin.get_attributes(device.id).attributes.get("custom:prodAccess") is None
