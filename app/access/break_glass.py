@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.access import transitions
@@ -125,11 +125,14 @@ def _unreviewed() -> tuple[ColumnElement[bool], ...]:
 def unreviewed(db: Database, *, limit: int = LISTED) -> tuple[list[AccessRequest], int]:
     """The oldest unreviewed break-glass requests (at most ``limit``) and how many there are in all."""
     with db.session() as session:
-        ids = list(session.scalars(select(AccessRequestRow.id).where(*_unreviewed())))
+        total = session.scalar(select(func.count()).select_from(AccessRequestRow).where(*_unreviewed())) or 0
         rows = session.scalars(
-            select(AccessRequestRow).where(*_unreviewed()).order_by(AccessRequestRow.created_at).limit(limit)
+            select(AccessRequestRow)
+            .where(*_unreviewed())
+            .order_by(AccessRequestRow.created_at, AccessRequestRow.id)
+            .limit(limit)
         )
-        return [snapshot(session, row) for row in rows], len(ids)
+        return [snapshot(session, row) for row in rows], total
 
 
 def reviewable_by(requests: Iterable[AccessRequest], user_id: str) -> list[AccessRequest]:
