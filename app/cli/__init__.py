@@ -46,7 +46,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "integrations": LazyCommand(
         "app.cli.integrations", "EDR posture integrations (Huntress, SentinelOne): connect, change, remove, list."
     ),
-    "posture": LazyCommand("app.cli.posture", "Postures of the tailnet policy file: check a device, lint the file."),
+    "posture": LazyCommand(
+        "app.cli.posture",
+        "Postures of the tailnet policy file: check a device, lint the file, see what a profile unlocks.",
+    ),
     "requests": LazyCommand("app.cli.requests", "Access requests: list, show, cancel."),
     "request-clients": LazyCommand(
         "app.cli.request_clients", "Credentials of the request API (POST /api/v1/requests): create, list, revoke."

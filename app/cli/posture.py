@@ -17,7 +17,10 @@ from app.posture.lint import has_errors, lint
 from app.posture.policy import Policy, PolicyError, load_policy, parse_policy, read_policy_text
 from app.tailnet.service import resolve_device
 
-group = typer.Typer(help="Postures of the tailnet policy file: check a device, lint the file.", no_args_is_help=True)
+group = typer.Typer(
+    help="Postures of the tailnet policy file: check a device, lint the file, see what a profile unlocks.",
+    no_args_is_help=True,
+)
 
 PASS, FAIL = "✓", "✗"
 NO_POLICY = "no policy file: pass one (--policy FILE / FILE) or set policy_file in the config file"
@@ -163,5 +166,8 @@ def lint_cmd(
 
 
 def register(cli: typer.Typer) -> None:
-    """Add the ``posture`` group to the CLI."""
+    """Add the ``posture`` group to the CLI (with ``posture unlock``: what a profile would open on a device)."""
+    from app.cli import posture_unlock
+
+    posture_unlock.register(group)
     cli.add_typer(group, name="posture")
