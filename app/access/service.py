@@ -358,7 +358,7 @@ class AccessService:
         """Write the attribute for a request in ``granting``; record granted or failed afterwards."""
         with self.db.session() as session:
             row = load_request(session, request_id)
-            approvers = approvals(session, row.id) or [user_id]
+            approvers = approvals(session, row.id) or [f"{user_id} via break glass" if row.break_glass else user_id]
             expiry = scheduling.grant_expiry(row.starts_at, timedelta(seconds=row.duration_seconds), self.clock())
             window = scheduling.window_problem(row.starts_at, expiry, self.clock())
             comment = grant_comment(row.requester_email or row.requester_id, row.reason, approvers)

@@ -138,6 +138,12 @@ def test_break_glass_grants_at_once_with_the_capped_expiry(
     attrs = builtin.get_attributes(device.id)
     assert written(attrs) == {"custom:prodAccess": True}
     assert attrs.expiries["custom:prodAccess"] == clock() + timedelta(hours=1)
+    with db.session() as session:
+        write = next(e for e in audit.query(session) if e.action == "Update node attribute")
+    assert (write.actor, write.comment) == (
+        REQ,
+        f"req@example.com via accessbot: {REASON} (approved by UREQ via break glass)",
+    )
     assert set(request.approver_ids) == {BOB, CAROL}  # every approver of the profile is told
     assert kinds(db, request.id) == ["granted"]  # announced once, after the write
     actions = audit_actions(db, request.id)
