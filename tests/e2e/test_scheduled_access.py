@@ -24,7 +24,7 @@ from app.tailnet.models import Actor
 from tests.conftest import written
 from tests.e2e.conftest import BOB, EVE, REQUESTER, AppUnderTest
 from tests.e2e.test_access_flow import click, dm_message, form_state, only_request_id, open_modal, submit
-from tests.fakes.slack_payloads import app_home_opened, block_actions_in_view
+from tests.fakes.slack_payloads import app_home_opened, block_actions_in_view, slash_command
 from tests.integration.vendor_contract import tailscale_remote
 
 ATTRIBUTE = "custom:prodAccess"
@@ -115,6 +115,9 @@ def test_approved_ahead_written_at_the_start_until_the_window_end(app_server: Ap
     assert app.slack.post(app_home_opened(REQUESTER)).status_code == 200
     home = json.dumps(app.fake.home_view(REQUESTER))
     assert "Upcoming: from" in home and ActionId.REVOKE in home
+    url = app.fake.response_url_for("grants")
+    listed = app.slack.post(slash_command("/posture", "grants", REQUESTER, "C1", url)).json()["text"]
+    assert f"upcoming: from <!date^{int(start.timestamp())}^" in listed
 
     app.clock.advance(hours=2, minutes=50)  # past the request timeout (1h): a scheduled request stays
     moved = run_lifecycle(app)

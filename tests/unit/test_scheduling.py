@@ -20,7 +20,7 @@ from app.db.tables.access import AccessRequestRow, RequestStatus
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.errors import TailnetError
 from app.tailnet.models import Actor, Device
-from tests.unit.access_support import ADMIN, BOB, FlakyTailnet, kinds, make_config, submit
+from tests.unit.access_support import ADMIN, BOB, FlakyTailnet, access_request, kinds, make_config, submit
 
 S = RequestStatus
 HOUR = timedelta(hours=1)
@@ -349,3 +349,25 @@ def test_break_glass_refuses_a_start(
     with pytest.raises(SubmissionInvalid) as refused:
         submit(service, device, break_glass=True, reason=reason, starts_at=clock() + HOUR)
     assert refused.value.errors == {"starts_at": scheduling.BREAK_GLASS_START}
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [("scheduled", "approved your"), ("starts_soon", ":alarm_clock:"), ("start_missed", "never started")],
+)
+def test_scheduled_notices_say_when(clock: FrozenClock, kind: str, words: str) -> None:
+    from app.slack.views.request_message import notice, status_line
+
+    start = clock() + timedelta(days=2)
+    request = access_request(
+        clock(), status=S.SCHEDULED, starts_at=start, decided_by=BOB, approvals=(BOB,), device_name="rita-laptop"
+    )
+    told = notice(request, kind, "Production")
+    assert told is not None
+    text, blocks = told
+    rendered = str(blocks)
+    assert words in rendered and "rita-laptop" in rendered
+    assert f"<!date^{int(start.timestamp())}^" in rendered  # the start, in the reader's time zone
+    assert f"<!date^{int((start + HOUR).timestamp())}^" in rendered  # the window's end
+    assert "<!date" not in text  # the fallback has plain dates
+    assert "starts" in status_line(request) and "until" in status_line(request)

@@ -110,9 +110,10 @@ def answer_within(
 
 
 def grants_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respond: Respond, args: list[str]) -> None:
-    """``/posture grants``: the person's active access and when each ends."""
+    """``/posture grants``: the person's active access and when each ends, then their upcoming (scheduled) access."""
     grants = queries.active_grants(ctx.db, body["user_id"])
-    if not grants:
+    upcoming = queries.upcoming_grants(ctx.db, body["user_id"])
+    if not grants and not upcoming:
         reply(response_type="ephemeral", text="You have no active access right now.")
         return
     now = ctx.clock()
@@ -121,5 +122,11 @@ def grants_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respon
         f"until {when(g.expires_at)} — {time_left(g.expires_at, now)}"
         for g in grants
         if g.expires_at is not None
+    ]
+    lines += [
+        f"• :calendar: *{escape(ctx.profile_label(u.profile_id))}* on *{escape(u.device_name)}* ({attribute_text(u)}) "
+        f"upcoming: from {when(u.starts_at)} until {when(u.window_end)}"
+        for u in upcoming
+        if u.starts_at is not None and u.window_end is not None
     ]
     reply(response_type="ephemeral", text=cut("Your active access:\n" + "\n".join(lines), 3000))
