@@ -11,7 +11,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from app.access import break_glass
+from app.access import break_glass, drift
 from app.access.errors import AccessError
 from app.access.outbox import open_channel_problems
 from app.core.errors import ConfigError
@@ -22,6 +22,7 @@ from app.slack.listeners.replies import Reply, tell
 from app.slack.views.break_glass import unreviewed_blocks
 from app.slack.views.common import escape
 from app.slack.views.delivery import channel_problem_blocks
+from app.slack.views.drift import drift_status_blocks
 from app.slack.views.posture import connect_modal, read_connect_form, status_card, sync_result
 from app.slack.work import ACK_BUDGET
 from app.vendors.integrations import IntegrationError
@@ -111,6 +112,9 @@ def status_command(ctx: SlackContext, reply: Reply, body: dict[str, Any], respon
     unreviewed, total = break_glass.unreviewed(ctx.db)
     blocks += unreviewed_blocks(unreviewed, total, ctx.profile_label)
     text += f" {total} break-glass grant(s) not reviewed yet; see below." if total else ""
+    drifted = drift.open_count(ctx.db)
+    blocks += drift_status_blocks(drifted)
+    text += f" {drifted} device attribute(s) held without an active grant (drift); see below." if drifted else ""
     reply(response_type="ephemeral", text=text, blocks=blocks)
 
 

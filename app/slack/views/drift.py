@@ -50,3 +50,16 @@ def drift_report(findings: Sequence[Finding], label: Callable[[str], str]) -> tu
     blocks = [section(head), *line_sections(lines, ROOM, "findings"), section(todo)]
     text = f"accessbot found {count} {noun} held without an active grant; run `accessbot reconcile` to see them."
     return text, message_blocks(blocks)
+
+
+def drift_status_blocks(count: int) -> list[dict[str, Any]]:
+    """A line for ``/posture status``: how many drift findings are open (nothing when none)."""
+    if not count:
+        return []
+    noun = "device attribute" if count == 1 else "device attributes"
+    return [
+        section(
+            f":mag: *Drift:* {count} {noun} that a profile grants held with no active grant behind it. "
+            "List them with `accessbot reconcile`; remove them with `accessbot reconcile --fix`."
+        )
+    ]
