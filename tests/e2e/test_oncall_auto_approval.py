@@ -115,6 +115,8 @@ def test_a_requester_on_call_is_granted_without_any_click(
     assert ActionId.APPROVE not in message  # no buttons left to click
     granted = [c for c in app.fake.calls("chat.postMessage") if "is granted until" in json.dumps(c.params)]
     assert len(granted) == 1  # the requester told once, after the write
+    [post] = [c for c in app.fake.calls("chat.postMessage") if c.params.get("channel") == "CACCESS"]
+    assert "approved by on-call schedule *SRE Primary*" in json.dumps(post.params)
     assert any(path == "/oncalls" for path in fake_pagerduty.paths())
 
 
