@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchdb import child_url, postgres_database, sqlite_database
+from fake_process import FakeProcess
 from sync_vendors import VENDORS, VendorBench
 
 from app.core.crypto import Cipher
@@ -444,7 +445,8 @@ class Bench:
     def vendor(self, vendor: str, agents: list[Json]) -> None:
         """Serve ``agents`` from the vendor's fake and run the three syncs (and, if asked, the own-process one)."""
         bench = VENDORS[vendor]
-        with bench.open_fake(agents) as fake:
+        opened = bench.open_fake(agents) if self.args.fakes_in_process else FakeProcess(vendor, agents)
+        with opened as fake:
             self.vendor_runs(vendor, bench, fake, agents)
 
     def vendor_runs(self, vendor: str, bench: VendorBench, fake: Any, agents: list[Json]) -> None:
@@ -453,17 +455,20 @@ class Bench:
         print(f"  {'':<9}rate limits: {bench.limits}")
         self.integrations.add(vendor, bench.values(fake), actor="cli:bench")
         print(HEADER)
-        first = self.sync(vendor, "first", fake, self.args.profile)
+        first = self.sync(vendor, "first", fake, "first" in self.args.profile_runs)
         held = self.held_by(spec)
         if held != first.matches:
             self.failures.append(f"{spec.label}: {first.matches} matches but {held} devices hold its attributes")
-        again = self.sync(vendor, "again", fake, False)
+        again = self.sync(vendor, "again", fake, "again" in self.args.profile_runs)
         if (again.sets, again.deletes, again.write_calls) != (0, 0, 0):
             self.failures.append(f"{spec.label}: the unchanged sync wrote {again.sets} sets, {again.deletes} deletes")
         rng = random.Random(f"{vendor}-change")
         changed, n_changed, n_removed = changed_agents(agents, bench, self.args.change, self.args.remove, rng)
-        bench.serve(fake, changed)
-        third = self.sync(vendor, "changed", fake, False)
+        if isinstance(fake, FakeProcess):
+            fake.serve(changed)
+        else:
+            bench.serve(fake, changed)
+        third = self.sync(vendor, "changed", fake, "changed" in self.args.profile_runs)
         print(
             f"  {'':<9}({n_changed:,} agents changed values, {n_removed:,} uninstalled; "
             f"{third.devices_changed:,} devices changed; {held:,} devices held {spec.label} attributes after 'first')"
@@ -566,6 +571,13 @@ def main() -> None:
     parser.add_argument("--remove", type=float, default=0.001, help="share of agents removed before run 3 (0.001)")
     parser.add_argument("--profile", action="store_true", help="cProfile the first import and each first sync")
     parser.add_argument(
+        "--profile-run",
+        action="append",
+        choices=["first", "again", "changed"],
+        default=[],
+        help="cProfile this run of each vendor (repeatable; --profile means --profile-run first)",
+    )
+    parser.add_argument(
         "--own-process",
         choices=[*ORDER, "none"],
         default="sentinelone",
@@ -573,9 +585,16 @@ def main() -> None:
         "a process of its own and report that process's peak RSS (default sentinelone: Huntress's real client "
         "waits for its 60-a-minute rate limit)",
     )
+    parser.add_argument(
+        "--fakes-in-process",
+        action="store_true",
+        help="serve the vendor fakes from threads of the bench's own process (before: their JSON encoding then "
+        "competes with the sync for the GIL and counts in its wall time); default: a forked process of their own",
+    )
     parser.add_argument("--profile-top", type=int, default=20, help="functions to show per profile (default 20)")
     args = parser.parse_args()
     args.vendors = chosen_vendors(parser, args.vendor)
+    args.profile_runs = {*args.profile_run, *(["first"] if args.profile else [])}
     if args.agents < 100 or args.devices < 100:
         parser.error("--agents and --devices must be at least 100")
     if not (0 <= args.change <= 1 and 0 <= args.remove <= 1 and args.change + args.remove <= 1):

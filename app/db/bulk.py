@@ -11,8 +11,10 @@ and a handful of values), then handed to the driver's executemany.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, insert
@@ -49,17 +51,58 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
 
 
 def _executemany(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """The INSERT compiled once, each column's bind conversion done once per distinct scalar value."""
+    """The INSERT compiled once, each column's bind conversion done once per distinct scalar value.
+
+    Column by column (``map`` over an ``itemgetter``): a column without a conversion is copied at C speed, and a
+    sync batch's repeated times, actors and values cost one dictionary look-up each.
+    """
     dialect = connection.dialect
     names = list(rows[0])
     compiled = insert(table).compile(dialect=dialect, column_keys=names)
-    convert = {name: _cached(_bind_processor(table.c[name].type, dialect)) for name in names}
+    convert = {name: _bind_processor(table.c[name].type, dialect) for name in names}
+    if dialect.name == "sqlite":
+        convert = {name: _with_sqlite_adapter(process) for name, process in convert.items()}
     order = compiled.positiontup
-    if order is not None:
-        params: list[Any] = [tuple(convert[name](row[name]) for name in order) for row in rows]
+    columns = [_column(rows, name, convert[name]) for name in (names if order is None else order)]
+    if order is None:  # a named paramstyle
+        params: list[Any] = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
     else:
-        params = [{name: convert[name](row[name]) for name in names} for row in rows]
+        params = list(zip(*columns, strict=True))
     connection.exec_driver_sql(compiled.string, params)
+
+
+def _column(rows: list[dict[str, Any]], name: str, process: Callable[[Any], Any] | None) -> list[Any]:
+    """One column's bound values: as they are, or converted once per distinct scalar (dicts and lists each time)."""
+    values = list(map(itemgetter(name), rows))
+    if process is None:
+        return values
+    seen: dict[tuple[type, Any], Any] = {}
+    out: list[Any] = []
+    append = out.append
+    for value in values:
+        try:
+            key = (value.__class__, value)
+            append(seen[key])
+        except KeyError:
+            seen[key] = converted = process(value)
+            append(converted)
+        except TypeError:  # unhashable (a JSON dict or list): converted each time
+            append(process(value))
+    return out
+
+
+def _with_sqlite_adapter(process: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """``process`` followed by the adaptation sqlite3 would make of its result at execution (a datetime becomes
+    ``isoformat(" ")`` text), so that too is done once per distinct value rather than once per row."""
+    if process is None:
+        return None
+
+    def adapted(value: Any) -> Any:
+        bound = process(value)
+        adapt = sqlite3.adapters.get((bound.__class__, sqlite3.PrepareProtocol))
+        return bound if adapt is None else adapt(bound)
+
+    return adapted
 
 
 def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -67,23 +110,6 @@ def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] 
     if isinstance(column_type, TypeDecorator):
         return column_type.bind_processor(dialect)
     return column_type.dialect_impl(dialect).bind_processor(dialect)
-
-
-def _cached(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
-    """``process``, remembered per (type, value) for scalars; other values (dicts, lists) converted each time."""
-    if process is None:
-        return _same
-    seen: dict[tuple[type, Any], Any] = {}
-
-    def convert(value: Any) -> Any:
-        if not isinstance(value, (str, int, float, datetime)) and value is not None:
-            return process(value)
-        key = (type(value), value)
-        if key not in seen:
-            seen[key] = process(value)
-        return seen[key]
-
-    return convert
 
 
 def _copy_value(column_type: Any) -> Callable[[Any], Any]:

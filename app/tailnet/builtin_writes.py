@@ -60,31 +60,66 @@ class _Plan:
 def check_changes(changes: AttributeChanges, actor: Actor, now: datetime) -> dict[str, list[Checked]]:
     """Every change checked against the rules before anything is written (a batch is all or nothing).
 
-    Two writes of one key (case-folded) in a batch must agree on its name and type, as the registry would.
+    Two writes of one key (case-folded) in a batch must agree on its name and type, as the registry would. A
+    sync batch repeats a handful of (key, value, expiry) on thousands of devices: each distinct one is checked
+    once and its ``Checked`` shared (a conflict still surfaces at the first write that brings it).
     """
     checked: dict[str, list[Checked]] = {}
     batch_types: dict[str, tuple[str, str]] = {}
-    namespaces: dict[str, str] = {}  # a sync batch repeats a handful of keys and values on thousands of devices
+    namespaces: dict[str, str] = {}
     values: dict[tuple[type, Any, str], AttributeValue] = {}
+    done: dict[tuple[Any, ...], Checked] = {}
     for device_id, per_key in changes.items():
         items = checked.setdefault(device_id, [])
         for key, write in per_key.items():
-            namespace = namespaces.get(key) if isinstance(key, str) else None
-            if namespace is None:
-                namespace = rules.validate_key(key, actor.namespaces)
-                namespaces[key] = namespace
-            if write is not None:
-                value = _valid_value(values, write.value, namespace)
-                expiry = rules.validate_expiry(write.expiry, now)
-                folded = rules.fold_key(key)
-                seen = batch_types.get(folded)
-                kind = rules.value_type(value)
-                if seen is not None:
-                    rules.check_key_registry(key, kind, seen[0], seen[1])
-                batch_types[folded] = (key, kind)
-                write = AttributeWrite(value, expiry)
-            items.append(Checked(key, write))
+            memo = _memo_key(key, write)
+            known = done.get(memo) if memo is not None else None
+            if known is None:
+                known = _check_one(key, write, actor, now, namespaces, values, batch_types)
+                if memo is not None:
+                    done[memo] = known
+            items.append(known)
     return checked
+
+
+def _memo_key(key: Any, write: AttributeWrite | None) -> tuple[Any, ...] | None:
+    """What makes two changes check alike (``None``: not memoisable, an unhashable value is checked each time)."""
+    if write is None:
+        memo: tuple[Any, ...] = (key, None)
+    else:
+        memo = (key, write.value.__class__, write.value, write.expiry)
+    try:
+        hash(memo)
+    except TypeError:
+        return None
+    return memo
+
+
+def _check_one(
+    key: Any,
+    write: AttributeWrite | None,
+    actor: Actor,
+    now: datetime,
+    namespaces: dict[str, str],
+    values: dict[tuple[type, Any, str], AttributeValue],
+    batch_types: dict[str, tuple[str, str]],
+) -> Checked:
+    """One change against the rules (key, value, expiry, one name and type per folded key in the batch)."""
+    namespace = namespaces.get(key) if isinstance(key, str) else None
+    if namespace is None:
+        namespace = rules.validate_key(key, actor.namespaces)
+        namespaces[key] = namespace
+    if write is None:
+        return Checked(key, None)
+    value = _valid_value(values, write.value, namespace)
+    expiry = rules.validate_expiry(write.expiry, now)
+    folded = rules.fold_key(key)
+    seen = batch_types.get(folded)
+    kind = rules.value_type(value)
+    if seen is not None:
+        rules.check_key_registry(key, kind, seen[0], seen[1])
+    batch_types[folded] = (key, kind)
+    return Checked(key, AttributeWrite(value, expiry))
 
 
 def _valid_value(seen: dict[tuple[type, Any, str], AttributeValue], value: Any, namespace: str) -> AttributeValue:
