@@ -12,6 +12,7 @@ from app.bootstrap.from_settings import secret_text
 from app.config.model import Config
 from app.config.settings import Settings
 from app.core.checks import Check, fail, ok, warn
+from app.core.errors import ConfigError
 from app.core.http import RetryPolicy
 from app.oncall.base import OnCallAuthError, OnCallError
 from app.oncall.opsgenie import OpsgenieClient
@@ -23,13 +24,16 @@ TOKENS = {"pagerduty": "PAGERDUTY_API_TOKEN", "opsgenie": "OPSGENIE_API_KEY"}
 
 
 def oncall_schedules(settings: Settings, *, policy: RetryPolicy | None = None) -> OnCallSchedules:
-    """The providers this process has credentials for (``ValueError`` for a malformed base URL)."""
+    """The providers this process has credentials for (``ConfigError`` for a malformed base URL)."""
     extra = {} if policy is None else {"policy": policy}
     token, key = secret_text(settings.pagerduty_api_token), secret_text(settings.opsgenie_api_key)
-    return OnCallSchedules(
-        pagerduty=PagerDutyClient(token, settings.pagerduty_base_url, **extra) if token else None,
-        opsgenie=OpsgenieClient(key, settings.opsgenie_base_url, **extra) if key else None,
-    )
+    try:
+        return OnCallSchedules(
+            pagerduty=PagerDutyClient(token, settings.pagerduty_base_url, **extra) if token else None,
+            opsgenie=OpsgenieClient(key, settings.opsgenie_base_url, **extra) if key else None,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid environment: {exc}; fix PAGERDUTY_BASE_URL or OPSGENIE_BASE_URL") from None
 
 
 def oncall_checks(settings: Settings, config: Config) -> list[Check]:
@@ -42,7 +46,7 @@ def oncall_checks(settings: Settings, config: Config) -> list[Check]:
         return []
     try:
         schedules = oncall_schedules(settings, policy=DOCTOR_RETRY)
-    except ValueError as exc:
+    except ConfigError as exc:
         return [fail(CHECK, str(exc), "fix PAGERDUTY_BASE_URL / OPSGENIE_BASE_URL")]
     lines: list[Check] = []
     for provider, profiles in used.items():

@@ -10,6 +10,7 @@ from app.bootstrap.oncall import oncall_checks, oncall_schedules
 from app.config.model import Config
 from app.config.settings import Settings
 from app.core.checks import Status
+from app.core.errors import ConfigError
 from app.oncall.opsgenie import OpsgenieClient
 from app.oncall.pagerduty import PagerDutyClient
 from tests.fakes.pagerduty import FakePagerDuty
@@ -59,3 +60,10 @@ def test_providers_are_built_only_with_their_credentials() -> None:
     assert isinstance(both.pagerduty, PagerDutyClient) and isinstance(both.opsgenie, OpsgenieClient)
     assert both.opsgenie.http.url == "https://api.eu.opsgenie.com"
     assert both.pagerduty.http.url == "https://api.pagerduty.com"
+
+
+def test_a_malformed_base_url_is_one_config_error_line() -> None:
+    with pytest.raises(ConfigError, match="PAGERDUTY_BASE_URL"):
+        oncall_schedules(settings(PAGERDUTY_API_TOKEN="t", PAGERDUTY_BASE_URL="ftp://pd.example"))
+    [line] = oncall_checks(settings(PAGERDUTY_API_TOKEN="t", PAGERDUTY_BASE_URL="https://"), pd_config())
+    assert line.status is Status.FAIL and "not an http(s) URL" in line.detail
