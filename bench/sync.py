@@ -23,7 +23,7 @@ agents, matches, attribute sets and deletes, the tailnet write calls (``set_many
 one-request-per-attribute sync would make (the naive baseline) and their ratio, peak RSS (``ru_maxrss``),
 current RSS and, on Linux, how far the sync's own peak rose above the RSS it started with (``VmHWM`` reset
 before each run), and where the time went: fetching agents, listing devices, reading current values, writing,
-and the rest (matching, diffing, bookkeeping).
+and the rest (matching, diffing, bookkeeping); the devices and current values are read alongside the fetch.
 ``--profile`` also runs the first ``import_devices`` call and each first sync under ``cProfile`` and prints their
 hottest functions (main thread only; profiling slows them down, so their times are not comparable).
 """
@@ -367,10 +367,15 @@ def report_line(phase: str, took: float, cpu: float, requests: int, report: Sync
 
 
 def breakdown(watch: Stopwatch, took: float) -> str:
+    """Where the time went; the devices and current values are read alongside the fetch (``SyncRunner._sync``)."""
     parts = dict(watch.parts)
-    parts["match, diff, bookkeeping"] = max(0.0, took - sum(parts.values()))
-    order = ["fetch agents", "list devices", "read current", "write", "match, diff, bookkeeping"]
-    return "  " + " " * 9 + "time: " + ", ".join(f"{name} {parts.get(name, 0.0):.2f} s" for name in order)
+    fetch, write = parts.get("fetch agents", 0.0), parts.get("write", 0.0)
+    devices, current = parts.get("list devices", 0.0), parts.get("read current", 0.0)
+    rest = max(0.0, took - max(fetch, devices + current) - write)
+    return (
+        f"  {'':<9}time: fetch agents {fetch:.2f} s (alongside it: list devices {devices:.2f} s, read current "
+        f"{current:.2f} s), write {write:.2f} s, match, diff, bookkeeping {rest:.2f} s"
+    )
 
 
 def profiled(call: Callable[[], T], top: int) -> T:
