@@ -246,7 +246,9 @@ def test_a_granted_request_cannot_be_cancelled(run: Run, db: Database, laptop: D
 # -- request-clients --------------------------------------------------------------------------------------------
 
 
-def test_request_clients_create_list_revoke_are_audited_and_keep_only_a_hash(run: Run, db: Database) -> None:
+def test_request_clients_create_list_revoke_are_audited_and_keep_only_a_hash(
+    run: Run, db: Database, clock: FrozenClock
+) -> None:
     created = json.loads(
         ok(
             run(
@@ -269,6 +271,7 @@ def test_request_clients_create_list_revoke_are_audited_and_keep_only_a_hash(run
     with db.session() as session:
         row = session.get(RequestClientRow, client_id)
         assert row is not None and row.secret_hash == hash_secret(secret) and secret not in row.secret_hash
+    clock.advance(seconds=1)  # listed oldest first
     text = ok(run("request-clients", "create", "--description", "runbook"))
     assert "token: abrc-" in text and "not shown again" in text
 

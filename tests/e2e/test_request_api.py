@@ -1,0 +1,250 @@
+"""End to end: the request API (``/api/v1/requests``) on the same listener as ``/slack/events``.
+
+A script asks for access with a request-client token; the approvers get their DMs in the fake Slack; a signed
+Slack click approves; the attribute is written. And the API's refusals: 401 for no, unknown, malformed or revoked
+tokens, 403 outside the client's scope, 400/413/415 for bad bodies, 404 for another client's request, no route
+that approves. Then the same request through the Tailscale adapter (the built-in tailnet's API on a loopback port).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from app.access.people import StaticDirectory
+from app.access.request_clients import RequestClient, RequestClients
+from app.access.service import AccessService
+from app.config.model import Config
+from app.core.clock import FrozenClock
+from app.db import Database
+from app.db.tables.access import RequestStatus
+from app.request_api.app import RequestApi, with_request_api
+from app.slack.ids import ActionId
+from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.models import Actor
+from app.web.ops import not_found
+from tests.conftest import written
+from tests.e2e.conftest import BOB, CAROL, REQUESTER, AppUnderTest, settle
+from tests.e2e.test_access_flow import click, dm_message
+from tests.integration.vendor_contract import tailscale_remote
+from tests.serving import serving
+
+API = "/api/v1/requests"
+
+
+def new_client(app: AppUnderTest, *, requester: str | None = None, profiles: tuple[str, ...] = ()) -> tuple[str, str]:
+    """(client id, token) of a new request client."""
+    clients = RequestClients(app.ctx.db, clock=app.clock, profile_ids=lambda: ["prod", "pair", "gated"])
+    client, token = clients.create(
+        description="deploy bot", requester_id=requester, profiles=profiles, created_by="cli:test"
+    )
+    return client.id, token
+
+
+def post(app: AppUnderTest, path: str, token: str | None, body: Any = None, **kw: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers |= kw.pop("headers", {})
+    if body is not None and "content" not in kw:
+        kw["json"] = body
+    return httpx.post(f"{app.url}{path}", headers=headers, timeout=10, **kw)
+
+
+def get(app: AppUnderTest, path: str, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(f"{app.url}{path}", headers=headers, timeout=10)
+
+
+def ask(**fields: Any) -> dict[str, Any]:
+    body = {
+        "requester": REQUESTER,
+        "profile": "prod",
+        "device": "rita-laptop",
+        "duration": "1h",
+        "reason": "deploy from the pipeline",
+    }
+    return {k: v for k, v in (body | fields).items() if v is not None}
+
+
+def test_a_request_from_the_api_is_approved_in_slack_and_written(app_server: AppUnderTest) -> None:
+    app = app_server
+    client_id, token = new_client(app)
+    response = post(app, API, token, ask())
+    assert response.status_code == 201, response.text
+    created = response.json()
+    request_id = created["id"]
+    assert response.headers["Location"] == f"{API}/{request_id}"
+    assert (created["status"], created["origin"], created["request_client"]) == ("pending", "api", client_id)
+    assert created["requester"] == REQUESTER and sorted(created["approvers"]) == [BOB, CAROL]
+    settle(app.ctx)  # the DMs go out right after the commit, on the work pool
+    channel, ts = dm_message(app, BOB)
+    assert dm_message(app, CAROL) and dm_message(app, REQUESTER)
+    dm = next(c for c in app.fake.calls("chat.postMessage") if c.response.get("ts") == ts)
+    assert ActionId.APPROVE in json.dumps(dm.params["blocks"])
+    assert "deploy from the pipeline" in json.dumps(dm.params["blocks"])
+
+    assert click(app, ActionId.APPROVE, request_id, BOB, channel, ts).status_code == 200
+    laptop = app.devices["laptop"]
+    assert written(app.builtin.get_attributes(laptop.id)) == {"custom:prodAccess": True}
+    shown = get(app, f"{API}/{request_id}", token)
+    assert shown.status_code == 200
+    assert (shown.json()["status"], shown.json()["approvals"]) == ("granted", [BOB])
+    assert shown.headers["Content-Type"] == "application/json"
+    # a granted request cannot be cancelled through the API
+    refused = post(app, f"{API}/{request_id}/cancel", token)
+    assert refused.status_code == 409 and "already approved and granted" in refused.json()["message"]
+
+
+def test_a_pinned_requester_needs_no_name_and_cannot_be_changed(app_server: AppUnderTest) -> None:
+    app = app_server
+    _, token = new_client(app, requester=REQUESTER, profiles=("prod",))
+    response = post(app, API, token, ask(requester=None, approvers=[BOB]))
+    assert response.status_code == 201, response.text
+    assert (response.json()["requester"], response.json()["approvers"]) == (REQUESTER, [BOB])
+    other = post(app, API, token, ask(requester=BOB))
+    assert other.status_code == 403 and f"only as {REQUESTER}" in other.json()["message"]
+    scoped = post(app, API, token, ask(requester=None, profile="pair"))
+    assert scoped.status_code == 403 and "may not request 'pair'" in scoped.json()["message"]
+
+
+def test_unknown_malformed_missing_and_revoked_tokens_get_401(app_server: AppUnderTest) -> None:
+    app = app_server
+    client_id, token = new_client(app)
+    for sent in (
+        None,
+        "abrc-rcaaaaaaaaaaaa-" + "x" * 32,
+        "not-a-token",
+        token[:-1] + ("A" if token[-1] != "A" else "B"),
+    ):
+        response = post(app, API, sent, ask())
+        assert response.status_code == 401, (sent, response.text)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "message" in response.json()
+    basic = post(app, API, None, ask(), headers={"Authorization": f"Basic {token}"})
+    assert basic.status_code == 401
+    assert post(app, API, token, ask()).status_code == 201
+    RequestClients(app.ctx.db, clock=app.clock, profile_ids=list).revoke(client_id, actor="cli:test")
+    revoked = post(app, API, token, ask())
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["message"]
+    assert get(app, f"{API}/1", token).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "fragment"),
+    [
+        ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "not valid JSON"),
+        ({"content": b"[1, 2]", "headers": {"Content-Type": "application/json"}}, 400, "must be a JSON object"),
+        ({"content": b"profile=prod", "headers": {"Content-Type": "text/plain"}}, 415, "application/json"),
+        ({"content": b"{}" + b" " * (20 << 10), "headers": {"Content-Type": "application/json"}}, 413, "larger than"),
+        ({"content": b"x" * (2 << 20), "headers": {"Content-Type": "application/json"}}, 413, "larger than"),
+    ],
+    ids=["malformed", "not-an-object", "form", "over-16KiB", "over-the-server-cap"],
+)
+def test_bad_bodies(app_server: AppUnderTest, kwargs: dict[str, Any], status: int, fragment: str) -> None:
+    _, token = new_client(app_server)
+    response = post(app_server, API, token, **kwargs)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["message"]
+
+
+def test_field_errors_are_400_with_errors_by_field_and_store_nothing(app_server: AppUnderTest) -> None:
+    app = app_server
+    _, token = new_client(app)
+    typed = post(app, API, token, {"profile": 3, "duration": True, "approver": [BOB], "reason": "r", "device": "x"})
+    assert typed.status_code == 400
+    assert set(typed.json()["errors"]) == {"profile", "duration", "approver"}
+    assert typed.json()["errors"]["approver"] == "unknown field"
+    flow = post(app, API, token, ask(duration="2h", device="no-such-box", reason=" "))
+    assert flow.status_code == 400
+    errors = flow.json()["errors"]
+    assert set(errors) == {"duration", "device", "reason"}
+    assert "Choose one of the offered durations" in errors["duration"] and "no device" in errors["device"]
+    no_requester = post(app, API, token, ask(requester=None))
+    assert no_requester.status_code == 400 and "requester" in no_requester.json()["errors"]
+    stranger = post(app, API, token, ask(requester="UNOBODY"))
+    assert stranger.status_code == 400 and "not a Slack user" in stranger.json()["errors"]["requester"]
+    assert post(app, API, token, ask(profile="nope")).json()["errors"] == {
+        "profile": "No profile 'nope'; profiles: prod, pair, gated."
+    }
+    assert app.fake.calls("chat.postMessage") == []
+
+
+def test_cancel_is_limited_to_the_clients_own_requests_and_updates_the_dms(app_server: AppUnderTest) -> None:
+    app = app_server
+    owner_id, owner = new_client(app)
+    _, other = new_client(app)
+    request_id = post(app, API, owner, ask()).json()["id"]
+    settle(app.ctx)
+    channel, ts = dm_message(app, BOB)
+
+    for path in (f"{API}/{request_id}", f"{API}/999"):
+        hidden = get(app, path, other)
+        assert hidden.status_code == 404 and "does not exist" in hidden.json()["message"]
+    assert post(app, f"{API}/{request_id}/cancel", other).status_code == 404
+    assert app.ctx.access.get(request_id).status == RequestStatus.PENDING
+
+    cancelled = post(app, f"{API}/{request_id}/cancel", owner)
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["status"], cancelled.json()["ended_by"]) == ("cancelled", f"client:{owner_id}")
+    settle(app.ctx)
+    update = [c for c in app.fake.calls("chat.update") if c.params["ts"] == ts][-1]
+    assert ActionId.APPROVE not in json.dumps(update.params["blocks"])
+    assert "Request cancelled by" in json.dumps(update.params["blocks"])
+    # a click on the stale button changes nothing
+    assert click(app, ActionId.APPROVE, request_id, BOB, channel, ts).status_code == 200
+    assert app.ctx.access.get(request_id).status == RequestStatus.CANCELLED
+    assert app.tailnet.writes == []
+    again = post(app, f"{API}/{request_id}/cancel", owner)
+    assert again.status_code == 409 and "cancelled" in again.json()["message"]
+
+
+def test_there_is_no_route_that_approves(app_server: AppUnderTest) -> None:
+    app = app_server
+    _, token = new_client(app)
+    request_id = post(app, API, token, ask()).json()["id"]
+    for path in (f"{API}/{request_id}/approve", f"{API}/{request_id}/deny", "/api/v1/approvals", "/api/v2/requests"):
+        response = post(app, path, token, {})
+        assert response.status_code == 404, path
+        assert response.json() == {"message": f"no route for {path}"}
+    wrong = get(app, API, token)
+    assert wrong.status_code == 405 and wrong.headers["Allow"] == "POST"
+    assert httpx.delete(f"{app.url}{API}/{request_id}", timeout=10).status_code == 405
+    assert app.ctx.access.get(request_id).status == RequestStatus.PENDING
+    assert httpx.get(f"{app.url}/healthz", timeout=10).status_code == 200  # the listener's other routes stay
+
+
+def test_a_request_through_the_tailscale_adapter(db: Database, clock: FrozenClock) -> None:
+    builtin = BuiltinTailnet(db, clock=clock)
+    device = builtin.add_device(name="rita-laptop", user="req@example.com", os="macos", actor=Actor("cli:t"))
+    config = Config.model_validate(
+        {
+            "request_timeout": "1h",
+            "profiles": [
+                {"id": "prod", "attribute": "custom:prodAccess", "max_duration": "4h", "approvers": [BOB]},
+            ],
+        }
+    )
+    directory = StaticDirectory({REQUESTER: "req@example.com", BOB: "bob@example.com"}, {})
+    clients = RequestClients(db, clock=clock, profile_ids=lambda: ["prod"])
+    client, token = clients.create(description="ci", requester_id=None, profiles=(), created_by="cli:test")
+    assert isinstance(client, RequestClient)
+    announced: list[int] = []
+    with tailscale_remote(db, builtin, clock) as remote:
+        service = AccessService(db, remote, lambda: config, directory, clock=clock)
+        api = RequestApi(service, clients, clock=clock, announce=announced.append)
+        with serving(with_request_api(not_found, api)) as url:
+            response = httpx.post(
+                f"{url}{API}", headers={"Authorization": f"Bearer {token}"}, json=ask(device="rita-laptop"), timeout=10
+            )
+            assert response.status_code == 201, response.text
+            request_id = response.json()["id"]
+            assert announced == [request_id]
+            assert response.json()["device"]["id"] == device.id
+            approved = service.approve(request_id, BOB)
+            assert approved.status == RequestStatus.GRANTED
+            assert builtin.get_attributes(device.id).expiries["custom:prodAccess"] == clock() + timedelta(hours=1)
+            shown = httpx.get(f"{url}{API}/{request_id}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert shown.json()["status"] == "granted"
