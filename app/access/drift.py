@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -195,26 +195,26 @@ def resolve_in(session: Session, finding_id: int, resolution: Resolution, now: d
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def _reportable() -> ColumnElement[bool]:
+    """Not reported yet, and open or removed by reconcile (the admins hear of a removal; not of one that went away
+    or got a grant before anyone was told)."""
+    return and_(
+        DriftFindingRow.reported_at.is_(None),
+        or_(DriftFindingRow.resolved_at.is_(None), DriftFindingRow.resolution == str(Resolution.REMOVED)),
+    )
+
+
 def claim_unreported(db: Database, now: datetime) -> list[Finding]:
-    """Claim the open findings nobody has reported yet (one claimer wins each, across processes)."""
+    """Claim the findings nobody has reported yet (one claimer wins each, across processes): open ones, and those
+    reconcile removed before they were reported."""
     with db.session() as session:
-        candidates = list(
-            session.scalars(
-                select(DriftFindingRow.id).where(
-                    DriftFindingRow.resolved_at.is_(None), DriftFindingRow.reported_at.is_(None)
-                )
-            )
-        )
+        candidates = list(session.scalars(select(DriftFindingRow.id).where(_reportable())))
     if not candidates:
         return []
     with db.session() as session:
         rows = session.execute(
             update(DriftFindingRow)
-            .where(
-                DriftFindingRow.id.in_(candidates),
-                DriftFindingRow.resolved_at.is_(None),
-                DriftFindingRow.reported_at.is_(None),
-            )
+            .where(DriftFindingRow.id.in_(candidates), _reportable())
             .values(reported_at=now)
             .returning(*DriftFindingRow.__table__.c)
             .execution_options(synchronize_session=False)

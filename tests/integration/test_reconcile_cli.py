@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 
 from app import bootstrap
 from app.access.people import StaticDirectory
+from app.access.reconcile import MAX_READS, PACE, Reconciler
 from app.access.service import AccessService
 from app.config.model import load_config
 from app.config.settings import get_settings
@@ -27,6 +28,7 @@ from app.tailnet.api import make_api
 from app.tailnet.auth import AuthStore
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor, Device
+from app.tailnet.tailscale import TailscaleTailnet
 from app.web.server import make_server
 from tests.clitools import Run, cli_environment, invoker, ok
 from tests.conftest import written
@@ -198,8 +200,10 @@ def test_the_scheduled_job_removes_for_remove_unexplained_profiles(
     services = bootstrap.build(get_settings(), db=db, tailnet=builtin, clock=clock, slack_client=client)
     builtin.set_attribute(laptop.id, PROD, True, actor=HAND)
     result = services.reconcile_and_report()
-    assert [f.attribute for f in result.removed] == [PROD] and result.reported == 0
+    assert [f.attribute for f in result.removed] == [PROD] and result.reported == 1
     assert written(builtin.get_attributes(laptop.id)) == {}
+    [dm] = [c for c in slack.calls("chat.postMessage") if c.ok]
+    assert "1 of them removed already" in dm.params["text"]
 
 
 @pytest.mark.parametrize("interval", ["0", "none"])
@@ -209,3 +213,28 @@ def test_reconcile_interval_0_or_none_turns_the_job_off(
     (tmp_path / "accessbot.yml").write_text(CONFIG + f"reconcile_interval: {interval}\n")
     services = bootstrap.build(get_settings(), db=db, tailnet=builtin, clock=clock, slack_client=WebClient())
     assert RECONCILE_JOB not in {j.id for j in services.scheduler(sweep=False, sync=False).get_jobs()}
+
+
+def test_scheduled_runs_through_the_tailscale_adapter_read_a_bounded_paced_share_and_resume(
+    run: Run, builtin: BuiltinTailnet, server: str, db: Database, clock: FrozenClock
+) -> None:
+    boxes = sorted(
+        (builtin.add_device(name=f"box-{i}", user="ops@example.com", os="linux", actor=HAND) for i in range(3)),
+        key=lambda d: d.id,
+    )
+    builtin.set_attribute(boxes[2].id, PROD, True, actor=HAND)
+    _, key = AuthStore(db, clock=clock).create_api_key(actor=Actor("cli:setup"), description="reconcile")
+    with TailscaleTailnet(db, api_url=server, api_key=key, clock=clock, sleep=lambda _s: None) as adapter:
+        services = bootstrap.build(get_settings(), db=db, tailnet=adapter, clock=clock, slack_client=WebClient())
+        scheduled = services.reconciler(scheduled=True)
+        assert (scheduled.max_reads, scheduled.pace) == (MAX_READS, PACE)  # one GET per device: bounded and paced
+        pauses: list[float] = []
+        config = services.config
+        reconciler = Reconciler(db, adapter, config, clock=clock, max_reads=2, pace=PACE, sleep=pauses.append)
+        first = reconciler.run()
+        assert (first.read, first.devices, first.complete, first.findings) == (2, 3, False, [])
+        assert pauses == [PACE]
+        second = reconciler.run()  # goes on with the third device
+        assert [f.device_id for f in second.findings] == [boxes[2].id]
+    built_in = bootstrap.build(get_settings(), db=db, tailnet=builtin, clock=clock, slack_client=WebClient())
+    assert built_in.reconciler(scheduled=True).max_reads is None  # the built-in store is read in bulk

@@ -154,7 +154,10 @@ def test_remove_unexplained_removes_only_that_profiles_attribute(
     result = reconciler(db, builtin, config, clock).run(removal=Removal.PROFILES, report=report)
     assert [f.attribute for f in result.removed] == [PROD]
     assert [f.attribute for f in result.findings] == [PAIR]
-    assert report.reported == [(other.id, PAIR)]  # a removed one is closed before the report: nothing to tell
+    assert sorted(report.reported) == [(other.id, PAIR), (other.id, PROD)]  # the admins hear of the removal too
+    [told] = report.calls
+    assert {f.attribute: f.resolution for f in told} == {PROD: "removed", PAIR: None}
+    assert reconciler(db, builtin, config, clock).run(removal=Removal.PROFILES, report=report).reported == 0
     assert written(builtin.get_attributes(other.id)) == {PAIR: "rw"}
 
 
@@ -415,6 +418,17 @@ def test_no_admin_configured_keeps_findings_unreported(
     assert reconciler(db, builtin, config, clock).run(report=reporter).reported == 0
     assert [f.reported_at for f in open_findings(db)] == [None]
     assert fake.calls("chat.postMessage") == []
+
+
+def test_the_report_says_which_were_removed(clock: FrozenClock) -> None:
+    kept = Finding(1, "1", "box-1", PROD, True, "prod", clock(), clock(), None, None, None)
+    gone = Finding(2, "2", "box-2", PROD, True, "prod", clock(), clock(), None, clock(), "removed")
+    text, blocks = drift_report([kept, gone], lambda _: "Production")
+    assert text.startswith("accessbot found 2 device attributes held without an active grant; 1 of them removed")
+    shown = json.dumps(blocks)
+    assert shown.count("*removed* (audited)") == 1 and "What to do" in shown
+    _, only_removed = drift_report([gone], lambda _: "Production")
+    assert "What to do" not in json.dumps(only_removed)
 
 
 def test_the_report_fits_one_message_whatever_the_count(clock: FrozenClock) -> None:
