@@ -132,8 +132,10 @@ class Identities:
             return self._links
         try:
             return self.reload()
-        except Exception as exc:  # the database is away: the previous map answers until it is back
+        except Exception as exc:  # the database is away: the previous map answers, tried again after max_age
             log.warning("could not reload the user links (keeping %d): %s", len(self._links), exc)
+            with self._lock:
+                self._loaded_at = self.clock()
             return self._links
 
     def reload(self) -> dict[str, str]:

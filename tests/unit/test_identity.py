@@ -127,3 +127,20 @@ def test_link_refuses_bad_input_and_writes_nothing(
     with pytest.raises(ValueError, match=re.escape(message)):
         identity.link(db, user_id, login, by="cli:t", at=clock())
     assert identity.list_links(db) == []
+
+
+def test_a_failed_reload_keeps_the_previous_links_and_waits_max_age(db: Database, clock: FrozenClock) -> None:
+    ids = Identities(db, lambda: config(), clock=clock, max_age=timedelta(seconds=30))
+    identity.link(db, "U1ABC", "al@github", by="cli:t", at=clock())
+    assert ids.login_of("U1ABC", None) == "al@github"
+    clock.advance(seconds=31)
+    calls = []
+
+    def away() -> dict[str, str]:
+        calls.append(1)
+        raise OSError("database away")
+
+    ids.reload = away  # type: ignore[method-assign]
+    assert ids.login_of("U1ABC", None) == "al@github"  # the previous map answers
+    assert ids.login_of("U1ABC", None) == "al@github"
+    assert len(calls) == 1  # not retried on every keystroke
