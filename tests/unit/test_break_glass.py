@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.access import break_glass
 from app.access.errors import AlreadyDecided, NotAllowed, SubmissionInvalid
+from app.access.lifecycle import Lifecycle
 from app.access.read_model import AccessAudit
 from app.access.service import AccessService
 from app.config.model import Config
@@ -169,6 +170,44 @@ def test_a_failed_break_glass_write_is_a_failed_request_announced_to_the_approve
     request = submit(service, device, approver_ids=[], reason=REASON, break_glass=True)
     assert request.status == RequestStatus.FAILED
     assert kinds(db, request.id) == ["failed"]
+
+
+def test_a_break_glass_grant_interrupted_before_its_write_is_settled_by_the_lifecycle(
+    service: AccessService,
+    device: Device,
+    db: Database,
+    clock: FrozenClock,
+    glass_config: list[Config],
+    tailnet: FlakyTailnet,
+) -> None:
+    """The process died between ``granting`` and the write: recovery fails it visibly (never a silent grant)."""
+    with db.session() as session:
+        row = AccessRequestRow(
+            status=RequestStatus.PENDING,
+            requester_id=REQ,
+            profile_id="prod",
+            attribute="custom:prodAccess",
+            value=True,
+            approvals_required=1,
+            device_id=device.id,
+            device_name=device.name,
+            duration_seconds=3600,
+            reason=REASON,
+            approver_ids=[BOB, CAROL],
+            created_at=clock(),
+            timeout_at=clock() + timedelta(hours=1),
+        )
+        session.add(row)
+        session.flush()
+        request_id = break_glass.start(session, row, at=clock())
+    assert service.get(request_id).status == RequestStatus.GRANTING
+    life = Lifecycle(db, tailnet, lambda: glass_config[0], clock=clock)  # type: ignore[arg-type]
+    clock.advance(minutes=6)
+    assert life.recover_stuck_grants() == 1
+    request = service.get(request_id)
+    assert request.status == RequestStatus.FAILED and request.break_glass
+    assert kinds(db, request_id) == ["failed"]  # the notifier tells every approver (they may retry)
+    assert break_glass.unreviewed(db)[1] == 1
 
 
 def test_mark_reviewed_by_an_approver_once_never_by_the_requester_or_an_outsider(
