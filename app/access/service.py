@@ -157,10 +157,9 @@ class AccessService:
         return self.identities.login_of(user_id, self.directory.email_of(user_id), fresh=fresh)
 
     def _twin(self, requester_id: str, login: str | None, approver_ids: list[str]) -> bool:
-        """Whether a chosen approver other than the requester resolves to the requester's login."""
-        return bool(login) and any(
-            same_login(self.login_of(a, fresh=True), login) for a in set(approver_ids) - {requester_id}
-        )
+        """Whether a chosen approver other than the requester resolves to the requester's login (the links were
+        just read fresh for the requester, so the in-memory map is current)."""
+        return bool(login) and any(same_login(self.login_of(a), login) for a in set(approver_ids) - {requester_id})
 
     def submit(
         self,
