@@ -154,6 +154,8 @@ def request_message(
         head = f"Your request #{request.id} for *{label}* access"
     else:
         head = f"{user(request.requester_id)} requests *{label}* access (#{request.id})"
+    if request.break_glass:
+        head = f":rotating_light: *Break glass* · {head}"
     blocks: list[Block] = [
         section(head),
         summary_fields(request, profile_label),
