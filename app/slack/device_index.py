@@ -49,6 +49,10 @@ DEFAULT_MAX_AGE = timedelta(seconds=60)
 DEFAULT_COUNTED_MAX_AGE = timedelta(minutes=15)
 """How old a snapshot of a tailnet with a change counter may get before it is refetched anyway."""
 DEFAULT_RETRY_AFTER = timedelta(seconds=10)
+_TAG_MEMO_ENTRIES = 64
+"""Tag sets (one per ``own_or_tagged`` profile) whose device ranks are remembered per snapshot."""
+_HEAD = 256
+"""How many of a prefix range's smallest ranks are tried first for the allowed devices among them."""
 
 
 class DeviceSource(Protocol):
@@ -128,6 +132,7 @@ class DeviceIndex:
         # One lock, held for a whole fetch-and-build: refreshes run one at a time, and the four fields above
         # are written only under it. Readers need none: each reads one field, and a snapshot never changes.
         self._lock = threading.Lock()
+        self._tag_memo: tuple[Snapshot | None, dict[tuple[str, ...], tuple[int, ...]]] = (None, {})
 
     # -- state -----------------------------------------------------------------------------------------
 
@@ -303,26 +308,40 @@ class DeviceIndex:
         """Like ``search``, among eligible devices only (``app.access.eligibility``): ``mine`` are the untagged
         devices of ``owner_email``, ``others`` the devices carrying any of ``tags`` (exact, case-insensitive).
 
-        Candidates come from the owner map and the exact tag tokens (O(log n) each), never from a scan.
+        Candidates come from the owner map and the exact tag tokens (O(log n) each, kept per snapshot), never from
+        a scan of all devices; a typed prefix is matched against the smaller of the candidates and the prefix range.
         """
         snapshot = self._snapshot
         if limit <= 0 or not snapshot.devices:
             return DeviceMatches()
         owned = snapshot.by_owner.get(fold_email(owner_email), ()) if owner_email else ()
-        own = tuple(rank for rank in owned if not snapshot.devices[rank].tags)
-        tagged = sorted({rank for tag in tags for rank in _token_ranks(snapshot, tag.casefold())} - set(own))
+        own = tuple(rank for rank in owned if not snapshot.devices[rank].tags)  # disjoint from the tagged ones
+        tagged = self._tagged(snapshot, tuple(sorted({t.casefold() for t in tags})))
         prefix = query.strip().casefold()
         if not prefix:
-            mine, others = list(own[:limit]), tagged[: max(0, limit - len(own))]
+            mine, others = list(own[:limit]), list(tagged[: max(0, limit - len(own))])
         else:
             lo, hi = snapshot.prefix_range(prefix)
             mine = self._own_matches(snapshot, own, prefix, lo, hi, limit)
-            room = limit - len(mine)
-            others = self._own_matches(snapshot, tuple(tagged), prefix, lo, hi, room) if room > 0 else []
+            others = _allowed_matches(snapshot, tagged, prefix, lo, hi, limit - len(mine))
         return DeviceMatches(
             mine=[snapshot.devices[rank] for rank in mine],
             others=[snapshot.devices[rank] for rank in others],
         )
+
+    def _tagged(self, snapshot: Snapshot, tags: tuple[str, ...]) -> tuple[int, ...]:
+        """The ranks of the devices carrying any of ``tags``, ascending; remembered for the current snapshot."""
+        if not tags:
+            return ()
+        memo = self._tag_memo
+        if memo[0] is not snapshot:
+            memo = self._tag_memo = (snapshot, {})
+        found = memo[1].get(tags)
+        if found is None:
+            found = tuple(sorted({rank for tag in tags for rank in _token_ranks(snapshot, tag)}))
+            if len(memo[1]) < _TAG_MEMO_ENTRIES:
+                memo[1][tags] = found
+        return found
 
     @staticmethod
     def _first_except(total: int, skip: list[int], count: int) -> list[int]:
@@ -357,3 +376,29 @@ def _token_ranks(snapshot: Snapshot, token: str) -> list[int]:
     """The ranks of the devices having exactly ``token`` (ascending: a token's ranks are kept in name order)."""
     lo = bisect_left(snapshot.keys, token)
     return snapshot.ranks[lo : bisect_right(snapshot.keys, token, lo)]
+
+
+def _allowed_matches(
+    snapshot: Snapshot, allowed: tuple[int, ...], prefix: str, lo: int, hi: int, limit: int
+) -> list[int]:
+    """The first ``limit`` ranks of ``allowed`` (ascending) whose tokens start with ``prefix`` (range ``lo:hi``).
+
+    Few allowed devices: check their tokens. Many: the range's smallest ranks first (memoized by the snapshot),
+    then, only if they hold too few, the smaller of the two sides in full.
+    """
+    if limit <= 0 or not allowed or lo >= hi:
+        return []
+    if len(allowed) > _HEAD:
+        head = snapshot.smallest_ranks(lo, hi, _HEAD)
+        found = [rank for rank in head if _contains(allowed, rank)][:limit]
+        if len(found) == limit or len(head) < _HEAD:
+            return found
+    if len(allowed) <= hi - lo:
+        out: list[int] = []
+        for rank in allowed:
+            if snapshot.matches(rank, prefix):
+                out.append(rank)
+                if len(out) == limit:
+                    break
+        return out
+    return [rank for rank in sorted(set(snapshot.ranks[lo:hi])) if _contains(allowed, rank)][:limit]

@@ -280,3 +280,27 @@ def test_any_and_own_or_tagged_profiles_through_the_service(
     request = submit(service, bobs_device)
     assert service.approve(request.id, BOB).status == RequestStatus.GRANTED
     assert timedelta(0) < request.duration
+
+
+@pytest.mark.parametrize("tags", [("tag:half",), ("tag:rare",), ("tag:half", "tag:rare"), ()])
+def test_search_eligible_agrees_with_a_scan_of_every_device(tags: tuple[str, ...]) -> None:
+    devices = []
+    for i in range(3000):
+        tagged = ("tag:half",) if i % 2 == 0 else ("tag:rare",) if i % 97 == 0 else ()
+        devices.append(dev(f"h{i % 7}-{i:04d}", f"u{i % 30}@example.com", tagged))
+    index = DeviceIndex(Listing(devices))
+    index.refresh()
+    ordered = sorted(devices, key=lambda d: d.name)
+    for query in ("", "h", "h3", "h3-1", "h3-12", "tag:", "rare", "zz"):
+        for limit in (1, 7, 100):
+            got = index.search_eligible(query, owner_email="u4@example.com", tags=tags, limit=limit)
+            matching = [d for d in ordered if not query or any(t.startswith(query) for t in _tokens(d))]
+            mine = [d.id for d in matching if eligibility.is_own(d, "u4@example.com")][:limit]
+            others = [d.id for d in matching if set(d.tags) & set(tags)][: limit - len(mine)]
+            assert ([d.id for d in got.mine], [d.id for d in got.others]) == (mine, others), (query, limit)
+
+
+def _tokens(device: Device) -> tuple[str, ...]:
+    from app.slack.device_snapshot import device_tokens
+
+    return device_tokens(device)
