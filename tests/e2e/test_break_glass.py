@@ -237,3 +237,17 @@ def test_break_glass_through_the_tailscale_adapter(db: Database, clock: FrozenCl
         assert service.mark_reviewed(request.id, BOB).reviewed_by == BOB
         assert service.revoke(request.id, REQUESTER).status == RequestStatus.REVOKED
         assert ATTRIBUTE not in written(builtin.get_attributes(device.id))
+
+
+def test_an_approver_marks_it_reviewed_from_app_home(app_server: AppUnderTest) -> None:
+    app = app_server
+    request_id = break_glass(app)
+    assert app.slack.post(app_home_opened(CAROL)).status_code == 200
+    home = app.fake.home_view(CAROL)
+    [block] = [b for b in home["blocks"] if ActionId.MARK_REVIEWED in json.dumps(b)]
+    clicked = block_actions_in_view(
+        ActionId.MARK_REVIEWED, block.get("block_id", ""), CAROL, value=str(request_id), view=home
+    )
+    assert app.slack.post(clicked).status_code == 200
+    assert app.ctx.access.get(request_id).reviewed_by == CAROL
+    assert "Break glass to review" not in json.dumps(app.fake.home_view(CAROL))  # published again
