@@ -304,3 +304,22 @@ def _tokens(device: Device) -> tuple[str, ...]:
     from app.slack.device_snapshot import device_tokens
 
     return device_tokens(device)
+
+
+def test_the_picker_reads_the_profile_from_the_modal_state_then_its_initial_option() -> None:
+    from types import SimpleNamespace
+
+    from app.slack.ids import ActionId, BlockId
+    from app.slack.listeners.options import form_profile
+
+    two = make_config()
+    ctx: Any = SimpleNamespace(config=lambda: two)
+    state = {"state": {"values": {BlockId.PROFILE: {ActionId.PROFILE_SELECT: {"selected_option": {"value": "pair"}}}}}}
+    assert form_profile(ctx, state).id == "pair"  # type: ignore[union-attr]
+    built = {"blocks": [{"block_id": BlockId.PROFILE, "element": {"initial_option": {"value": "prod"}}}]}
+    assert form_profile(ctx, built).id == "prod"  # type: ignore[union-attr]
+    assert form_profile(ctx, {"blocks": []}) is None  # unknown: the picker offers all, submit decides
+    assert form_profile(ctx, None) is None
+    one = Config.model_validate({"profiles": [two.profiles[0].model_dump()]})
+    ctx = SimpleNamespace(config=lambda: one)
+    assert form_profile(ctx, {"blocks": []}).id == "prod"  # type: ignore[union-attr]
