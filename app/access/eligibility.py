@@ -50,6 +50,11 @@ def owner_of(device: Device) -> str:
     return device.user or "nobody (no owner reported)"
 
 
+def owner_label(device: Device) -> str:
+    """What the request stores as the device's owner: its login, or its tags for a tagged device (at most 255)."""
+    return (", ".join(device.tags) if device.tags else device.user)[:255]
+
+
 def device_problem(profile: Profile, device: Device, login: str | None, *, user_id: str) -> str | None:
     """Why the requester (``user_id``, ``login``) may not request ``profile`` for ``device`` (``None``: they may)."""
     if is_eligible(profile, device, login):

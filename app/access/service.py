@@ -214,7 +214,7 @@ class AccessService:
                 approvals_required=profile.approvals_required,
                 device_id=device.id,
                 device_name=device.name,
-                device_owner=device.user,
+                device_owner=eligibility.owner_label(device),
                 device_os=device.os,
                 duration_seconds=int(duration.total_seconds()),
                 reason=reason.strip(),

@@ -129,6 +129,11 @@ def test_the_approver_dm_says_whose_device_it_is(app_server: AppUnderTest) -> No
     assert submit(app, view, form_state(app, device="bobs", profile="anydev")).text == ""
     assert "(not the requester's: owned by bob@example.com)" in dm_text(app)
 
+    app.fake.reset()
+    view = open_modal(app, profile="tagged")
+    assert submit(app, view, form_state(app, device="db", profile="tagged")).text == ""
+    assert "(not the requester's: owned by tag:prod)" in dm_text(app)  # a tagged device belongs to its tags
+
 
 def test_a_linked_login_decides_which_devices_are_own_and_is_stored(app_server: AppUnderTest) -> None:
     app = app_server
