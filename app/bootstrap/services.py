@@ -265,6 +265,7 @@ class Services:
             self.request_clients,
             clock=self.clock,
             announce=lambda request_id: slack.pools.later(slack.notifier.deliver, request_id),
+            proxies=self.trusted_proxies(),
         )
 
     def bolt_app(self, *, token_verification_enabled: bool = True) -> App:

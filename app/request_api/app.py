@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -32,7 +33,9 @@ from app.access.errors import (
 from app.access.request_clients import ClientUnauthorized, RequestClient, RequestClients
 from app.access.service import AccessService
 from app.core.clock import Clock
+from app.core.proxies import TrustedProxies
 from app.request_api.body import BodyError, read_json, request_fields
+from app.tailnet.auth_limiter import FailedAuthLimiter, client_key
 from app.tailnet.errors import TailnetError
 from app.web.ops import RouteOf
 
@@ -105,10 +108,15 @@ class RequestApi:
         *,
         clock: Clock,
         announce: Callable[[int], object] = lambda request_id: None,
+        limiter: FailedAuthLimiter | None = None,
+        proxies: TrustedProxies | None = None,
     ) -> None:
         self.access = access
         self.clients = clients
         self.clock = clock
+        self.limiter = limiter if limiter is not None else FailedAuthLimiter()
+        """Failed authentications per client address (10 a minute): then 429 with ``Retry-After``."""
+        self.proxies = proxies if proxies is not None else TrustedProxies()
         self.announce = announce
         """Called with a request's id once its change is committed: starts delivering its outbox notices now (the
         scheduled outbox job would otherwise send them within its interval)."""
@@ -153,6 +161,14 @@ class RequestApi:
             raise ApiError("503 Service Unavailable", f"the tailnet did not answer: {exc.message}") from None
 
     def _authenticate(self, environ: WSGIEnvironment) -> RequestClient:
+        """The client whose token the call sends: 401 without a valid one, 429 for an address that failed too
+        often (guessing tokens costs a request per guess, and the guesses are capped)."""
+        address = client_key(self.proxies.client(environ))
+        wait = self.limiter.retry_after(address)
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            message = f"too many failed authentication attempts from your address; try again in {seconds} seconds"
+            raise ApiError("429 Too Many Requests", message, headers=[("Retry-After", str(seconds))])
         header = str(environ.get("HTTP_AUTHORIZATION", ""))
         scheme, _, token = header.partition(" ")
         challenge = [("WWW-Authenticate", 'Bearer realm="accessbot request API"')]
@@ -161,6 +177,7 @@ class RequestApi:
         try:
             return self.clients.authenticate(token)
         except ClientUnauthorized as exc:
+            self.limiter.record_failure(address)
             raise ApiError("401 Unauthorized", exc.message, headers=challenge) from None
 
     def _create(self, client: RequestClient, environ: WSGIEnvironment) -> Answer:

@@ -248,3 +248,15 @@ def test_a_request_through_the_tailscale_adapter(db: Database, clock: FrozenCloc
             assert builtin.get_attributes(device.id).expiries["custom:prodAccess"] == clock() + timedelta(hours=1)
             shown = httpx.get(f"{url}{API}/{request_id}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert shown.json()["status"] == "granted"
+
+
+def test_guessing_tokens_is_capped_per_address(app_server: AppUnderTest) -> None:
+    app = app_server
+    _, token = new_client(app)
+    for attempt in range(10):
+        assert post(app, API, f"abrc-rcguessguess{attempt:02d}-" + "x" * 32, ask()).status_code == 401
+    limited = post(app, API, token, ask())  # even a valid token, from that address, for a while
+    assert limited.status_code == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert "too many failed authentication attempts" in limited.json()["message"]
+    assert app.fake.calls("chat.postMessage") == []
