@@ -162,7 +162,7 @@ STATUS_WORDS = {
     _S.ENDED: "has ended",
     _S.PENDING: "is still waiting for approval",
     _S.SCHEDULED: "was approved and is scheduled to start later",
-    _S.CANCELLED: "was cancelled by its requester",
+    _S.CANCELLED: "was cancelled before it was granted",
 }
 """How a request's status is told to someone whose action came too late."""
 

@@ -196,6 +196,8 @@ def test_cancel_is_limited_to_the_clients_own_requests_and_updates_the_dms(app_s
     # a click on the stale button changes nothing
     assert click(app, ActionId.APPROVE, request_id, BOB, channel, ts).status_code == 200
     assert app.ctx.access.get(request_id).status == RequestStatus.CANCELLED
+    said = [c.params.get("text", "") for c in app.fake.calls() if c.method in ("chat.postEphemeral", "response_url")]
+    assert any(f"Request {request_id} was cancelled before it was granted" in text for text in said), said
     assert app.tailnet.writes == []
     again = post(app, f"{API}/{request_id}/cancel", owner)
     assert again.status_code == 409 and "cancelled" in again.json()["message"]
