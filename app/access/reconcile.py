@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -286,7 +286,7 @@ class Reconciler:
             result.not_removed.append((finding, getattr(exc, "message", None) or str(exc)))
             return
         if removed:
-            result.removed.append(finding)
+            result.removed.append(replace(finding, resolved_at=self.clock(), resolution=str(Resolution.REMOVED)))
 
     # -- reporting -----------------------------------------------------------------------------------
 
@@ -339,6 +339,7 @@ class _Removal:
         if raced is not None:  # a grant started between the check and the delete: put its write back
             self._restore(raced)
             return self._close(Resolution.GRANTED, now)
+        now = self.r.clock()  # after the delete: the audit event follows the tailnet's own record of it
         with self.r.db.session() as session:
             if drift.resolve_in(session, f.id, Resolution.REMOVED, now):
                 details = {"finding": f.id, "profile": f.profile_id, "device": f.device_name}

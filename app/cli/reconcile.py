@@ -60,7 +60,7 @@ def _print(result: ReconcileReport, fix: bool) -> None:
             f"{len(result.findings)} attribute(s) held without an active grant{hint}", highlight=False, soft_wrap=True
         )
     else:
-        console.print(f"No drift: {result.read} device(s) read, every profile attribute has an active grant.")
+        console.print(f"No drift: {result.read} device(s) read; no profile attribute is held without an active grant.")
 
 
 def reconcile(
