@@ -213,8 +213,7 @@ class Reconciler:
     def _read_one(self, device: Device, keys: set[str], seen: _Observation) -> None:
         try:
             current = self.tailnet.get_attributes(device.id)
-        except DeviceNotFound:  # removed since the listing: it holds nothing any more
-            seen.read.add(device.id)
+        except DeviceNotFound:  # removed since the listing: not a device any more (its findings are closed)
             seen.names.pop(device.id, None)
             return
         except Exception as exc:  # the API refused or failed after its retries: say so, go on

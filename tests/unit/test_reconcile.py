@@ -26,6 +26,7 @@ from app.slack.notify import Notifier
 from app.slack.views.blockkit import MESSAGE_BLOCKS_MAX, SECTION_TEXT_MAX
 from app.slack.views.drift import drift_report
 from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.errors import DeviceNotFound, RateLimited
 from app.tailnet.models import Actor, Device
 from tests.conftest import written
 from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlackAPI
@@ -304,6 +305,7 @@ class PerDevice:
         self.inner = inner
         self.reads: list[str] = []
         self.refuse: set[str] = set()
+        self.vanished: set[str] = set()
 
     def list_devices(self) -> list[Device]:
         return self.inner.list_devices()
@@ -311,9 +313,9 @@ class PerDevice:
     def get_attributes(self, device_id: str) -> Any:
         self.reads.append(device_id)
         if device_id in self.refuse:
-            from app.tailnet.errors import RateLimited
-
             raise RateLimited("Tailscale API answered 429 Too Many Requests")
+        if device_id in self.vanished:
+            raise DeviceNotFound(f"device {device_id} not found")
         return self.inner.get_attributes(device_id)
 
     def delete_attribute(self, *args: Any, **kwargs: Any) -> None:
@@ -354,6 +356,18 @@ def test_a_device_that_cannot_be_read_is_reported_and_its_finding_kept(
     ]
     assert [f.device_id for f in result.findings] == [other.id]  # not read: not taken for gone
     assert result.resolved == {}
+
+
+def test_a_device_gone_between_the_listing_and_its_read_closes_its_findings(
+    builtin: BuiltinTailnet, other: Device, db: Database, config: list[Config], clock: FrozenClock
+) -> None:
+    builtin.set_attribute(other.id, PROD, True, actor=HAND)
+    tailnet = PerDevice(builtin)
+    rec = Reconciler(db, tailnet, lambda: config[0], clock=clock)
+    assert rec.run().new == 1
+    tailnet.vanished.add(other.id)
+    result = rec.run()
+    assert result.resolved == {"gone": 1} and result.findings == [] and result.complete
 
 
 # -- the admins' DM ----------------------------------------------------------------------------------------
