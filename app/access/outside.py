@@ -57,6 +57,8 @@ class OutsideRequest:
     reason: str
     approver_ids: Sequence[str] = ()
     """Empty: every eligible approver of the profile (but the requester, unless the profile allows self-approval)."""
+    starts_at: datetime | None = None
+    """Scheduled access: when the attribute is to be written (``None``: as soon as it is approved)."""
 
 
 def _stored(session: Session, row: AccessRequestRow) -> StoredRequest:
@@ -86,6 +88,7 @@ def submit(
         duration=ask.duration,
         approver_ids=approvers,
         reason=ask.reason,
+        starts_at=ask.starts_at,
     )
     errors.update(checked)
     if device_error:
@@ -101,6 +104,7 @@ def submit(
         reason=ask.reason,
         origin=origin,
         request_client_id=request_client_id,
+        starts_at=ask.starts_at,
     )
     return get(access.db, created.id)
 
@@ -217,6 +221,7 @@ def to_json(stored: StoredRequest) -> dict[str, Any]:
         "value": r.value,
         "device": {"id": r.device_id, "name": r.device_name, "owner": r.device_owner, "os": r.device_os},
         "duration_seconds": int(r.duration.total_seconds()),
+        "starts_at": _time(r.starts_at),
         "reason": r.reason,
         "approvers": list(r.approver_ids),
         "approvals": list(r.approvals),

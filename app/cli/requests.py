@@ -19,7 +19,7 @@ from rich.text import Text
 from app.access import outside
 from app.access.errors import AccessError, SubmissionInvalid
 from app.cli.common import cli_actor, console, err_console, fail, opened_services, print_json, print_table
-from app.core.timefmt import format_duration, format_rfc3339, parse_duration
+from app.core.timefmt import format_duration, format_rfc3339, parse_duration, parse_rfc3339
 from app.db.tables.access import RequestStatus
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ OPTION_OF = {
     "duration": "--duration",
     "approver": "--approver",
     "reason": "--reason",
+    "starts_at": "--start",
 }
 """The CLI option behind each field of a submission's errors."""
 
@@ -92,6 +93,10 @@ def request_cmd(
         list[str] | None,
         typer.Option("--approver", help="Who to ask (user id or email; repeatable). Default: every approver"),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="Scheduled access: when to write it, RFC 3339 (default: once approved)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored request as JSON")] = False,
 ) -> None:
     """Ask for access as a Slack user from the terminal; the approvers decide in Slack."""
@@ -99,6 +104,10 @@ def request_cmd(
         length: timedelta | None = parse_duration(duration)
     except ValueError as exc:
         fail(f"--duration: {exc}")
+    try:
+        starts_at = parse_rfc3339(start) if start is not None else None
+    except ValueError as exc:
+        fail(f"--start: {exc}")
     with opened_services() as rt:
         if rt.slack_options.bot_token is None:
             fail("set SLACK_BOT_TOKEN: requests are approved in Slack, and accessbot asks Slack who may approve")
@@ -109,6 +118,7 @@ def request_cmd(
             duration=length,
             reason=reason,
             approver_ids=tuple(resolve_user(rt, a, "--approver") for a in approvers or ()),
+            starts_at=starts_at,
         )
         try:
             stored = outside.submit(rt.access, ask, origin="cli")
@@ -209,7 +219,8 @@ def _facts(stored: outside.StoredRequest) -> list[str]:
         f"approvers:  {', '.join(r.approver_ids)}",
         f"approvals:  {len(r.approvals)} of {r.approvals_required}{approved}",
     ]
-    for label, value in (("granted", r.granted_at), ("expires", r.expires_at), ("ended", r.ended_at)):
+    times = (("starts", r.starts_at), ("granted", r.granted_at), ("expires", r.expires_at), ("ended", r.ended_at))
+    for label, value in times:
         if value is not None:
             lines.append(f"{label + ':':<11} {_when(value)}")
     for label, text in (("ended by", stored.ended_by), ("denied", r.deny_reason), ("last error", r.last_error)):

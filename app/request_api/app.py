@@ -193,6 +193,7 @@ class RequestApi:
             duration=fields["duration"],
             reason=fields["reason"],
             approver_ids=tuple(fields["approvers"]),
+            starts_at=fields["starts_at"],
         )
         stored = outside.submit(self.access, ask, origin="api", request_client_id=client.id)
         self.announce(stored.request.id)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from wsgiref.types import WSGIEnvironment
 
-from app.core.timefmt import parse_duration
+from app.core.timefmt import parse_duration, parse_rfc3339
 
 MAX_BODY = 16 << 10
 """The largest body a call may send (a request is a few hundred bytes)."""
-FIELDS = frozenset({"requester", "profile", "device", "duration", "reason", "approvers"})
+FIELDS = frozenset({"requester", "profile", "device", "duration", "reason", "approvers", "starts_at"})
 
 
 class BodyError(Exception):
@@ -79,6 +79,20 @@ def duration_of(value: Any, errors: dict[str, str]) -> timedelta | None:
     return None
 
 
+def start_of(value: Any, errors: dict[str, str]) -> datetime | None:
+    """Scheduled access: an RFC 3339 time (``None`` or absent: as soon as it is approved)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        errors["starts_at"] = 'starts_at must be an RFC 3339 time such as "2026-01-02T15:04:05Z"'
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        errors["starts_at"] = str(exc)
+        return None
+
+
 def request_fields(body: dict[str, Any]) -> dict[str, Any]:
     """The fields of ``POST /api/v1/requests``, checked for type; ``BodyError`` (400) naming each bad one."""
     errors = {name: "unknown field" for name in body if name not in FIELDS}
@@ -94,6 +108,7 @@ def request_fields(body: dict[str, Any]) -> dict[str, Any]:
         errors["approvers"] = "approvers must be a list of at most 50 Slack user ids"
         approvers = []
     fields["approvers"] = approvers
+    fields["starts_at"] = start_of(body.get("starts_at"), errors)
     if errors:
         raise BodyError("400 Bad Request", "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
     return fields

@@ -20,6 +20,7 @@ from app.access.request_clients import RequestClient, RequestClients
 from app.access.service import AccessService
 from app.config.model import Config
 from app.core.clock import FrozenClock
+from app.core.timefmt import format_rfc3339
 from app.db import Database
 from app.db.tables.access import RequestStatus
 from app.request_api.app import RequestApi, with_request_api
@@ -262,3 +263,27 @@ def test_guessing_tokens_is_capped_per_address(app_server: AppUnderTest) -> None
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert "too many failed authentication attempts" in limited.json()["message"]
     assert app.fake.calls("chat.postMessage") == []
+
+
+def test_a_scheduled_request_from_the_api_can_be_cancelled_before_its_start(app_server: AppUnderTest) -> None:
+    app = app_server
+    _, token = new_client(app)
+    start = app.clock() + timedelta(hours=2)
+    bad = post(app, API, token, ask(starts_at="tomorrow"))
+    assert bad.status_code == 400 and "invalid timestamp" in bad.json()["errors"]["starts_at"]
+    past = post(app, API, token, ask(starts_at=format_rfc3339(app.clock() - timedelta(hours=1))))
+    assert past.status_code == 400 and "starts_at" in past.json()["errors"]
+    created = post(app, API, token, ask(starts_at=format_rfc3339(start)))
+    assert created.status_code == 201, created.text
+    assert created.json()["starts_at"] == format_rfc3339(start)
+    request_id = created.json()["id"]
+    settle(app.ctx)
+    channel, ts = dm_message(app, BOB)
+    assert click(app, ActionId.APPROVE, request_id, BOB, channel, ts).status_code == 200
+    assert get(app, f"{API}/{request_id}", token).json()["status"] == "scheduled"
+    cancelled = post(app, f"{API}/{request_id}/cancel", token)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    app.clock.advance(hours=3)
+    assert app.ctx.lifecycle.run_all()["started"] == 0
+    assert app.tailnet.writes == []
+    assert app.ctx.access.get(request_id).status == RequestStatus.CANCELLED

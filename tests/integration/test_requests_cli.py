@@ -295,3 +295,12 @@ def test_request_clients_refuse_bad_input(run: Run) -> None:
     failed(run("request-clients", "create", "--description", "  "), "--description")
     failed(run("request-clients", "revoke", "rcnothere"), "no request client 'rcnothere'")
     assert "no request clients" in ok(run("request-clients", "list"))
+
+
+def test_a_scheduled_request_from_the_cli(run: Run, db: Database, laptop: Device) -> None:
+    shown = json.loads(ok(ask(run, "--start", "2026-11-21T14:00:00Z", "--json")))
+    assert (shown["status"], shown["starts_at"]) == ("pending", "2026-11-21T14:00:00Z")
+    assert "starts:     2026-11-21T14:00:00Z" in ok(run("requests", "show", str(shown["id"])))
+    failed(ask(run, "--start", "at two"), "--start: invalid timestamp 'at two'")
+    failed(ask(run, "--start", "2026-11-21T11:00:00Z"), "--start:")
+    assert len(rows(db)) == 1
