@@ -371,3 +371,14 @@ def test_scheduled_notices_say_when(clock: FrozenClock, kind: str, words: str) -
     assert f"<!date^{int((start + HOUR).timestamp())}^" in rendered  # the window's end
     assert "<!date" not in text  # the fallback has plain dates
     assert "starts" in status_line(request) and "until" in status_line(request)
+
+
+def test_the_deciding_vote_of_several_schedules(service: AccessService, device: Device, clock: FrozenClock) -> None:
+    from tests.unit.access_support import CAROL, DAVE
+
+    request = submit(
+        service, device, profile_id="pair", approver_ids=[CAROL, DAVE], starts_at=clock() + timedelta(hours=2)
+    )
+    assert service.approve(request.id, CAROL).status == S.PENDING
+    scheduled = service.approve(request.id, DAVE)
+    assert scheduled.status == S.SCHEDULED and scheduled.approvals == (CAROL, DAVE) and scheduled.decided_by == DAVE
