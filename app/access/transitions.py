@@ -236,6 +236,8 @@ def move_or_refuse(
 def submitted(session: Session, row: AccessRequestRow, *, at: datetime) -> None:
     """A new ``pending`` request (added and flushed by the caller): audit it, tell the approvers, count it."""
     details = {"reason": row.reason, "requester_login": row.requester_login}
+    if row.origin not in (None, "slack"):  # made outside Slack: by which way, and with which request client
+        details |= {"origin": row.origin, "request_client": row.request_client_id}
     record(session, row, actor=row.requester_id, action=AccessAudit.REQUESTED, at=at, details=details)
     notify(session, row, Notice.REQUESTED, at=at)
     metrics.access_requested(session)

@@ -21,7 +21,7 @@ from app.access.service import AccessService
 from app.config.model import Config
 from app.core.clock import FrozenClock
 from app.core.timefmt import format_rfc3339
-from app.db import Database
+from app.db import Database, audit
 from app.db.tables.access import RequestStatus
 from app.request_api.app import RequestApi, with_request_api
 from app.slack.ids import ActionId
@@ -59,6 +59,11 @@ def get(app: AppUnderTest, path: str, token: str | None) -> httpx.Response:
     return httpx.get(f"{app.url}{path}", headers=headers, timeout=10)
 
 
+def audit_json(app: AppUnderTest, action: str) -> list[dict[str, Any]]:
+    with app.ctx.db.session() as session:
+        return [e.to_json() for e in audit.query(session, action=action)]
+
+
 def ask(**fields: Any) -> dict[str, Any]:
     body = {
         "requester": REQUESTER,
@@ -79,6 +84,9 @@ def test_a_request_from_the_api_is_approved_in_slack_and_written(app_server: App
     request_id = created["id"]
     assert response.headers["Location"] == f"{API}/{request_id}"
     assert (created["status"], created["origin"], created["request_client"]) == ("pending", "api", client_id)
+    assert ("api", client_id) in [
+        (e["details"].get("origin"), e["details"].get("request_client")) for e in audit_json(app, "Access requested")
+    ]
     assert created["requester"] == REQUESTER and sorted(created["approvers"]) == [BOB, CAROL]
     settle(app.ctx)  # the DMs go out right after the commit, on the work pool
     channel, ts = dm_message(app, BOB)

@@ -122,6 +122,7 @@ def test_request_by_email_asks_every_approver_in_slack_and_is_stored_as_from_the
     assert sent == []
     [event] = [e for e in audit_events(db) if e.target == "request/1"]
     assert (event.actor, event.action) == ("UREQ", "Access requested")
+    assert (event.details["origin"], event.details["request_client"]) == ("cli", None)
 
 
 def audit_events(db: Database) -> list[audit.AuditEvent]:
