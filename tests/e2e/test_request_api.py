@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,8 +29,9 @@ from app.slack.ids import ActionId
 from app.tailnet.builtin import BuiltinTailnet
 from app.tailnet.models import Actor
 from app.web.ops import not_found
+from tests.clitools import cli_environment, invoker, ok
 from tests.conftest import written
-from tests.e2e.conftest import BOB, CAROL, REQUESTER, AppUnderTest, settle
+from tests.e2e.conftest import BOB, CAROL, REQUESTER, SLACK_BOT_TOKEN, AppUnderTest, settle
 from tests.e2e.test_access_flow import click, dm_message
 from tests.integration.vendor_contract import tailscale_remote
 from tests.serving import serving
@@ -295,3 +297,32 @@ def test_a_scheduled_request_from_the_api_can_be_cancelled_before_its_start(app_
     assert app.ctx.lifecycle.run_all()["started"] == 0
     assert app.tailnet.writes == []
     assert app.ctx.access.get(request_id).status == RequestStatus.CANCELLED
+
+
+def test_a_request_from_the_cli_is_approved_by_a_signed_slack_click(
+    app_server: AppUnderTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str
+) -> None:
+    app = app_server
+    cli_environment(monkeypatch, tmp_path, db_url)
+    monkeypatch.setenv("ACCESSBOT_CONFIG", str(app.config_path))
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_BOT_TOKEN)
+    monkeypatch.setenv("SLACK_API_URL", app.fake.base_url)
+    run = invoker(monkeypatch, app.clock)
+    asked = (
+        "--profile",
+        "prod",
+        "--device",
+        "rita-laptop",
+        "--duration",
+        "30m",
+        "--reason",
+        "rotate certs",
+        "--as",
+        "req@example.com",
+    )
+    shown = json.loads(ok(run("request", *asked, "--approver", "bob@example.com", "--json")))
+    assert (shown["origin"], shown["approvers"]) == ("cli", [BOB])
+    channel, ts = dm_message(app, BOB)  # sent by the CLI itself, through the same outbox
+    assert click(app, ActionId.APPROVE, shown["id"], BOB, channel, ts).status_code == 200
+    assert written(app.builtin.get_attributes(app.devices["laptop"].id)) == {"custom:prodAccess": True}
+    assert "request #1: granted" in ok(run("requests", "show", "1"))
