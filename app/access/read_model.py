@@ -91,6 +91,9 @@ class AccessRequest:
     """The requester's Tailscale login when they asked (identity binding; ``None`` for older requests)."""
     auto_approval: dict[str, Any] | None = None
     """Approved by an on-call schedule (``OnCallMatch.as_json``: provider, schedule, window); ``None`` otherwise."""
+    origin: str = "slack"
+    """Where it was asked for: ``slack``, ``cli`` or ``api`` (then ``request_client_id`` says which client)."""
+    request_client_id: str | None = None
 
     @classmethod
     def from_row(cls, row: AccessRequestRow, approvals: tuple[str, ...] = ()) -> AccessRequest:
@@ -130,6 +133,8 @@ class AccessRequest:
             requester_login=row.requester_login,
             auto_approval=dict(row.auto_approval) if row.auto_approval else None,
             starts_at=row.starts_at,
+            origin=row.origin or "slack",
+            request_client_id=row.request_client_id,
         )
 
     @property

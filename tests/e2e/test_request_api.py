@@ -96,6 +96,7 @@ def test_a_request_from_the_api_is_approved_in_slack_and_written(app_server: App
     dm = next(c for c in app.fake.calls("chat.postMessage") if c.response.get("ts") == ts)
     assert ActionId.APPROVE in json.dumps(dm.params["blocks"])
     assert "deploy from the pipeline" in json.dumps(dm.params["blocks"])
+    assert f"via the request API (client `{client_id}`)" in json.dumps(dm.params["blocks"])
 
     assert click(app, ActionId.APPROVE, request_id, BOB, channel, ts).status_code == 200
     laptop = app.devices["laptop"]

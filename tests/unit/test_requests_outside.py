@@ -139,3 +139,17 @@ def test_the_requester_is_told_of_a_cancellation_by_someone_else_only() -> None:
     told = notice(request, Notice.CANCELLED, "Prod", {"by": "cli:alice"})
     assert told is not None and "was cancelled by `cli:alice`" in told[0].replace("*", "")
     assert notice(request, Notice.CANCELLED, "Prod", {"by": request.requester_id}) is None
+
+
+@pytest.mark.parametrize(
+    ("origin", "client", "shown"),
+    [
+        ("slack", None, "via accessbot"),
+        ("cli", None, "via the accessbot CLI"),
+        ("api", "rcabcdefghijkl", "via the request API (client `rcabcdefghijkl`)"),
+    ],
+)
+def test_approvers_see_how_a_request_was_made(origin: str, client: str | None, shown: str) -> None:
+    request = access_request(NOW, origin=origin, request_client_id=client)
+    _, blocks = request_message(request, audience=Audience.APPROVER, profile_label="Prod")
+    assert shown in json.dumps(blocks)

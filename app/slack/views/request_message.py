@@ -170,7 +170,7 @@ def request_message(
     )
     if buttons:
         blocks.append(actions(*buttons, block_id=f"{BlockId.REQUEST_ACTIONS}:{request.id}"))
-    blocks.append(context(f"Request #{request.id} · asked {when(request.created_at)} · via accessbot"))
+    blocks.append(context(f"Request #{request.id} · asked {when(request.created_at)} · {_asked_how(request)}"))
     text = f"Access request #{request.id} ({request.status}): {label} on {escape(request.device_name, LABEL_LIMIT)}"
     return text, message_blocks(blocks)
 
@@ -278,6 +278,16 @@ def channel_post(request: AccessRequest, profile_label: str) -> tuple[str, list[
         f"Reason: {escape(request.reason, REASON_LIMIT)}"
     )
     return _plain(text), [section(text)]
+
+
+def _asked_how(request: AccessRequest) -> str:
+    """How the request was made: in Slack, or on the requester's behalf from the CLI or the request API (so an
+    approver knows who really typed it)."""
+    if request.origin == "cli":
+        return "via the accessbot CLI"
+    if request.origin == "api":
+        return f"via the request API (client `{escape(request.request_client_id or '?', LABEL_LIMIT)}`)"
+    return "via accessbot"
 
 
 def _who(actor: object) -> str:
