@@ -327,3 +327,12 @@ def test_a_request_from_the_cli_is_approved_by_a_signed_slack_click(
     assert click(app, ActionId.APPROVE, shown["id"], BOB, channel, ts).status_code == 200
     assert written(app.builtin.get_attributes(app.devices["laptop"].id)) == {"custom:prodAccess": True}
     assert "request #1: granted" in ok(run("requests", "show", "1"))
+
+
+def test_slack_unavailable_is_503_and_stores_nothing(app_server: AppUnderTest) -> None:
+    app = app_server
+    _, token = new_client(app)
+    app.fake.fail_next("users.info", "internal_error", status=500, times=20)
+    response = post(app, API, token, ask())
+    assert response.status_code == 503 and "Slack is busy" in response.json()["message"]
+    assert get(app, f"{API}/1", token).status_code == 404

@@ -305,3 +305,11 @@ def test_a_scheduled_request_from_the_cli(run: Run, db: Database, laptop: Device
     failed(ask(run, "--start", "at two"), "--start: invalid timestamp 'at two'")
     failed(ask(run, "--start", "2026-11-21T11:00:00Z"), "--start:")
     assert len(rows(db)) == 1
+
+
+def test_slack_unavailable_is_one_line_and_stores_nothing(
+    run: Run, db: Database, laptop: Device, slack: FakeSlackAPI
+) -> None:
+    slack.fail_next("users.info", "internal_error", status=500, times=20)
+    failed(ask(run, who="UREQ"), "Slack is busy right now")
+    assert rows(db) == []
