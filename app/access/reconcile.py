@@ -46,9 +46,10 @@ DRIFT_RESTORED = "Drift removal undone"
 ACTIVE = (RequestStatus.GRANTING, RequestStatus.GRANTED)
 """Requests whose attribute is (or is being) on the device."""
 MAX_READS = 500
-"""Devices read one by one per scheduled run (the Tailscale adapter): about 8 minutes of a 1 req/s budget."""
+"""Devices read one by one per scheduled run (the Tailscale adapter); a larger tailnet is covered over several runs."""
 PACE = 0.2
-"""Seconds between two per-device reads of a scheduled run, to leave the API's rate limit to grants."""
+"""Seconds between two per-device reads of a scheduled run (at most 5 a second, 500 in under two minutes), to leave
+the API's rate limit to grants; a 429 is waited out by the adapter's retries (``Retry-After``)."""
 
 Report = Callable[[list[Finding]], bool]
 """Tells the admins about findings; False (or an exception) when nobody could be told, so they are retried."""
