@@ -17,6 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -132,21 +133,24 @@ class RequestApi:
             status, body, headers = "500 Internal Server Error", {"message": "internal error; see accessbot's log"}, []
         return _json(start_response, status, body, headers)
 
-    def _dispatch(self, environ: WSGIEnvironment) -> Answer:
+    def _route(self, environ: WSGIEnvironment) -> Callable[[RequestClient], Answer]:
+        """The handler of the call's path and method (404, 405 otherwise), before anyone is authenticated."""
         path = str(environ.get("PATH_INFO", ""))
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        handler: Callable[[RequestClient], Answer]
         if path == REQUESTS_PATH:
             _require_method(method, "POST")
-            handler = lambda client: self._create(client, environ)  # noqa: E731
-        elif match := _ONE.fullmatch(path):
+            return partial(self._create, environ=environ)
+        if match := _ONE.fullmatch(path):
             _require_method(method, "GET")
-            handler = lambda client: self._show(client, int(match.group(1)))  # noqa: E731
-        elif match := _CANCEL.fullmatch(path):
+            return partial(self._show, request_id=int(match.group(1)))
+        if match := _CANCEL.fullmatch(path):
             _require_method(method, "POST")
-            handler = lambda client: self._cancel(client, int(match.group(1)))  # noqa: E731
-        else:
-            raise ApiError("404 Not Found", f"no route for {path}")
+            return partial(self._cancel, request_id=int(match.group(1)))
+        raise ApiError("404 Not Found", f"no route for {path}")
+
+    def _dispatch(self, environ: WSGIEnvironment) -> Answer:
+        """Route, authenticate, run; the domain's refusals become HTTP answers."""
+        handler = self._route(environ)
         client = self._authenticate(environ)
         try:
             return handler(client)
