@@ -256,6 +256,7 @@ def test_a_request_through_the_tailscale_adapter(db: Database, clock: FrozenCloc
             assert response.status_code == 201, response.text
             request_id = response.json()["id"]
             assert announced == [request_id]
+            assert [c.last_used_at for c in clients.every()] == [clock()]
             assert response.json()["device"]["id"] == device.id
             approved = service.approve(request_id, BOB)
             assert approved.status == RequestStatus.GRANTED
