@@ -14,7 +14,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from app.cli import common
 from app.cli.common import console, fail, listen, serve_until_stopped
-from app.web.ops import not_found
+from app.request_api.app import routes_with_api, with_request_api
+from app.web.ops import HEALTH_PATH, METRICS_PATH, fixed_routes, not_found
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -51,17 +52,26 @@ def _bind_metrics(services: Services) -> tuple[HttpServer, _AppLater] | None:
 
 
 def _serve_metrics(
-    bound: tuple[HttpServer, _AppLater] | None, services: Services, scheduler: BackgroundScheduler, who: str
+    bound: tuple[HttpServer, _AppLater] | None,
+    services: Services,
+    scheduler: BackgroundScheduler,
+    who: str,
+    *,
+    request_api: bool = False,
 ) -> None:
     """Serve ``/metrics`` and ``/healthz`` on the bound metrics port, with the same ``METRICS_TOKEN`` check as the
-    HTTP apps."""
+    HTTP apps; with ``request_api`` (Socket Mode, which has no Slack listener) also ``/api/v1/requests``."""
     if bound is None:
         return
     server, later = bound
-    later.app = services.ops(not_found, name="metrics", health=services.health(scheduler))
+    app, route, paths = not_found, None, "GET /metrics, /healthz"
+    if request_api:
+        app = with_request_api(not_found, services.request_api)
+        route, paths = routes_with_api(fixed_routes(HEALTH_PATH, METRICS_PATH)), paths + ", /api/v1/requests"
+    later.app = services.ops(app, name="metrics", health=services.health(scheduler), route=route)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     host = services.listener.metrics_host
-    console.print(f"{who}: metrics on port {server.server_port} of {host} (GET /metrics, /healthz)", highlight=False)
+    console.print(f"{who}: metrics on port {server.server_port} of {host} ({paths})", highlight=False, soft_wrap=True)
 
 
 def _start_scheduler(services: Services, *, shared: bool, access: bool, devices: bool) -> BackgroundScheduler:
@@ -118,7 +128,7 @@ def serve(
         from slack_bolt.adapter.socket_mode import SocketModeHandler  # Socket Mode only (websocket client)
 
         services.metrics.watch_outbox(services.outbox.pending_count)
-        _serve_metrics(metrics, services, scheduler, "accessbot")
+        _serve_metrics(metrics, services, scheduler, "accessbot", request_api=True)
         _serve_socket_mode(SocketModeHandler(bolt_app, slack.app_token))
         return
     assert server is not None  # HTTP mode
