@@ -55,6 +55,7 @@ Labels = dict[str, str]
 # the end-to-end Slack app (tests/e2e/conftest.py) and the fixtures it needs
 app_server = e2e.app_server
 fake_slack = e2e.fake_slack
+extra_settings = e2e.extra_settings
 slack_bot_token = e2e.slack_bot_token
 slack_signing_secret = e2e.slack_signing_secret
 

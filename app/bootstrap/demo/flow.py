@@ -60,6 +60,7 @@ profiles:
     durations: [30m, 1h]
     approvers: [bob@example.com]
     notify_channel: {CHANNEL}
+    devices: {{own_or_tagged: [tag:prod]}}
 """
 
 
@@ -414,6 +415,15 @@ def _option(element: dict[str, Any], choose: Callable[[dict[str, Any]], bool]) -
     return next((o for o in options if choose(o)), None)
 
 
+def _empty_state(kind: str) -> dict[str, Any]:
+    """The state Slack sends for an optional input left empty (a start time, the break-glass checkbox)."""
+    if kind == "datetimepicker":
+        return {"type": kind, "selected_date_time": None}
+    if kind in ("checkboxes",) or kind.startswith("multi_"):
+        return {"type": kind, "selected_options": []}
+    return {"type": kind, "selected_option": None}
+
+
 def _form_state(view: dict[str, Any], device_option: dict[str, Any]) -> dict[str, Any]:
     """``view.state.values`` as Slack sends them when Rita has filled in the form: the profile already selected,
     her laptop, the shortest duration, Bob, the reason."""
@@ -432,6 +442,9 @@ def _form_state(view: dict[str, Any], device_option: dict[str, Any]) -> dict[str
             chosen = _option(element, lambda o: o.get("value") == str(30 * 60))
         elif block_id == BlockId.REASON:
             values[block_id] = {str(element["action_id"]): {"type": kind, "value": REASON}}
+            continue
+        elif block.get("optional") and "initial_option" not in element:  # left empty, as Slack sends it
+            values[block_id] = {str(element["action_id"]): _empty_state(kind)}
             continue
         else:
             chosen = element.get("initial_option") or _option(element, lambda o: True)
