@@ -259,12 +259,15 @@ class Services:
     @cached_property
     def request_api(self) -> RequestApi:
         """``/api/v1/requests``: requests from scripts, beside ``/slack/events`` on the same listener."""
+        from app.slack.listeners.views import after_submit  # on-call auto-approval, then the DMs, as for Slack's
+
         slack = self.slack
         return RequestApi(
             self.access,
             self.request_clients,
             clock=self.clock,
             announce=lambda request_id: slack.pools.later(slack.notifier.deliver, request_id),
+            submitted=lambda request_id: slack.pools.later(after_submit, slack, request_id),
             proxies=self.trusted_proxies(),
         )
 

@@ -69,6 +69,17 @@ def resolve_user(rt: Services, ref: str, option: str) -> str:
         fail(f"{option}: cannot reach Slack to look up {ref} ({exc}); give the user id or try again")
 
 
+def _auto_approve(rt: Services, stored: outside.StoredRequest) -> outside.StoredRequest:
+    """The profile's on-call auto-approval, as for a request made in Slack (a provider that is down, or anything
+    else going wrong, leaves the request with its approvers)."""
+    try:
+        rt.access.auto_approve(stored.request.id)
+    except Exception:
+        log.exception("on-call auto-approval of request %s failed", stored.request.id)
+        return stored
+    return outside.get(rt.access.db, stored.request.id)
+
+
 def _deliver_now(rt: Services, request_id: int) -> bool:
     """Send the request's queued Slack messages now, rather than leave them to ``accessbot serve``/``worker``'s
     outbox job; whether any went out (whatever did not stays queued, and the outbox retries it)."""
@@ -126,6 +137,7 @@ def request_cmd(
             _invalid(exc)
         except AccessError as exc:
             fail(exc.message)
+        stored = _auto_approve(rt, stored)
         sent = _deliver_now(rt, stored.request.id)
     if as_json:
         print_json(outside.to_json(stored))

@@ -109,6 +109,7 @@ class RequestApi:
         *,
         clock: Clock,
         announce: Callable[[int], object] = lambda request_id: None,
+        submitted: Callable[[int], object] | None = None,
         limiter: FailedAuthLimiter | None = None,
         proxies: TrustedProxies | None = None,
     ) -> None:
@@ -121,6 +122,8 @@ class RequestApi:
         self.announce = announce
         """Called with a request's id once its change is committed: starts delivering its outbox notices now (the
         scheduled outbox job would otherwise send them within its interval)."""
+        self.submitted = submitted or announce
+        """Called with a new request's id once it is stored: the on-call auto-approval, then ``announce``'s work."""
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         try:
@@ -200,7 +203,7 @@ class RequestApi:
             starts_at=fields["starts_at"],
         )
         stored = outside.submit(self.access, ask, origin="api", request_client_id=client.id)
-        self.announce(stored.request.id)
+        self.submitted(stored.request.id)
         location = [("Location", f"{REQUESTS_PATH}/{stored.request.id}")]
         return "201 Created", outside.to_json(stored), location
 

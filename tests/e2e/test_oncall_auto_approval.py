@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +25,11 @@ from app.tailnet.auth import AuthStore
 from app.tailnet.models import Actor
 from app.tailnet.tailscale import TailscaleTailnet
 from app.web.server import make_server
+from tests.clitools import cli_environment, invoker, ok
 from tests.conftest import written
-from tests.e2e.conftest import BOB, CONFIG_YAML, AppUnderTest
+from tests.e2e.conftest import BOB, CONFIG_YAML, REQUESTER, SLACK_BOT_TOKEN, AppUnderTest, settle
 from tests.e2e.test_access_flow import click, dm_message, form_state, open_modal, submit
+from tests.e2e.test_request_api import API, ask, new_client, post
 from tests.fakes.opsgenie import FakeOpsgenie, Period
 from tests.fakes.pagerduty import FakePagerDuty, OnCallEntry
 
@@ -198,3 +201,48 @@ def test_on_call_grant_through_the_tailscale_adapter(
     attributes = app.builtin.get_attributes(app.devices["laptop"].id)
     assert written(attributes) == {"custom:prodAccess": True}
     assert attributes.expiries["custom:prodAccess"] == clock() + timedelta(hours=1)
+
+
+def test_requests_outside_slack_are_auto_approved_too(
+    app_server: AppUnderTest,
+    fake_pagerduty: FakePagerDuty,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    db_url: str,
+) -> None:
+    """The request API and ``accessbot request`` take the same on-call path as the Slack form."""
+    app = app_server
+    auto_approve(app, PD_RULE)
+    put_rita_on_call(fake_pagerduty, clock)
+    _, token = new_client(app)
+    response = post(app, API, token, ask())
+    assert response.status_code == 201 and response.json()["status"] == "pending", response.text
+    settle(app.ctx)  # the lookup runs after the answer, on the work pool, then the DMs
+    api_request = app.ctx.access.get(response.json()["id"])
+    assert api_request.status == RequestStatus.GRANTED
+    assert written(app.builtin.get_attributes(app.devices["laptop"].id)) == {"custom:prodAccess": True}
+
+    cli_environment(monkeypatch, tmp_path, db_url)
+    monkeypatch.setenv("ACCESSBOT_CONFIG", str(app.config_path))
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_BOT_TOKEN)
+    monkeypatch.setenv("SLACK_API_URL", app.fake.base_url)
+    for name, value in {"PAGERDUTY_API_TOKEN": PD_TOKEN, "PAGERDUTY_BASE_URL": fake_pagerduty.url}.items():
+        monkeypatch.setenv(name, value)
+    run = invoker(monkeypatch, app.clock)
+    asked = (
+        "--profile",
+        "prod",
+        "--device",
+        "rita-laptop",
+        "--duration",
+        "30m",
+        "--reason",
+        "page 7",
+        "--as",
+        REQUESTER,
+    )
+    shown = json.loads(ok(run("request", *asked, "--json")))
+    assert (shown["origin"], shown["status"]) == ("cli", "granted")
+    actions = [a for a, _, _ in audit_actions(app.ctx.db, shown["id"])]
+    assert actions == ["Access requested", "Access auto-approved", "Access granted"]
