@@ -29,6 +29,7 @@ def _root_logger_restored() -> Iterator[None]:
     root.handlers[:] = handlers
     root.setLevel(level)
 
+
 PG_URL = os.environ.get("ACCESSBOT_TEST_DATABASE_URL")
 START = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 

@@ -170,5 +170,3 @@ def load_config(path: Path) -> Config:
     except ValidationError as exc:
         problems = "; ".join(f"field '{location(err['loc'])}': {err['msg']}" for err in exc.errors(include_url=False))
         raise ConfigError(f"{path}: {problems}") from None
-
-

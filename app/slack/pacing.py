@@ -28,6 +28,7 @@ class Pace(Protocol):
 
     def __call__(self, weight: int = 1) -> None: ...
 
+
 SLICE = 0.001
 """Seconds of work between two rests."""
 REST = 0.0005

@@ -35,8 +35,21 @@ print(json.dumps({"help": out.getvalue(), "modules": sorted(sys.modules)}))
 COMMAND_MODULES = {spec.module for spec in COMMANDS.values()}
 
 BEFORE = (
-    "db", "devices", "attrs", "tailnet", "audit", "integrations", "posture",
-    "serve", "sync", "doctor", "demo", "requests", "request_clients", "users", "reconcile",
+    "db",
+    "devices",
+    "attrs",
+    "tailnet",
+    "audit",
+    "integrations",
+    "posture",
+    "serve",
+    "sync",
+    "doctor",
+    "demo",
+    "requests",
+    "request_clients",
+    "users",
+    "reconcile",
 )
 """The command modules in the order ``app/cli/__init__.py`` registered them before the lazy table."""
 

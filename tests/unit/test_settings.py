@@ -97,7 +97,6 @@ def test_config_source_reloads_changes_and_keeps_the_old_config_when_the_new_one
 ) -> None:
     import os
 
-
     path = tmp_path / "accessbot.yml"
     path.write_text(PROFILE_YAML)
     source = ConfigSource(path, min_interval=0)
