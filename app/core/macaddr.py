@@ -31,6 +31,8 @@ def normalize_mac(text: object) -> str | None:
     ``None`` for anything that is not 48 bits of hex (or not text)."""
     if not isinstance(text, str):
         return None
+    if len(text) == 12 and _HEX12.fullmatch(text):  # already normalised (agents' MACs are, by contract)
+        return text
     folded = text.translate(_ASCII_SEPARATORS).lower()  # C speed: a sync normalises every agent's MACs
     if not folded.isascii():  # other (Unicode) white space, as the pattern's \s would drop it
         folded = _SEPARATORS.sub("", folded)

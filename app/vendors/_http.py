@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -409,26 +410,39 @@ def collect_agents(
     agents: list[Agent] = []
     index: dict[str, int] = {}
     seen: set[str] = set()
-    token: str | None = None
-    for number in range(1, max_pages + 1):
-        page = fetch(token)
-        for position, raw in enumerate(page.items, start=len(agents)):
-            agent = convert(raw, position)
-            if agent.id in index:
-                agents[index[agent.id]] = agent
-            else:
-                index[agent.id] = len(agents)
-                agents.append(agent)
-        if progress is not None:
-            progress(len(agents), page.total)
-        if page.next is None:
-            log.info("%s: fetched %d agents in %d pages (%.1fs)", label, len(agents), number, clock() - started)
-            return agents
-        if page.next in seen:
-            raise VendorDataError(f"{label} API {path} repeated a {pointer_name}; paging would never end")
-        seen.add(page.next)
-        token = page.next
+    # The next page is asked for as soon as this one says where it is, and arrives while this one's items are
+    # converted: the vendor's latency (and its work) overlaps ours instead of adding up, page after page. One
+    # request is in flight at a time, so paging order, rate limits and retries are as before.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{label}-page") as ahead:
+        pending: Future[Page] = ahead.submit(fetch, None)
+        for number in range(1, max_pages + 1):
+            page = pending.result()
+            if page.next is not None:
+                if page.next in seen:
+                    raise VendorDataError(f"{label} API {path} repeated a {pointer_name}; paging would never end")
+                seen.add(page.next)
+                if number < max_pages:
+                    pending = ahead.submit(fetch, page.next)
+            _add_page(agents, index, page.items, convert)
+            if progress is not None:
+                progress(len(agents), page.total)
+            if page.next is None:
+                log.info("%s: fetched %d agents in %d pages (%.1fs)", label, len(agents), number, clock() - started)
+                return agents
     raise VendorDataError(f"{label} API {path} still had more pages after {max_pages}")
+
+
+def _add_page(
+    agents: list[Agent], index: dict[str, int], items: list[Any], convert: Callable[[Any, int], Agent]
+) -> None:
+    """Convert a page's items onto ``agents``; an agent listed twice keeps its first place with the newer copy."""
+    for position, raw in enumerate(items, start=len(agents)):
+        agent = convert(raw, position)
+        if agent.id in index:
+            agents[index[agent.id]] = agent
+        else:
+            index[agent.id] = len(agents)
+            agents.append(agent)
 
 
 def verified_count(items: list[Any], convert: Callable[[Any, int], Agent]) -> int:
