@@ -20,7 +20,8 @@ COMMANDS: dict[str, LazyCommand] = {
         "app.cli.serve", "Run the Slack app: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on POST /slack/events."
     ),
     "worker": LazyCommand(
-        "app.cli.serve", "Run only the scheduler: expiry sweeps, request timeouts, reminders, notices, device refresh."
+        "app.cli.serve",
+        "Run only the scheduler: expiries, timeouts, reminders, scheduled starts, notices, sync, drift.",
     ),
     "sync": LazyCommand(
         "app.cli.sync",
@@ -44,7 +45,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "attrs": LazyCommand("app.cli.attrs", "Posture attributes of a device: get, set, delete."),
     "tailnet": LazyCommand("app.cli.tailnet", "The built-in tailnet's Tailscale-compatible HTTP API."),
     "integrations": LazyCommand(
-        "app.cli.integrations", "EDR posture integrations (Huntress, SentinelOne): connect, change, remove, list."
+        "app.cli.integrations",
+        "EDR and MDM posture integrations (ten vendors): connect, change, remove, list, vendors.",
     ),
     "posture": LazyCommand(
         "app.cli.posture",

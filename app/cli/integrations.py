@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from app.bootstrap import Services
 
 group = typer.Typer(
-    help="EDR posture integrations (Huntress, SentinelOne): connect, change, remove, list.", no_args_is_help=True
+    help="EDR and MDM posture integrations (ten vendors): connect, change, remove, list, vendors.", no_args_is_help=True
 )
 
 FLAGS: dict[str, str] = {

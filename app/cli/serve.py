@@ -197,7 +197,7 @@ def _wait_for_stop(banner: str) -> None:
 
 
 def worker() -> None:
-    """Run only the scheduler: expiry sweeps, request timeouts, reminders, notices, device refresh."""
+    """Run only the scheduler: expiries, timeouts, reminders, scheduled starts, notices, sync, drift."""
     services = common.services()
     services.configure_logging()
     metrics = _bind_metrics(services)  # a port in use stops the worker before anything has started
