@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.access import transitions
 from app.access.errors import AlreadyDecided, NotAllowed
+from app.access.identity import same_login
 from app.access.queries import load_request, snapshot
 from app.access.read_model import AccessAudit, AccessRequest, Notice
 from app.config.profiles import Profile
@@ -83,16 +84,25 @@ def start(session: Session, row: AccessRequestRow, *, at: datetime) -> int:
     return moved.id
 
 
-def review(session: Session, request_id: int, user_id: str, *, eligible: set[str], at: datetime) -> AccessRequest:
+def review(
+    session: Session,
+    request_id: int,
+    user_id: str,
+    *,
+    eligible: set[str],
+    at: datetime,
+    reviewer_login: str | None = None,
+) -> AccessRequest:
     """``user_id`` marks a break-glass request reviewed: an approver of its profile, not its requester, once.
 
-    ``eligible`` are the profile's approvers resolved now (never from the button). Refuses with ``NotAllowed``
-    or ``AlreadyDecided`` (reviewed already, or still being granted).
+    ``eligible`` are the profile's approvers resolved now (never from the button); ``reviewer_login``, the
+    reviewer's Tailscale login: equal to the requester's, it is the requester under another Slack account. Refuses
+    with ``NotAllowed`` or ``AlreadyDecided`` (reviewed already, or still being granted).
     """
     row = load_request(session, request_id, lock=True)
     if not row.break_glass:
         raise NotAllowed(f"Request {request_id} was not a break-glass grant; there is nothing to review.")
-    if user_id == row.requester_id:
+    if user_id == row.requester_id or same_login(reviewer_login, row.requester_login or row.requester_email):
         raise NotAllowed("You cannot review your own break-glass access; another approver has to.")
     if user_id not in eligible:
         raise NotAllowed(f"Only the approvers of {row.profile_id} can review break-glass access to it.")

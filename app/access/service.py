@@ -239,8 +239,9 @@ class AccessService:
     def mark_reviewed(self, request_id: int, user_id: str) -> AccessRequest:
         """An approver of the profile (not the requester) marks a break-glass grant reviewed; only the first counts."""
         eligible = self._eligible_for(request_id)
+        login = self.login_of(user_id, fresh=True)  # before the lock: Slack may be slow
         with busy_means(NOTHING_SAVED), self.db.session() as session:
-            return glass.review(session, request_id, user_id, eligible=eligible, at=self.clock())
+            return glass.review(session, request_id, user_id, eligible=eligible, at=self.clock(), reviewer_login=login)
 
     # -- decide --------------------------------------------------------------------------------------
 

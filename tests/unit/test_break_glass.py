@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from app.access import break_glass
+from app.access import break_glass, identity
 from app.access.errors import AlreadyDecided, NotAllowed, SubmissionInvalid
 from app.access.lifecycle import Lifecycle
 from app.access.read_model import AccessAudit
@@ -224,6 +224,20 @@ def test_mark_reviewed_by_an_approver_once_never_by_the_requester_or_an_outsider
         service.mark_reviewed(request.id, BOB)
     assert kinds(db, request.id) == ["granted", "break_glass_reviewed"]
     assert [a for a, _, _ in audit_actions(db, request.id)][-1] == AccessAudit.BREAK_GLASS_REVIEWED
+
+
+def test_the_requester_under_another_slack_account_cannot_review(
+    service: AccessService, device: Device, db: Database, clock: FrozenClock, glass_config: list[Config]
+) -> None:
+    """Identity binding: Carol's Slack account linked to the requester's Tailscale login is the requester."""
+    request = submit(service, device, approver_ids=[], reason=REASON, break_glass=True)
+    requester_login = service.get(request.id).requester_login
+    assert requester_login
+    identity.link(db, CAROL, requester_login, by="cli:t", at=clock())
+    with pytest.raises(NotAllowed, match="your own break-glass"):
+        service.mark_reviewed(request.id, CAROL)
+    identity.unlink(db, CAROL, by="cli:t", at=clock())
+    assert service.mark_reviewed(request.id, CAROL).reviewed_by == CAROL
 
 
 def test_an_ordinary_request_cannot_be_marked_reviewed(
