@@ -23,9 +23,8 @@ from app.access.queries import load_request, snapshot
 from app.access.read_model import AccessRequest
 from app.access.service import AccessService
 from app.core.timefmt import format_rfc3339
-from app.db import Database
+from app.db import Database, audit
 from app.db.audit import AuditEvent
-from app.db.tables import AuditEventRow
 from app.db.tables.access import AccessRequestRow, RequestStatus
 from app.tailnet.errors import DeviceNotFound, InvalidRequest
 from app.tailnet.models import Device
@@ -159,24 +158,8 @@ def listing(
 
 def trail(db: Database, request_id: int) -> list[AuditEvent]:
     """The request's audit events in time order."""
-    target = f"request/{request_id}"
-    stmt = select(AuditEventRow).where(AuditEventRow.target == target).order_by(AuditEventRow.at, AuditEventRow.id)
     with db.session() as session:
-        return [
-            AuditEvent(
-                id=row.id,
-                at=row.at,
-                actor=row.actor,
-                action=row.action,
-                target=row.target,
-                old_value=row.old_value,
-                new_value=row.new_value,
-                expiry=row.expiry,
-                comment=row.comment,
-                details=dict(row.details or {}),
-            )
-            for row in session.scalars(stmt)
-        ]
+        return audit.query(session, target=f"request/{request_id}")
 
 
 def cancel(

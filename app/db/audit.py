@@ -123,9 +123,10 @@ def query(
     since: datetime | None = None,
     action: str | None = None,
     actor: str | None = None,
+    target: str | None = None,
     limit: int | None = None,
 ) -> list[AuditEvent]:
-    """Events in time order, filtered by time, action (case-insensitive) and actor; ``limit`` keeps the newest."""
+    """Events in time order, filtered by time, action (any case), actor and target; ``limit`` keeps the newest."""
     stmt = select(AuditEventRow).order_by(AuditEventRow.at, AuditEventRow.id)
     if since is not None:
         stmt = stmt.where(AuditEventRow.at >= since)
@@ -133,6 +134,8 @@ def query(
         stmt = stmt.where(func.lower(AuditEventRow.action) == action.lower())
     if actor is not None:
         stmt = stmt.where(AuditEventRow.actor == actor)
+    if target is not None:
+        stmt = stmt.where(AuditEventRow.target == target)
     if limit is not None:  # the newest ``limit`` events, still in time order
         newest = stmt.order_by(None).order_by(AuditEventRow.at.desc(), AuditEventRow.id.desc()).limit(limit)
         stmt = select(AuditEventRow).where(AuditEventRow.id.in_(newest.with_only_columns(AuditEventRow.id)))
