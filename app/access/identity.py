@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE = timedelta(seconds=30)
 
+Later = Callable[[Callable[[], object]], object]
+"""Runs a function in the background (the Slack layer's work pool)."""
+
 
 class IdentityAudit(StrEnum):
     """Audit action names of identity binding."""
@@ -114,25 +117,43 @@ class Identities:
         self._loaded_at: datetime | None = None
         self._lock = threading.Lock()
 
-    def resolve(self, user_id: str, email: str | None, *, fresh: bool = False) -> Login | None:
-        """The user's login; ``fresh`` reads the links table now instead of the in-memory map."""
-        links = self.reload() if fresh else self.links()
+    def resolve(
+        self, user_id: str, email: str | None, *, fresh: bool = False, later: Later | None = None
+    ) -> Login | None:
+        """The user's login; ``fresh`` reads the links table now instead of the in-memory map; ``later`` (a hot
+        path: the device picker) refreshes a stale map in the background and answers from the one in memory."""
+        links = self.reload() if fresh else self.links(later=later)
         config = self.config()
         return resolve(user_id, email, links=links, identities=config.identities, domains=config.identity_domains)
 
-    def login_of(self, user_id: str, email: str | None, *, fresh: bool = False) -> str | None:
+    def login_of(
+        self, user_id: str, email: str | None, *, fresh: bool = False, later: Later | None = None
+    ) -> str | None:
         """Only the login of ``resolve``."""
-        found = self.resolve(user_id, email, fresh=fresh)
+        found = self.resolve(user_id, email, fresh=fresh, later=later)
         return found.login if found else None
 
-    def links(self) -> dict[str, str]:
-        """The links as of at most ``max_age`` ago (a failed reload keeps the previous map and is logged)."""
+    def links(self, *, later: Later | None = None) -> dict[str, str]:
+        """The links as of at most ``max_age`` ago (a failed reload keeps the previous map and is logged).
+
+        With ``later``, a stale map is answered at once and reloaded by ``later`` (once: it counts as fresh
+        meanwhile); only the first read of a process waits for the table.
+        """
         loaded_at = self._loaded_at
         if loaded_at is not None and self.clock() - loaded_at < self.max_age:
             return self._links
+        if later is not None and loaded_at is not None:
+            with self._lock:
+                self._loaded_at = self.clock()
+            later(self._reload_logged)
+            return self._links
+        return self._reload_logged()
+
+    def _reload_logged(self) -> dict[str, str]:
+        """``reload``; a failure keeps the previous map (tried again after ``max_age``) and is logged."""
         try:
             return self.reload()
-        except Exception as exc:  # the database is away: the previous map answers, tried again after max_age
+        except Exception as exc:  # the database is away: the previous map answers
             log.warning("could not reload the user links (keeping %d): %s", len(self._links), exc)
             with self._lock:
                 self._loaded_at = self.clock()

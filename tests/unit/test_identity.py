@@ -97,6 +97,23 @@ def test_identities_reads_links_once_per_max_age_and_fresh_reads_now(db: Databas
     assert ids.login_of("U1ABC", None) == "al@passkey"
 
 
+def test_the_picker_path_answers_a_stale_map_at_once_and_reloads_it_in_the_background(
+    db: Database, clock: FrozenClock
+) -> None:
+    """``later`` (the device picker's keystrokes): no table read while Slack waits, except a process's first."""
+    ids = Identities(db, config, clock=clock, max_age=timedelta(seconds=30))
+    queued: list[Any] = []
+    assert ids.login_of("U1ABC", "al@example.com", later=queued.append) == "al@example.com"
+    assert queued == []  # the first read of a process loads the map itself
+    identity.link(db, "U1ABC", "al@github", by="cli:t", at=clock())
+    clock.advance(seconds=31)
+    assert ids.login_of("U1ABC", "al@example.com", later=queued.append) == "al@example.com"  # stale, at once
+    assert ids.login_of("U1ABC", "al@example.com", later=queued.append) == "al@example.com"
+    assert len(queued) == 1  # one reload queued, not one per keystroke
+    queued.pop()()  # the work pool runs it
+    assert ids.login_of("U1ABC", "al@example.com", later=queued.append) == "al@github" and queued == []
+
+
 def test_link_replaces_and_unlink_removes_each_audited(db: Database, clock: FrozenClock) -> None:
     assert identity.link(db, "U1ABC", "Al@Example.com", by="cli:ops", at=clock()) is None
     assert identity.link(db, "U1ABC", "al@github", by="cli:ops", at=clock()) == "al@example.com"

@@ -52,7 +52,8 @@ def options_answer(ctx: SlackContext, body: dict[str, Any]) -> dict[str, Any]:
     email = ctx.directory.known_email(user_id)
     if email is None:  # not learned yet (a restart since the form opened): learn it for the next keystroke
         ctx.pools.later(learn_email, ctx, user_id)
-    login = ctx.access.identities.login_of(user_id, email)  # the links in memory: no query per keystroke
+    # the links in memory: no query on a keystroke (a stale map is reloaded on the work pool)
+    login = ctx.access.identities.login_of(user_id, email, later=ctx.pools.later)
     query = str(body.get("value") or "")
     profile = form_profile(ctx, body.get("view"))
     if profile is None or eligibility.any_device(profile):  # unknown profile: submit checks the choice
