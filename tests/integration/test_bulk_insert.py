@@ -3,6 +3,7 @@ SQLAlchemy executemany stores: the same JSON text, times, NULLs and strings, in 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -66,3 +67,22 @@ def test_bulk_insert_stores_what_a_plain_executemany_stores(db: Database) -> Non
     assert fast == plain
     assert plain[1][0] == datetime(2026, 12, 2, 9, 0, 0, 123456, tzinfo=UTC)
     assert plain[0][6:] == ("null", '"null"', '{"value": null, "n": 0}')
+
+
+def _with_encoded_details(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**event, "details": bulk.JSONText(json.dumps(event["details"]))} for event in events]
+
+
+def test_pre_encoded_json_is_stored_as_the_plain_encoding_would_store_it(db: Database) -> None:
+    events = _events()
+    few = events[: bulk.COPY_MIN_ROWS - 1]  # the plain fallback: the text is decoded for SQLAlchemy's own encoding
+    with db.session() as session:
+        session.execute(insert(AuditEventRow.__table__), events + few)
+    with db.session() as session:
+        bulk.insert_rows(session, AuditEventRow.__table__, _with_encoded_details(events))
+    with db.session() as session:
+        bulk.insert_rows(session, AuditEventRow.__table__, _with_encoded_details(few))
+    stored = _stored(db)
+    plain, fast = stored[: len(events) + len(few)], stored[len(events) + len(few) :]
+    assert fast == plain
+    assert fast[0][8] == '{"value": null, "n": 0}'  # an object, not a JSON string holding the text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -312,3 +313,30 @@ def test_concurrent_first_writes_agree_on_one_type(db: Database, clock: FrozenCl
         assert sorted(outcomes) == ["ok", "value_type_conflict"]
         values = [store.get_attributes(d.id).attributes.get(key) for d in devices]
         assert len([v for v in values if v is not None]) == 1
+
+
+def test_batch_audit_details_are_the_json_of_the_change(builtin: BuiltinTailnet, actor: Actor, db: Database) -> None:
+    """A sync batch's audit details are joined from pre-encoded parts: the stored text must be exactly what
+    encoding the details object gives, through the bulk path (>= 500 rows) and the plain one."""
+    payload = [
+        {"id": f"{n}", "nodeId": f"n{n:04d}CNTRL", "name": f"host-{n}.tail1.ts.net", "user": "ops@example.com"}
+        for n in range(120)
+    ]
+    builtin.import_devices(payload, actor=actor)
+    keys = [f"huntress:k{n}" for n in range(5)]
+    builtin.set_many({d["id"]: {k: AttributeWrite(f"v-{k}") for k in keys} for d in payload}, actor=SYNC)
+    builtin.set_many({d["id"]: {keys[0]: None} for d in payload}, actor=SYNC)
+    with db.session() as session:
+        stored = session.execute(
+            text("SELECT target, CAST(details AS TEXT) FROM audit_events WHERE action = 'Update node attribute'")
+        ).all()
+    assert len(stored) == 120 * 5 + 120
+    names = {d["id"]: d["name"] for d in payload}
+    sets = 0
+    for target, details in stored:
+        _, device_id, _, key = target.split("/")
+        change = "set" if json.loads(details)["change"] == "set" else "delete"
+        sets += change == "set"
+        expected = {"device_id": device_id, "device": names[device_id], "key": key, "change": change}
+        assert details == json.dumps(expected)
+    assert sets == 600
