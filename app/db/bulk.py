@@ -51,14 +51,17 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         _executemany(connection, table, rows)
         return
     names = list(rows[0])
-    convert = [_copy_value(table.c[name].type) for name in names]
+    # column by column, each distinct scalar converted once (a batch repeats its time, actor and values)
+    values = [
+        _column(rows, name, _copy_value(table.c[name].type), isinstance(table.c[name].type, JSON)) for name in names
+    ]
     preparer = connection.dialect.identifier_preparer
     columns = ", ".join(preparer.quote(name) for name in names)
     sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
     driver = connection.connection.driver_connection  # the psycopg connection of this very transaction
     with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
-        for row in rows:
-            copy.write_row([conv(row[name]) for name, conv in zip(names, convert, strict=True)])
+        for row in zip(*values, strict=True):
+            copy.write_row(row)
 
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
@@ -139,13 +142,13 @@ def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] 
     return column_type.dialect_impl(dialect).bind_processor(dialect)
 
 
-def _copy_value(column_type: Any) -> Callable[[Any], Any]:
+def _copy_value(column_type: Any) -> Callable[[Any], Any] | None:
     """How a value of this column type goes into COPY: as SQLAlchemy's bind processing would store it."""
     if isinstance(column_type, JSON):
         return _json_text
     if isinstance(column_type, UTCDateTime):
         return _utc
-    return _same
+    return None
 
 
 def _json_text(value: Any) -> str:
@@ -158,7 +161,3 @@ def _utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     return value.astimezone(UTC)
-
-
-def _same(value: Any) -> Any:
-    return value
