@@ -121,6 +121,20 @@ def _same(a: AttributeValue | None, b: AttributeValue | None) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _same_types(have: Mapping[str, AttributeValue], wanted: Mapping[str, AttributeValue]) -> bool:
+    """Of two equal dicts, whether every value also has the same type (``True == 1``, but they differ)."""
+    return all(value.__class__ is have[key].__class__ for key, value in wanted.items())
+
+
+def _all_owned(attributes: Mapping[str, AttributeValue], owned: OwnedKeys, seen: dict[frozenset[str], bool]) -> bool:
+    """Whether the sync owns every key of ``attributes``, remembered per key set (agents share a handful)."""
+    keys = frozenset(attributes)
+    known = seen.get(keys)
+    if known is None:
+        known = seen[keys] = all(key in owned for key in keys)
+    return known
+
+
 @dataclass
 class SyncPlan:
     """What a sync will change, and the counts an admin needs to trust it."""
@@ -179,6 +193,7 @@ def plan_sync(
     """
     plan = SyncPlan(agents=len(agents), devices=len(devices))
     owned = owned_keys(spec, mode)
+    owned_sets: dict[frozenset[str], bool] = {}
     marker = map_key(stale_key(spec), mode)
     moment = now or datetime.now(UTC)
 
@@ -228,10 +243,15 @@ def plan_sync(
                 plan.stale_matches += 1
                 wanted = {marker: True}
             else:
-                wanted = {k: v for k, v in map_attributes(agent.attributes, mode).items() if k in owned and k != marker}
-        have = {k: v for k, v in current.get(device.id, {}).items() if k in owned}
+                wanted = map_attributes(agent.attributes, mode)
+                if marker in wanted or not _all_owned(wanted, owned, owned_sets):
+                    wanted = {k: v for k, v in wanted.items() if k in owned and k != marker}
+        stored = current.get(device.id)
+        if stored is not None and stored == wanted and _same_types(stored, wanted):
+            continue  # unchanged, the common case of a re-sync (every stored key is one this sync wanted)
+        have = {k: v for k, v in (stored or {}).items() if k in owned}
         if len(have) == len(wanted) and all(k in have and _same(have[k], v) for k, v in wanted.items()):
-            continue  # unchanged: the common case of a re-sync
+            continue  # unchanged once keys this sync does not own are left aside
         diff: dict[str, AttributeWrite | None] = {}
         for key, value in sorted(wanted.items()):
             if key not in have or not _same(have[key], value):

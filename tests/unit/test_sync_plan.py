@@ -167,3 +167,24 @@ def test_custom_namespace_mode() -> None:
             "custom:huntress_firewallStatus": AttributeWrite("Enabled"),
         }
     }
+
+
+def test_a_value_of_another_type_is_a_change_though_equal() -> None:
+    """``True == 1``: the unchanged check must compare types too, or a number stored where the vendor now says
+    ``true`` would stay a number."""
+    current = {"d1": {"huntress:firewallStatus": 1, "huntress:defenderPolicyStatus": "Non Compliant"}}
+    plan = plan_sync(SPEC, [device(1, "S1")], [agent(1, "S1", firewallStatus=True)], current, NamespaceMode.VENDOR)
+    assert plan.changes == {"d1": {"huntress:firewallStatus": AttributeWrite(True)}}
+    current["d1"]["huntress:firewallStatus"] = True
+    again = plan_sync(SPEC, [device(1, "S1")], [agent(1, "S1", firewallStatus=True)], current, NamespaceMode.VENDOR)
+    assert again.changes == {}
+
+
+def test_stored_keys_the_sync_does_not_own_are_left_alone() -> None:
+    current = {"d1": {"huntress:firewallStatus": "Enabled", "huntress:defenderPolicyStatus": "Non Compliant"}}
+    current["d1"]["custom:other"] = "x"
+    plan = plan_sync(SPEC, [device(1, "S1")], [agent(1, "S1")], current, NamespaceMode.VENDOR)
+    assert plan.changes == {}
+    current["d1"]["huntress:firewallStatus"] = "Disabled"
+    plan = plan_sync(SPEC, [device(1, "S1")], [agent(1, "S1")], current, NamespaceMode.VENDOR)
+    assert plan.changes == {"d1": {"huntress:firewallStatus": AttributeWrite("Enabled")}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -314,10 +315,43 @@ def test_mac_lookup_off_sends_no_insights_request(mock: respx.MockRouter, make: 
     assert agent.mac_addresses == () and route.call_count == 0
 
 
-def test_no_systems_no_insights_request(mock: respx.MockRouter, make: Callable[..., JumpCloudClient]) -> None:
+def test_no_systems_no_agents_whatever_insights_list(
+    mock: respx.MockRouter, make: Callable[..., JumpCloudClient]
+) -> None:
+    """Interfaces are listed beside the systems, so rows of systems not listed (deleted meanwhile) are ignored."""
     mock.get(SYSTEMS).respond(200, json=page([], 0))
-    route = mock.get(INTERFACES).respond(200, json=[])
-    assert make().fetch_agents() == [] and route.call_count == 0
+    mock.get(INTERFACES).mock(
+        side_effect=[
+            httpx.Response(200, json=[{"system_id": sid(1), "mac": "a4:83:e7:11:22:33"}]),
+            httpx.Response(200, json=[]),
+        ]
+    )
+    assert make().fetch_agents() == []
+
+
+def test_insights_are_listed_while_the_systems_are_paged(
+    mock: respx.MockRouter, make: Callable[..., JumpCloudClient]
+) -> None:
+    """The interface listing does not wait for the systems' last page: the systems' second page is only answered
+    once an interface page was asked for (a sequential client would wait here until the timeout fails it)."""
+    asked = threading.Event()
+
+    def interfaces(request: httpx.Request) -> httpx.Response:
+        asked.set()
+        return httpx.Response(
+            200, json=[] if request.url.params["skip"] != "0" else [{"system_id": sid(2), "mac": "a4:83:e7:11:22:33"}]
+        )
+
+    def systems(request: httpx.Request) -> httpx.Response:
+        if request.url.params["skip"] != "0":
+            assert asked.wait(10), "the interface listing waited for the systems"
+            return httpx.Response(200, json=page([system(2)], 2))
+        return httpx.Response(200, json=page([system(1)], 2))
+
+    mock.get(SYSTEMS).mock(side_effect=systems)
+    mock.get(INTERFACES).mock(side_effect=interfaces)
+    agents = make(page_size=1).fetch_agents()
+    assert [(a.id, a.mac_addresses) for a in agents] == [(sid(1), ()), (sid(2), ("a483e7112233",))]
 
 
 @pytest.mark.parametrize(
