@@ -432,6 +432,100 @@ def collect_agents(
     raise VendorDataError(f"{label} API {path} still had more pages after {max_pages}")
 
 
+OffsetFetch = Callable[[int, int], tuple[list[Any], int]]
+"""``fetch(skip, limit)`` → (the page's raw items, the listing's total as that page tells it)."""
+
+
+def collect_offset_pages(
+    fetch: OffsetFetch,
+    convert: Callable[[Any, int], Agent],
+    *,
+    limit: int,
+    in_flight: int,
+    label: str,
+    path: str,
+    progress: Progress | None,
+    clock: Monotonic,
+    max_pages: int,
+) -> list[Agent]:
+    """Every page of an offset-paged listing (``skip``/``limit`` with a total), up to ``in_flight`` at once; all or
+    nothing, in listing order, an agent listed twice keeping its first place with the newer copy.
+
+    A page's address does not depend on the previous answer, so once the first page proves the server honours
+    ``limit`` (it came back full) and gives the total, the other pages are asked for together: a vendor's latency
+    is paid about pages / ``in_flight`` times instead of once a page. Every request still goes through the
+    client's rate limiter and retry policy. A page shorter than asked before the end (a server capping ``limit``
+    lower, or systems removed meanwhile) is followed by sequential requests from where it ended, and a total
+    that grew meanwhile by sequential requests past the last page, as a one-at-a-time client would do.
+    """
+    started = clock()
+    agents: list[Agent] = []
+    index: dict[str, int] = {}
+    requests = 0
+
+    def take(skip: int, size: int) -> tuple[list[Any], int]:
+        nonlocal requests
+        requests += 1
+        if requests > max_pages:
+            raise VendorDataError(f"{label} API {path} still had more pages after {max_pages}")
+        return fetch(skip, size)
+
+    def add(items: list[Any], total: int) -> None:
+        _add_page(agents, index, items, convert)
+        if progress is not None:
+            progress(len(agents), total)
+
+    items, total = take(0, limit)
+    add(items, total)
+    position = len(items)
+    if in_flight > 1 and len(items) == limit and position < total:
+        offsets = range(limit, total, limit)
+        if len(offsets) + 1 > max_pages:
+            raise VendorDataError(f"{label} API {path} still had more pages after {max_pages}")
+        requests += len(offsets)
+        pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix=f"{label}-pages")
+        try:
+            futures = [pool.submit(fetch, skip, limit) for skip in offsets]
+            for skip, future in zip(offsets, futures, strict=True):
+                page, page_total = future.result()
+                position = _fill_gap(take, add, position, skip, limit)
+                if position > skip:  # the gap's pages reached into this one: keep only what it adds
+                    page = page[position - skip :]
+                    skip = position
+                add(page, page_total)
+                total = max(total, page_total)
+                position = skip + len(page)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # a failed listing does not wait for the rest
+    while position < total:  # sequential: no page planned ahead, a short page, or a total that grew
+        items, page_total = take(position, limit)
+        if not items:
+            break
+        add(items, page_total)
+        total = page_total
+        position += len(items)
+    log.info("%s: fetched %d agents in %d requests (%.1fs)", label, len(agents), requests, clock() - started)
+    return agents
+
+
+def _fill_gap(
+    take: Callable[[int, int], tuple[list[Any], int]],
+    add: Callable[[list[Any], int], None],
+    position: int,
+    until: int,
+    limit: int,
+) -> int:
+    """Sequential requests from ``position`` up to ``until`` (a page planned ahead came back short): the new
+    position."""
+    while position < until:
+        items, total = take(position, min(limit, until - position))
+        if not items:
+            break
+        add(items, total)
+        position += len(items)
+    return position
+
+
 def _add_page(
     agents: list[Agent], index: dict[str, int], items: list[Any], convert: Callable[[Any, int], Agent]
 ) -> None:
