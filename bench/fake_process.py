@@ -38,6 +38,10 @@ class FakeProcess:
         """Requests the fake refused with 429 (0 for fakes without a rate limit)."""
         return int(self._ask("get", "rate_limited") or 0)
 
+    def add_latency(self, seconds: float) -> None:
+        """Hold every request this long before answering, as a remote vendor's round trip would."""
+        self._ask("latency", seconds)
+
     def serve(self, records: list[Json]) -> None:
         """Serve these agents from now on (``VendorBench.serve`` in the child)."""
         self._ask("serve", records)
@@ -62,6 +66,11 @@ class FakeProcess:
         return value
 
 
+def add_latency(fake: Any, seconds: float) -> None:
+    """Every request of ``fake`` held ``seconds`` (its ``stall_next``; concurrent requests are held side by side)."""
+    fake.stall_next(seconds, times=10**9)
+
+
 def _serve(vendor: str, records: list[Json], conn: Connection) -> None:
     """The child: open the fake and answer commands until told to close."""
     bench = VENDORS[vendor]
@@ -76,6 +85,9 @@ def _serve(vendor: str, records: list[Json], conn: Connection) -> None:
                     reply: Any = fake.url
                 elif command == "get":
                     reply = getattr(fake, args[0], 0)
+                elif command == "latency":
+                    add_latency(fake, args[0])
+                    reply = None
                 elif command == "serve":
                     bench.serve(fake, args[0])
                     reply = None

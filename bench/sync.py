@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchdb import child_url, postgres_database, sqlite_database
-from fake_process import FakeProcess
+from fake_process import FakeProcess, add_latency
 from sync_vendors import VENDORS, VendorBench
 
 from app.core.crypto import Cipher
@@ -452,6 +452,11 @@ class Bench:
         bench = VENDORS[vendor]
         opened = bench.open_fake(agents) if self.args.fakes_in_process else FakeProcess(vendor, agents)
         with opened as fake:
+            if self.args.latency:
+                if isinstance(fake, FakeProcess):
+                    fake.add_latency(self.args.latency / 1000)
+                else:
+                    add_latency(fake, self.args.latency / 1000)
             self.vendor_runs(vendor, bench, fake, agents)
 
     def vendor_runs(self, vendor: str, bench: VendorBench, fake: Any, agents: list[Json]) -> None:
@@ -595,6 +600,14 @@ def main() -> None:
         action="store_true",
         help="serve the vendor fakes from threads of the bench's own process (before: their JSON encoding then "
         "competes with the sync for the GIL and counts in its wall time); default: a forked process of their own",
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="hold every vendor request this many milliseconds, as a remote vendor's round trip would (default 0: "
+        "loopback; real vendor APIs answer a page in 50-300 ms)",
     )
     parser.add_argument("--profile-top", type=int, default=20, help="functions to show per profile (default 20)")
     args = parser.parse_args()

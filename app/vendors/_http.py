@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, Self
 
 import httpx
@@ -484,9 +485,16 @@ def collect_offset_pages(
             raise VendorDataError(f"{label} API {path} still had more pages after {max_pages}")
         requests += len(offsets)
         pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix=f"{label}-pages")
+        ahead: deque[tuple[int, Future[tuple[list[Any], int]]]] = deque()
+        planned = iter(offsets)
         try:
-            futures = [pool.submit(fetch, skip, limit) for skip in offsets]
-            for skip, future in zip(offsets, futures, strict=True):
+            while True:
+                # at most twice ``in_flight`` pages asked for and not yet converted: answered pages wait in memory
+                for skip in islice(planned, 2 * in_flight - len(ahead)):
+                    ahead.append((skip, pool.submit(fetch, skip, limit)))
+                if not ahead:
+                    break
+                skip, future = ahead.popleft()
                 page, page_total = future.result()
                 position = _fill_gap(take, add, position, skip, limit)
                 if position > skip:  # the gap's pages reached into this one: keep only what it adds
