@@ -25,7 +25,8 @@ Listing, per page of the host scroll:
    ``default`` response as ``domain.AssessmentsResponse`` (resources + errors) and only 400/403/429 as
    meta-only replies, and falconpy's tests (``tests/test_zero_trust_assessment.py``) accept 404 from it; that a
    404 means "none of these ids has an assessment" stays UNVERIFIED. The batch maximum is not documented in
-   either SDK (UNVERIFIED); 100 ids per request keeps the URL short (the GET host-details limit).
+   either SDK (UNVERIFIED); 100 ids per request keeps the URL short (the GET host-details limit). The lookups
+   of one page are sent four at a time (``MAX_IN_FLIGHT``), each through the account's rate limiter.
 
 Values: ``falcon:ztaScore`` = ``assessment.overall`` (a whole number 0-100), as Tailscale's integration writes it
 (VENDORS-MORE §1, Tailscale kb/1289). A host without an assessment, or with ``overall: null``, gets no score (never
@@ -47,6 +48,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -107,6 +109,8 @@ PAGE_SIZE = 5000  # scroll allows up to 10000; 5000 keeps one page's detail requ
 DETAILS_BATCH = 5000  # PostDeviceDetailsV2's maximum
 BATCH = 100  # ZTA assessments per GET
 MAX_PAGES = 10_000
+MAX_IN_FLIGHT = 4
+"""Assessment lookups sent at once: far below the account's 6,000 a minute, which the shared limiter keeps anyway."""
 RATE_LIMIT = 6000
 RATE_WINDOW = 60.5
 RETRY_POLICY = VENDOR_RETRY
@@ -245,14 +249,19 @@ class CrowdStrikeClient(OwnedClient):
         retry: RetryPolicy | None = None,
         page_size: int = PAGE_SIZE,
         limiter: SlidingWindowLimiter | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        """``clock`` (monotonic seconds) times token lifetimes and retry budgets; ``wall_clock`` reads epochs."""
+        """``clock`` (monotonic seconds) times token lifetimes and retry budgets; ``wall_clock`` reads epochs;
+        ``max_in_flight`` assessment lookups are sent at once (1: one after another)."""
         if not client_id or not client_secret:
             raise ValueError("CrowdStrike needs an API client id and secret")
         if not 1 <= page_size <= 10_000:
             raise ValueError("the CrowdStrike page size must be between 1 and 10000")
+        if max_in_flight < 1:
+            raise ValueError("at least one request must be allowed in flight")
         self.url = base_url_for(region, base_url)
         self.page_size = page_size
+        self.max_in_flight = max_in_flight
         self.clock = clock
         self._own_client(http_client, timeout)
         self._client.event_hooks["response"] = [*self._client.event_hooks["response"], retry_after_hook(wall_clock)]
@@ -343,13 +352,24 @@ class CrowdStrikeClient(OwnedClient):
                     hosts[raw["device_id"]] = raw
                 else:
                     raise VendorDataError(f"{LABEL} API {HOSTS_PATH} answered a host without a device_id")
-        for batch in _batches(ids):
-            for raw in self._assessments(http, batch):
+        for answered in self._all_assessments(http, list(_batches(ids))):
+            for raw in answered:
                 if not isinstance(raw, dict) or not isinstance(raw.get("aid"), str):
                     raise VendorDataError(f"{LABEL} API {ZTA_PATH} answered an assessment without an aid")
                 scores[raw["aid"]] = raw
         # a host deleted between the scroll and the details is simply gone
         return [{"host": hosts[i], "zta": scores.get(i)} for i in ids if i in hosts]
+
+    def _all_assessments(self, http: VendorHttp, batches: list[list[str]]) -> list[list[Any]]:
+        """Each batch's assessments, in batch order, ``max_in_flight`` lookups at once (a page of 5,000 hosts is 50
+        lookups, each a round trip); a failure fails them all, and lookups not yet sent are dropped."""
+        if self.max_in_flight == 1 or len(batches) < 2:
+            return [self._assessments(http, batch) for batch in batches]
+        pool = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix=f"{LABEL}-zta")
+        try:
+            return list(pool.map(lambda batch: self._assessments(http, batch), batches))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _convert(self, item: Any, position: int) -> Agent:
         return agent_from_falcon(item["host"], item["zta"], position)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -167,7 +168,39 @@ def test_details_are_posted_in_batches_of_5000_and_scores_fetched_by_100(
     assert all(r.headers["Authorization"] == "Bearer tok-1" for r in posts)
     scores = [c.request.url.params.get_list("ids") for c in mock.routes[3].calls]  # type: ignore[index]
     assert len(scores) == 51 and max(len(batch) for batch in scores) == 100
-    assert [i for batch in scores for i in batch] == ids
+    asked = [i for batch in scores for i in batch]
+    assert sorted(asked) == sorted(ids) and len(set(asked)) == len(ids)  # each id once (lookups run side by side)
+
+
+def test_assessment_lookups_run_side_by_side_and_one_failing_fails_the_listing(
+    mock: respx.MockRouter, make: Callable[..., CrowdStrikeClient]
+) -> None:
+    """Four lookups are in flight at once (each waits here until four have arrived: one after another would
+    time out), and a lookup refused with 500 after its retries fails the whole listing."""
+    hosts = [host(i) for i in range(800)]
+    serve_all(mock, hosts, [zta(0, 87)])
+    ids = [h["device_id"] for h in hosts]
+    mock.get(SCROLL_URL).mock(return_value=httpx.Response(200, json=scroll(ids, "", len(ids))))
+    arrived = threading.Barrier(4, timeout=10)
+    assessments = mock.routes[3].side_effect  # type: ignore[index]
+
+    def lookup(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get_list("ids")[0] in (ids[100], ids[200], ids[300], ids[400]):
+            arrived.wait()
+        return assessments(request)
+
+    mock.routes[3].side_effect = lookup  # type: ignore[index]
+    agents = make(page_size=800).fetch_agents()
+    assert [a.id for a in agents] == ids and agents[0].attributes == {"falcon:ztaScore": 87}
+
+    def failing(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get_list("ids")[0] == ids[500]:
+            return httpx.Response(500, json={"errors": [{"code": 500, "message": "internal error"}]})
+        return assessments(request)
+
+    mock.routes[3].side_effect = failing  # type: ignore[index]
+    with pytest.raises(VendorTransientError, match="500"):
+        make(page_size=800, max_in_flight=4).fetch_agents()
 
 
 def test_refused_details_post_names_the_method(mock: respx.MockRouter, make: Callable[..., CrowdStrikeClient]) -> None:
