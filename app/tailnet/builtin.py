@@ -8,6 +8,7 @@ the work lives beside it: ``builtin_devices`` (device rows), ``builtin_writes`` 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -36,7 +37,7 @@ from app.tailnet.builtin_devices import (
     upsert_devices,
 )
 from app.tailnet.builtin_expiry import EXPIRY_ACTOR, collect_key, purge
-from app.tailnet.builtin_sync import SyncDevice, current_values, sync_devices
+from app.tailnet.builtin_sync import StoredValues, SyncDevice, current_values, sync_devices
 from app.tailnet.builtin_transactions import lock_devices, run_write
 from app.tailnet.builtin_writes import apply_batch, check_changes, delete_one
 from app.tailnet.device_input import check_import_item, duplicate_names
@@ -65,6 +66,8 @@ class BuiltinTailnet:
         self.db = db
         self.clock = clock
         self.name = name
+        self._sync_listing: tuple[int, tuple[SyncDevice, ...]] | None = None
+        self._sync_listing_lock = threading.Lock()
 
     # -- devices -------------------------------------------------------------------------------------
 
@@ -88,8 +91,17 @@ class BuiltinTailnet:
             yield from index_devices(session)
 
     def sync_devices(self) -> list[SyncDevice]:
-        """Every device as the EDR sync matches it (id, serial numbers, identity flag): a narrow listing."""
-        return sync_devices(self.db)
+        """Every device as the EDR sync matches it (id, serial numbers, identity flag, MACs): a narrow listing,
+        kept until the device generation moves (every vendor's sync, every 15 minutes, lists the same devices).
+
+        The generation is read before the listing: a change committed in between only makes the next call list
+        again, never keeps a listing older than its generation.
+        """
+        with self._sync_listing_lock:
+            generation = self.device_generation()
+            if self._sync_listing is None or self._sync_listing[0] != generation:
+                self._sync_listing = (generation, tuple(sync_devices(self.db)))
+            return list(self._sync_listing[1])
 
     def get_device(self, device_id: str) -> Device:
         """One device by id or nodeId."""
@@ -286,11 +298,9 @@ class BuiltinTailnet:
 
         run_write(self.db, self.clock, work)
 
-    def attributes_with_keys(
-        self, keys: Collection[str], *, prefixes: Collection[str] = ()
-    ) -> dict[str, dict[str, AttributeValue]]:
+    def attributes_with_keys(self, keys: Collection[str], *, prefixes: Collection[str] = ()) -> StoredValues:
         """Live values of the given keys, and of keys starting with ``prefixes``, on every device: device id →
-        key → value."""
+        key → value (read as one text per device; ``StoredValues.holds`` compares a device's without decoding)."""
         return current_values(self.db, keys, self.clock(), prefixes)
 
     def adopt_write(

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from app.core.macaddr import matchable_macs
 from app.tailnet.models import AttributeChanges, AttributeValue, AttributeWrite
@@ -117,6 +117,14 @@ def owned_keys(spec: VendorSpec, mode: NamespaceMode) -> OwnedKeys:
     )
 
 
+@runtime_checkable
+class HeldValues(Protocol):
+    """Current values that can tell whether a device holds exactly some values without decoding its own (the
+    built-in store's ``StoredValues``)."""
+
+    def holds(self, device_id: str, wanted: Mapping[str, AttributeValue]) -> bool: ...
+
+
 def _same(a: AttributeValue | None, b: AttributeValue | None) -> bool:
     return type(a) is type(b) and a == b
 
@@ -196,6 +204,7 @@ def plan_sync(
     owned_sets: dict[frozenset[str], bool] = {}
     marker = map_key(stale_key(spec), mode)
     moment = now or datetime.now(UTC)
+    holds = current.holds if isinstance(current, HeldValues) else None
 
     def stale(agent: Agent) -> bool:
         return max_agent_age is not None and is_stale(agent, moment, max_agent_age)
@@ -246,6 +255,8 @@ def plan_sync(
                 wanted = map_attributes(agent.attributes, mode)
                 if marker in wanted or not _all_owned(wanted, owned, owned_sets):
                     wanted = {k: v for k, v in wanted.items() if k in owned and k != marker}
+        if holds is not None and holds(device.id, wanted):
+            continue  # unchanged, told without decoding what the device holds (the built-in store)
         stored = current.get(device.id)
         if stored is not None and stored == wanted and _same_types(stored, wanted):
             continue  # unchanged, the common case of a re-sync (every stored key is one this sync wanted)

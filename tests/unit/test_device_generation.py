@@ -12,7 +12,9 @@ import pytest
 from app.core.clock import FrozenClock
 from app.db import Database
 from app.slack.device_index import DeviceGeneration, DeviceIndex, IndexListing
+from app.tailnet import builtin as builtin_module
 from app.tailnet.builtin import BuiltinTailnet
+from app.tailnet.builtin_sync import SyncDevice
 from app.tailnet.devicejson import device_to_api
 from app.tailnet.models import Actor, Device
 
@@ -121,3 +123,38 @@ def test_a_tailnet_without_a_counter_keeps_the_clock_refresh(clock: FrozenClock)
     assert index.refresh_if_stale() and not index.refresh_if_stale()
     clock.advance(seconds=60)
     assert index.refresh_if_stale() and tailnet.calls == 2
+
+
+def test_the_sync_listing_is_kept_until_the_devices_change(
+    builtin: BuiltinTailnet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every vendor's sync lists the devices: the narrow listing is read again only when the generation moved."""
+    listings: list[int] = []
+    real = builtin_module.sync_devices
+
+    def counting(db: Database) -> list[SyncDevice]:
+        listings.append(1)
+        return real(db)
+
+    monkeypatch.setattr(builtin_module, "sync_devices", counting)
+    laptop = add(builtin, "laptop.tail1.ts.net", serial_numbers=["C02X"])
+    first = builtin.sync_devices()
+    assert [(d.id, d.serial_numbers) for d in first] == [(laptop.id, ("C02X",))]
+    first.clear()  # a caller's copy: the kept listing is not changed through it
+    assert [d.id for d in builtin.sync_devices()] == [laptop.id]
+    builtin.set_attribute(laptop.id, "custom:x", "y", actor=ADMIN)
+    assert [d.id for d in builtin.sync_devices()] == [laptop.id]
+    assert len(listings) == 1
+    builtin.import_devices(
+        [{**device_to_api(laptop, fields_all=True), "postureIdentity": {"serialNumbers": ["C02Y"]}}], actor=ADMIN
+    )
+    assert [d.serial_numbers for d in builtin.sync_devices()] == [("C02Y",)]
+    desk = add(builtin, "desk.tail1.ts.net")
+    assert {d.id for d in builtin.sync_devices()} == {laptop.id, desk.id}
+    builtin.remove_device(laptop.id, actor=ADMIN)
+    assert [d.id for d in builtin.sync_devices()] == [desk.id]
+    assert len(listings) == 4
+    other = BuiltinTailnet(builtin.db)  # another process's store: its change is seen through the database
+    other.add_device(name="third.tail1.ts.net", user="bob@example.com", actor=ADMIN)
+    assert len(builtin.sync_devices()) == 2
+    assert len(listings) == 5
