@@ -46,3 +46,17 @@ def test_percent_encoded_urls_reach_alembic_unchanged(tmp_path: Path) -> None:
     url = "postgresql+psycopg://user:p%40ss%25word@localhost/db?host=%2Fvar%2Frun%2Fpostgresql"
     engine = create_engine(url)
     assert alembic_config(engine).get_main_option("sqlalchemy.url") == engine.url.render_as_string(hide_password=False)
+
+
+def test_the_expiry_index_leaves_values_without_expiry_out(db: Database) -> None:
+    """Migration 0009: the sweep's ``expires_at <= now`` needs only expiring values indexed (the query-plan test
+    checks it still uses the index); values without expiry, nearly all of them, cost no index update."""
+    query = (
+        "SELECT sql FROM sqlite_master WHERE name = 'ix_device_attributes_expires_at'"
+        if db.dialect == "sqlite"
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_device_attributes_expires_at' "
+        "AND schemaname = current_schema()"
+    )
+    with db.engine.connect() as conn:
+        definition = conn.exec_driver_sql(query).scalar_one()
+    assert "WHERE" in definition.upper() and "IS NOT NULL" in definition.upper(), definition

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -78,13 +79,22 @@ class AttributeRow(Base):
     """A posture attribute value on one device of the built-in tailnet."""
 
     __tablename__ = "device_attributes"
-    __table_args__ = (UniqueConstraint("device_id", "key_id", name="uq_device_attributes_device_key"),)
+    __table_args__ = (
+        UniqueConstraint("device_id", "key_id", name="uq_device_attributes_device_key"),
+        # only values that expire: no query looks for a missing expiry, and most values (all a sync writes) have none
+        Index(
+            "ix_device_attributes_expires_at",
+            "expires_at",
+            sqlite_where=text("expires_at IS NOT NULL"),
+            postgresql_where=text("expires_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     key_id: Mapped[int] = mapped_column(ForeignKey("attribute_keys.id", ondelete="RESTRICT"), index=True)
     value: Mapped[Any] = mapped_column(JSON)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     comment: Mapped[str | None] = mapped_column(String(200), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str] = mapped_column(String(255))
