@@ -9,6 +9,7 @@ commands over a pipe: its URL, its counters, and new agents to serve for the "ch
 from __future__ import annotations
 
 import multiprocessing
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -37,6 +38,11 @@ class FakeProcess:
     def rate_limited(self) -> int:
         """Requests the fake refused with 429 (0 for fakes without a rate limit)."""
         return int(self._ask("get", "rate_limited") or 0)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time the fake's process has used so far (all its threads): its share of the machine's cores."""
+        return float(self._ask("cpu"))
 
     def add_latency(self, seconds: float) -> None:
         """Hold every request this long before answering, as a remote vendor's round trip would."""
@@ -85,6 +91,8 @@ def _serve(vendor: str, records: list[Json], conn: Connection) -> None:
                     reply: Any = fake.url
                 elif command == "get":
                     reply = getattr(fake, args[0], 0)
+                elif command == "cpu":
+                    reply = time.process_time()
                 elif command == "latency":
                     add_latency(fake, args[0])
                     reply = None

@@ -23,7 +23,9 @@ agents, matches, attribute sets and deletes, the tailnet write calls (``set_many
 one-request-per-attribute sync would make (the naive baseline) and their ratio, peak RSS (``ru_maxrss``),
 current RSS and, on Linux, how far the sync's own peak rose above the RSS it started with (``VmHWM`` reset
 before each run), and where the time went: fetching agents, listing devices, reading current values, writing,
-and the rest (matching, diffing, bookkeeping); the devices and current values are read alongside the fetch.
+and the rest (matching, diffing, bookkeeping); the devices and current values are read alongside the fetch. A
+last line gives the CPU the sync's process used on all its threads and, with the fake in a process of its own,
+the fake's CPU: where the fake needs about the run's wall time, the run is bound by the fake on this machine.
 ``--profile`` also runs the first ``import_devices`` call and each first sync under ``cProfile`` and prints their
 hottest functions (main thread only; profiling slows them down, so their times are not comparable).
 """
@@ -378,6 +380,13 @@ def breakdown(watch: Stopwatch, took: float) -> str:
     )
 
 
+def cpu_line(process_cpu: float, fake_cpu: float | None) -> str:
+    """The CPU the sync used on all its threads (HTTP paging, reads and the main thread's work) and, with the fake
+    in its own process, the fake's: on two cores a run whose fake needs about its wall time is bound by the fake."""
+    fake = f", the fake's process {fake_cpu:.2f} s" if fake_cpu is not None else " (the fake serves in this process)"
+    return f"  {'':<9}cpu: the sync's process {process_cpu:.2f} s on all threads{fake}"
+
+
 def profiled(call: Callable[[], T], top: int) -> T:
     profiler = cProfile.Profile()
     result = profiler.runcall(call)
@@ -428,6 +437,8 @@ class Bench:
         rss_before = status_kib("VmRSS") if reset_peak() else None
         start = time.perf_counter()
         cpu_start = time.thread_time()
+        process_start = time.process_time()
+        fake_start = fake.cpu_seconds if isinstance(fake, FakeProcess) else None
         if profile:
             print(f"  {phase}: cProfile of the main thread (fakes serve in their own threads); * = slowed by cProfile:")
             report = profiled(lambda: self.runner.run(vendor), self.args.profile_top)
@@ -435,12 +446,15 @@ class Bench:
             report = self.runner.run(vendor)
         took = time.perf_counter() - start
         cpu = time.thread_time() - cpu_start
+        process_cpu = time.process_time() - process_start
+        fake_cpu = fake.cpu_seconds - fake_start if fake_start is not None else None
         peak = status_kib("VmHWM")
         grew = f"; sync peak +{max(0, peak - rss_before) / MIB:,.0f} MiB" if rss_before and peak else ""
         if report.result != "ok":
             raise SystemExit(f"{vendor} {phase} sync failed: {report.result}: {report.error}")
         print(report_line(f"{phase}*" if profile else phase, took, cpu, fake.requests - before, report, grew))
         print(breakdown(self.watch, took))
+        print(cpu_line(process_cpu, fake_cpu))
         return report
 
     def held_by(self, spec: VendorSpec) -> int:
