@@ -157,7 +157,12 @@ class Reconciler:
         active = self.active(set(keys))
         now = self.clock()
         unexplained = {dk: value for dk, value in seen.held.items() if dk not in active}
-        held = [Held(d, seen.names.get(d, ""), k, v, keys[k][0].id) for (d, k), v in unexplained.items()]
+        # by device name, then key: findings seen at once are recorded, and so reported, in an order people read
+        # (not the order the tailnet happened to list values in)
+        held = sorted(
+            (Held(d, seen.names.get(d, ""), k, v, keys[k][0].id) for (d, k), v in unexplained.items()),
+            key=lambda h: (h.device_name, h.device_id, h.attribute),
+        )
         result = ReconcileReport(devices=len(seen.names), read=len(seen.read), unreadable=seen.unreadable)
         result.new = len(drift.record_seen(self.db, held, now))
         result.resolved = self._close_stale(seen, set(unexplained), active, set(keys), now)

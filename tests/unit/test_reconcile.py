@@ -453,3 +453,21 @@ def test_the_report_fits_one_message_whatever_the_count(clock: FrozenClock) -> N
     assert len(blocks) <= MESSAGE_BLOCKS_MAX
     assert all(len(b["text"]["text"]) <= SECTION_TEXT_MAX for b in blocks if b["type"] == "section")
     assert "400 device attributes" in text and "more findings" in json.dumps(blocks)
+
+
+def test_findings_seen_at_once_are_reported_by_device_name_then_key(
+    builtin: BuiltinTailnet,
+    device: Device,
+    other: Device,
+    db: Database,
+    tailnet: FlakyTailnet,
+    config: list[Config],
+    clock: FrozenClock,
+) -> None:
+    """Not in the order the tailnet lists values (the built-in store lists them by device id)."""
+    zulu = builtin.add_device(name="zulu-box", user="z@example.com", os="linux", actor=Actor("cli:t"))
+    for target in (zulu, device, other):
+        builtin.set_attribute(target.id, PROD, True, actor=HAND)
+    report = Recorder()
+    assert reconciler(db, tailnet, config, clock).run(report=report).new == 3
+    assert report.reported == [(other.id, PROD), (device.id, PROD), (zulu.id, PROD)]  # ops-box, req-laptop, zulu-box
