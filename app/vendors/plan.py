@@ -125,6 +125,18 @@ class HeldValues(Protocol):
     def holds(self, device_id: str, wanted: Mapping[str, AttributeValue]) -> bool: ...
 
 
+def _write(writes: dict[tuple[type, AttributeValue], AttributeWrite], value: AttributeValue) -> AttributeWrite:
+    """One shared (immutable) ``AttributeWrite`` per distinct value: a first sync sets 260k-350k attributes that
+    hold a few hundred values, and the plan is held whole while its batches are written (peak memory)."""
+    try:
+        write = writes.get((value.__class__, value))
+        if write is None:
+            write = writes[(value.__class__, value)] = AttributeWrite(value)
+        return write
+    except TypeError:  # unhashable: never an attribute value, and the rules say so when it is written
+        return AttributeWrite(value)
+
+
 def _same(a: AttributeValue | None, b: AttributeValue | None) -> bool:
     return type(a) is type(b) and a == b
 
@@ -205,6 +217,7 @@ def plan_sync(
     marker = map_key(stale_key(spec), mode)
     moment = now or datetime.now(UTC)
     holds = current.holds if isinstance(current, HeldValues) else None
+    writes: dict[tuple[type, AttributeValue], AttributeWrite] = {}
 
     def stale(agent: Agent) -> bool:
         return max_agent_age is not None and is_stale(agent, moment, max_agent_age)
@@ -266,7 +279,7 @@ def plan_sync(
         diff: dict[str, AttributeWrite | None] = {}
         for key, value in sorted(wanted.items()):
             if key not in have or not _same(have[key], value):
-                diff[key] = AttributeWrite(value)
+                diff[key] = _write(writes, value)
                 plan.sets += 1
         for key in sorted(set(have) - set(wanted)):
             diff[key] = None

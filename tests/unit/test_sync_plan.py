@@ -188,3 +188,26 @@ def test_stored_keys_the_sync_does_not_own_are_left_alone() -> None:
     current["d1"]["huntress:firewallStatus"] = "Disabled"
     plan = plan_sync(SPEC, [device(1, "S1")], [agent(1, "S1")], current, NamespaceMode.VENDOR)
     assert plan.changes == {"d1": {"huntress:firewallStatus": AttributeWrite("Enabled")}}
+
+
+def test_equal_values_share_one_write_and_types_stay_apart() -> None:
+    """The whole plan is held while it is written: one (immutable) write per distinct value, not per attribute."""
+    spec = VendorSpec(
+        "s1",
+        "S1",
+        "sentinelOne",
+        (),
+        (KnownAttribute("sentinelOne:infected", "boolean"), KnownAttribute("sentinelOne:threats", "number")),
+        build=lambda v: None,  # type: ignore[arg-type,return-value]
+    )
+    agents = [
+        Agent("s1", "a1", "h1", "S1", {"sentinelOne:infected": True, "sentinelOne:threats": 1}),
+        Agent("s1", "a2", "h2", "S2", {"sentinelOne:infected": True, "sentinelOne:threats": 1}),
+    ]
+    plan = plan_sync(spec, [device(1, "S1"), device(2, "S2")], agents, {}, NamespaceMode.VENDOR)
+    one, two = plan.changes["d1"], plan.changes["d2"]
+    assert one == two == {"sentinelOne:infected": AttributeWrite(True), "sentinelOne:threats": AttributeWrite(1)}
+    assert one["sentinelOne:infected"] is two["sentinelOne:infected"]
+    assert one["sentinelOne:threats"] is two["sentinelOne:threats"]
+    threats = one["sentinelOne:threats"]
+    assert threats is not None and type(threats.value) is int  # True == 1, but 1 got its own write
