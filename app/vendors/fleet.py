@@ -35,6 +35,7 @@ either way, and ``false`` tells an admin the policy ran and failed).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -110,17 +111,22 @@ def _team(value: int | str | None) -> int | None:
     return int(text)
 
 
+@functools.lru_cache(maxsize=1024)
 def policy_key(name: str) -> str | None:
-    """``fleetPolicy:<name>`` if ``name`` makes a valid key in both forms (built-in and ``custom:``), else None."""
+    """``fleetPolicy:<name>`` if ``name`` makes a valid key in both forms (built-in and ``custom:``), else None.
+
+    Remembered: every host lists the same few policies, and their hosts' attributes then share one key object."""
     if not _NAME.fullmatch(name):
         return None
     key = f"{POLICY_PREFIX}{name}"
     return key if len(custom_key(key)) <= rules.MAX_KEY_LENGTH else None
 
 
-def tagged_names(description: str) -> list[str]:
-    """The names of every ``Tailscale: fleetPolicy:<name>`` tag in a policy description (a trailing ``.`` cut)."""
-    return [match.group(1).rstrip(".") for match in _TAG.finditer(description)]
+@functools.lru_cache(maxsize=1024)
+def tagged_names(description: str) -> tuple[str, ...]:
+    """The names of every ``Tailscale: fleetPolicy:<name>`` tag in a policy description (a trailing ``.`` cut);
+    remembered, as every host repeats its policies' descriptions."""
+    return tuple(match.group(1).rstrip(".") for match in _TAG.finditer(description))
 
 
 def _policy_results(raw: Mapping[str, Any], where: str, skipped: set[str]) -> dict[str, bool]:

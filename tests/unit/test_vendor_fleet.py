@@ -182,7 +182,7 @@ def test_names_that_cannot_be_keys_are_skipped_and_reported() -> None:
     )
     assert dict(agent.attributes) == {"fleet:present": True}
     assert skipped == {"disk-encrypted", "n" * 40, "a:b"}
-    assert tagged_names("Tailscale:fleetPolicy:one, Tailscale: fleetPolicy:two") == ["one", "two"]
+    assert tagged_names("Tailscale:fleetPolicy:one, Tailscale: fleetPolicy:two") == ("one", "two")
     assert policy_key("ok_Name1") == "fleetPolicy:ok_Name1" and policy_key("") is None
 
 
