@@ -410,6 +410,7 @@ def collect_agents(
     started = clock()
     agents: list[Agent] = []
     index: dict[str, int] = {}
+    shared: dict[str, str] = {}
     seen: set[str] = set()
     # The next page is asked for as soon as this one says where it is, and arrives while this one's items are
     # converted: the vendor's latency (and its work) overlaps ours instead of adding up, page after page. One
@@ -424,7 +425,7 @@ def collect_agents(
                 seen.add(page.next)
                 if number < max_pages:
                     pending = ahead.submit(fetch, page.next)
-            _add_page(agents, index, page.items, convert)
+            _add_page(agents, index, page.items, convert, shared)
             if progress is not None:
                 progress(len(agents), page.total)
             if page.next is None:
@@ -462,6 +463,7 @@ def collect_offset_pages(
     started = clock()
     agents: list[Agent] = []
     index: dict[str, int] = {}
+    shared: dict[str, str] = {}
     requests = 0
 
     def take(skip: int, size: int) -> tuple[list[Any], int]:
@@ -472,7 +474,7 @@ def collect_offset_pages(
         return fetch(skip, size)
 
     def add(items: list[Any], total: int) -> None:
-        _add_page(agents, index, items, convert)
+        _add_page(agents, index, items, convert, shared)
         if progress is not None:
             progress(len(agents), total)
 
@@ -534,17 +536,44 @@ def _fill_gap(
     return position
 
 
+SHARED_VALUES_MAX = 4096
+"""Distinct string values a listing shares among its agents (beyond it, new values stay as they came)."""
+
+
 def _add_page(
-    agents: list[Agent], index: dict[str, int], items: list[Any], convert: Callable[[Any, int], Agent]
+    agents: list[Agent],
+    index: dict[str, int],
+    items: list[Any],
+    convert: Callable[[Any, int], Agent],
+    shared: dict[str, str],
 ) -> None:
     """Convert a page's items onto ``agents``; an agent listed twice keeps its first place with the newer copy."""
     for position, raw in enumerate(items, start=len(agents)):
         agent = convert(raw, position)
+        if agent.attributes.__class__ is dict:
+            _share_values(agent.attributes, shared)  # type: ignore[arg-type]
         if agent.id in index:
             agents[index[agent.id]] = agent
         else:
             index[agent.id] = len(agents)
             agents.append(agent)
+
+
+def _share_values(attributes: dict[str, Any], shared: dict[str, str]) -> None:
+    """Equal string values of different agents made one object (``shared``: the listing's first of each).
+
+    JSON decoding makes a new string for every occurrence: 50,000 agents reporting ``compliant`` or an agent version
+    held 50,000 copies each, the largest part of a first sync's peak memory for vendors reporting strings.
+    """
+    for key, value in attributes.items():
+        if value.__class__ is not str:
+            continue
+        same = shared.get(value)
+        if same is None:
+            if len(shared) < SHARED_VALUES_MAX:
+                shared[value] = value
+        elif same is not value:
+            attributes[key] = same  # an existing key: the dict does not change size while iterated
 
 
 def verified_count(items: list[Any], convert: Callable[[Any, int], Agent]) -> int:

@@ -84,3 +84,24 @@ def test_a_repeated_cursor_and_too_many_pages_are_data_errors() -> None:
         collect(lambda token: Page([1], "b", None))
     with pytest.raises(VendorDataError, match="more pages after 2"):
         collect(lambda token: PAGES[token], max_pages=2)
+
+
+def test_equal_string_values_of_different_agents_become_one_object() -> None:
+    """JSON decoding makes a new string per occurrence; a listing keeps one object per distinct value (memory)."""
+    import json
+
+    pages = {
+        None: Page(json.loads('[{"id": 1, "s": "compliant", "n": 1}, {"id": 2, "s": "compliant", "n": 1}]'), "b"),
+        "b": Page(json.loads('[{"id": 3, "s": "compliant", "n": true}, {"id": 4, "s": "noncompliant"}]'), None),
+    }
+
+    def convert(raw: Any, position: int) -> Agent:
+        attributes = {f"v:{k}": v for k, v in raw.items() if k != "id"}
+        return Agent(vendor="v", id=str(raw["id"]), hostname="", serial=None, attributes=attributes)
+
+    agents = collect(lambda token: pages[token], convert)
+    values = [a.attributes.get("v:s") for a in agents]
+    assert values == ["compliant", "compliant", "compliant", "noncompliant"]
+    assert values[0] is values[1] is values[2]  # three decoded copies, one object kept
+    assert [a.attributes.get("v:n") for a in agents] == [1, 1, True, None]
+    assert type(agents[2].attributes["v:n"]) is bool  # only strings are shared: True stays True
