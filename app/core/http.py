@@ -134,13 +134,15 @@ class StopReason(StrEnum):
 class Sent:
     """The last answer of a call: final (``stopped is None``), or the last of retries that ran out.
 
-    ``note`` says why they ran out, for the caller's error message ("" when they did not).
+    ``note`` says why they ran out, for the caller's error message ("" when they did not). ``body``: the
+    body of a successful answer sent with ``body_apart`` (its ``response`` then holds no copy of it).
     """
 
     response: httpx.Response
     attempts: int
     stopped: StopReason | None = None
     note: str = ""
+    body: bytes | None = None
 
 
 class Unanswered(Exception):
@@ -186,6 +188,7 @@ class _Call:
     attempts: int = 0
     plans: dict[int, _Plan] = field(default_factory=dict)
     stopped: StopReason | None = None
+    body: bytes | None = None
 
 
 class RetryingClient:
@@ -230,8 +233,15 @@ class RetryingClient:
         params: Mapping[str, str] | None = None,
         json: object = None,
         data: Mapping[str, str] | None = None,
+        body_apart: bool = False,
     ) -> Sent:
         """The final answer, or the last one once retries ran out (``Sent.stopped`` says why).
+
+        ``body_apart``: a successful answer's body comes back in ``Sent.body`` instead of in the response. An
+        ``httpx.Response`` is held in a reference cycle (its stream points back at it), so the body it caches
+        lives until the garbage collector gets to it; a page of 50,000-agent listings would keep up to half a
+        megabyte each alive, past a sync that holds off full collections (``app/core/gc_pause.py``). Apart, the
+        body is freed as soon as the caller has decoded it.
 
         Raises ``Unanswered`` when network errors lasted to the end, and any other ``httpx.HTTPError`` at once.
         """
@@ -251,14 +261,30 @@ class RetryingClient:
                 self.before_attempt()
             call.attempts += 1
             timeout = self._timeout(call.deadline)
-            return self.client.request(
+            if not body_apart:
+                return self.client.request(
+                    method, url, headers=headers, params=params, json=json, data=data, timeout=timeout
+                )
+            request = self.client.build_request(
                 method, url, headers=headers, params=params, json=json, data=data, timeout=timeout
             )
+            response = self.client.send(request, stream=True)
+            try:
+                if response.is_success:
+                    call.body = b"".join(response.iter_bytes())  # not cached on the response
+                else:
+                    call.body = None
+                    response.read()  # an error's body is small and read for its detail
+            finally:
+                response.close()
+            return response
 
         response: httpx.Response = retrying(attempt)
         stopped = call.stopped
         note = "" if stopped is None else self._note(stopped, call)
-        return Sent(response, call.attempts, stopped, note)
+        body = call.body if body_apart and response.is_success else None
+        call.body = None  # the retry state around ``call`` is a reference cycle: it must not keep the body
+        return Sent(response, call.attempts, stopped, note, body)
 
     def _retryable(self, state: tenacity.RetryCallState) -> bool:
         outcome = state.outcome

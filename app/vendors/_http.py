@@ -11,6 +11,7 @@ pass through ``redact`` so a secret the server echoes back never reaches an admi
 from __future__ import annotations
 
 import hashlib
+import json as jsonlib
 import logging
 import random
 import threading
@@ -291,7 +292,7 @@ class VendorHttp:
     ) -> Any:
         path = httpx.URL(url).path
         try:
-            sent = self.http.send(method, url, params=params, json=json, headers=headers)
+            sent = self.http.send(method, url, params=params, json=json, headers=headers, body_apart=True)
         except Unanswered as exc:
             reason = self._redact(describe_error(exc.error))
             raise VendorTransientError(
@@ -300,7 +301,7 @@ class VendorHttp:
         except httpx.HTTPError as exc:
             raise VendorError(f"{self.label} API {method} {path} failed: {self._redact(describe_error(exc))}") from None
         if sent.response.is_success:
-            return self._decode(sent.response, path)
+            return self._decode(sent, path)
         raise self._failure(sent, path)
 
     def _failure(self, sent: Sent, path: str) -> VendorError:
@@ -324,9 +325,10 @@ class VendorHttp:
             if waited:
                 log.info("%s API: client-side rate limit, waited %.2fs", self.label, waited)
 
-    def _decode(self, response: httpx.Response, path: str) -> Any:
+    def _decode(self, sent: Sent, path: str) -> Any:
+        response = sent.response
         try:
-            return response.json()
+            return jsonlib.loads(sent.body if sent.body is not None else response.content)
         except ValueError:
             method = response.request.method
             raise VendorDataError(

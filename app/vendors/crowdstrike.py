@@ -44,6 +44,7 @@ retry policy waits exactly that long.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -314,7 +315,8 @@ class CrowdStrikeClient(OwnedClient):
 
         def request(auth: dict[str, str]) -> list[Any]:
             headers = {"Accept": "application/json", **auth}
-            sent = http.http.send("GET", url, params={"ids": ids}, headers=headers)  # type: ignore[dict-item]
+            params: Any = {"ids": ids}  # httpx sends a list as repeated ids=
+            sent = http.http.send("GET", url, params=params, headers=headers, body_apart=True)
             response = sent.response
             if response.status_code == 404:
                 try:
@@ -323,7 +325,7 @@ class CrowdStrikeClient(OwnedClient):
                     return []
             if response.is_success:
                 try:
-                    return _resources(response.json(), ZTA_PATH)
+                    return _resources(json.loads(sent.body or b""), ZTA_PATH)
                 except ValueError:
                     raise VendorDataError(f"{LABEL} API GET {ZTA_PATH} answered a body that is not JSON") from None
             detail = json_error_detail(response)

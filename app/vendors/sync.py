@@ -21,6 +21,7 @@ from sqlalchemy import delete, select, update
 from app.core import metrics
 from app.core.clock import Clock, utcnow
 from app.core.crypto import CipherError
+from app.core.gc_pause import fewer_full_collections
 from app.core.timefmt import format_duration, format_rfc3339
 from app.db import Database
 from app.db.tables.vendors import IntegrationRow, SyncStateRow
@@ -158,7 +159,8 @@ class SyncRunner:
             report.started_at = format_rfc3339(started)
             self._mark(integration.id, last_sync_started_at=started, sync_requested_at=None)
             try:
-                self._sync(integration, spec, report, progress)
+                with fewer_full_collections():  # a sync's objects live until it ends (app/core/gc_pause.py)
+                    self._sync(integration, spec, report, progress)
             except VendorAuthError as exc:
                 self._fail(integration, report, exc.message, pause=True)  # names the vendor and what it refused
             except VendorError as exc:

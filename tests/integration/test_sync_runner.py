@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from app.core.clock import FrozenClock
 from app.core.crypto import Cipher
+from app.core.gc_pause import PAUSED_THRESHOLD
 from app.db import Database, audit
 from app.db.tables.vendors import SyncStateRow
 from app.tailnet.builtin import BuiltinTailnet
@@ -330,3 +332,31 @@ def test_custom_mode_against_a_tailscale_api(
         remote.close()
         server.shutdown()
         server.server_close()
+
+
+def test_the_sync_holds_off_full_collections_while_it_runs(
+    runner: SyncRunner,
+    integrations: Integrations,
+    fake_huntress: FakeHuntress,
+    devices: list[Device],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fetching and planning run with full collections paused (app/core/gc_pause.py); the threshold comes back
+    after a sync that succeeded and after one that failed."""
+    before = gc.get_threshold()
+    during: list[int] = []
+    fetch = huntress.HuntressClient.fetch_agents
+
+    def watched(self: huntress.HuntressClient, progress: Any = None) -> Any:
+        during.append(gc.get_threshold()[2])
+        return fetch(self, progress)
+
+    monkeypatch.setattr(huntress.HuntressClient, "fetch_agents", watched)
+    fake_huntress.set_agents([huntress_agent(0, "SER-0")])
+    connect_huntress(integrations, fake_huntress)
+    assert runner.run("huntress").result == "ok"
+    assert gc.get_threshold() == before
+    fake_huntress.fail_next(401)
+    assert runner.run("huntress").result == "error"
+    assert gc.get_threshold() == before
+    assert during == [PAUSED_THRESHOLD, PAUSED_THRESHOLD]
