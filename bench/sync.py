@@ -28,6 +28,8 @@ last line gives the CPU the sync's process used on all its threads and, with the
 the fake's CPU: where the fake needs about the run's wall time, the run is bound by the fake on this machine.
 ``--profile`` also runs the first ``import_devices`` call and each first sync under ``cProfile`` and prints their
 hottest functions (main thread only; profiling slows them down, so their times are not comparable).
+``--fetch-only`` times each vendor's ``fetch_agents`` alone instead (three rounds, no database): the CPU of
+reading the vendor's pages, the floor of a re-sync on a machine that runs the sync's threads one at a time.
 
 Garbage collection: the bench's own fixtures (the devices it imported, each vendor's generated records, kept
 for the "changed" run) are moved out of the collector's sight with ``gc.freeze()`` once built. A production
@@ -48,6 +50,7 @@ import pstats
 import random
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -64,6 +67,7 @@ from fake_process import FakeProcess, add_latency
 from sync_vendors import VENDORS, VendorBench
 
 from app.core.crypto import Cipher
+from app.core.gc_pause import fewer_full_collections
 from app.db import Database
 from app.db.session import normalize_url
 from app.tailnet.builtin import BuiltinTailnet
@@ -85,6 +89,7 @@ ORDER = tuple(spec.id for spec in registry.VENDORS)
 """Vendors in the order they run: the registry's."""
 ACTOR = Actor("cli:bench")
 IMPORT_CHUNK = 5000
+FETCH_ROUNDS = 3
 PLACEHOLDERS = ("To Be Filled By O.E.M.", "System Serial Number", "Default string", "0")
 MIB = 1024  # ru_maxrss is in KiB on Linux
 BENCH_PASSPHRASE = "accessbot benchmark passphrase"
@@ -571,6 +576,36 @@ def run(db: Database, label: str, args: argparse.Namespace) -> list[str]:
     return bench.failures
 
 
+def fetch_only(args: argparse.Namespace) -> None:
+    """``--fetch-only``: each vendor's ``fetch_agents`` alone (HTTP, JSON decoding, conversion; no database, no
+    plan), three times against its fake in a process of its own, as a sync runs it (full collections held off).
+    The CPU is this process's on all threads (the client's paging threads included, the fake's excluded)."""
+    fleet = build_fleet(args.agents, args.devices, args.vendors)
+    specs = bench_specs(Stopwatch())
+    gc.freeze()
+    print(f"fetch_agents alone, {args.agents:,} agents per vendor, {FETCH_ROUNDS} rounds (median; each round)")
+    for vendor in args.vendors:
+        agents = fleet.agents(vendor)
+        gc.freeze()
+        with FakeProcess(vendor, agents) as fake:
+            client = specs.vendor(vendor).build(VENDORS[vendor].values(fake))
+            cpus, walls = [], []
+            try:
+                for _ in range(FETCH_ROUNDS):
+                    cpu_start, start = time.process_time(), time.perf_counter()
+                    with fewer_full_collections():
+                        fetched = len(client.fetch_agents())
+                    cpus.append(time.process_time() - cpu_start)
+                    walls.append(time.perf_counter() - start)
+            finally:
+                client.close()
+        print(
+            f"  {vendor:<12} {fetched:>7,} agents  cpu {statistics.median(cpus):5.2f} s "
+            f"({', '.join(f'{c:.2f}' for c in cpus)})  wall {statistics.median(walls):5.2f} s"
+        )
+        del agents
+
+
 def chosen_vendors(parser: argparse.ArgumentParser, names: list[str] | None) -> tuple[str, ...]:
     """``--vendor`` values (``all``: every registered vendor) in the registry's order, each once."""
     if not names:
@@ -631,6 +666,11 @@ def main() -> None:
         help="hold every vendor request this many milliseconds, as a remote vendor's round trip would (default 0: "
         "loopback; real vendor APIs answer a page in 50-300 ms)",
     )
+    parser.add_argument(
+        "--fetch-only",
+        action="store_true",
+        help=f"time each vendor's fetch_agents alone ({FETCH_ROUNDS} rounds, CPU and wall; no database, no sync)",
+    )
     parser.add_argument("--profile-top", type=int, default=20, help="functions to show per profile (default 20)")
     args = parser.parse_args()
     args.vendors = chosen_vendors(parser, args.vendor)
@@ -640,6 +680,11 @@ def main() -> None:
     if not (0 <= args.change <= 1 and 0 <= args.remove <= 1 and args.change + args.remove <= 1):
         parser.error("--change and --remove are shares between 0 and 1")
 
+    if args.fetch_only:
+        if args.fakes_in_process or args.database_url:
+            parser.error("--fetch-only serves the fakes from their own process and uses no database")
+        fetch_only(args)
+        return
     started = time.perf_counter()
     if args.database_url:
         if not normalize_url(args.database_url).startswith("postgresql"):
