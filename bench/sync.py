@@ -588,6 +588,8 @@ def fetch_only(args: argparse.Namespace) -> None:
         agents = fleet.agents(vendor)
         gc.freeze()
         with FakeProcess(vendor, agents) as fake:
+            if args.latency:
+                fake.add_latency(args.latency / 1000)
             client = specs.vendor(vendor).build(VENDORS[vendor].values(fake))
             cpus, walls = [], []
             try:
@@ -681,8 +683,8 @@ def main() -> None:
         parser.error("--change and --remove are shares between 0 and 1")
 
     if args.fetch_only:
-        if args.fakes_in_process or args.database_url:
-            parser.error("--fetch-only serves the fakes from their own process and uses no database")
+        if args.fakes_in_process or args.database_url or args.profile_runs:
+            parser.error("--fetch-only serves the fakes from their own process, uses no database and profiles nothing")
         fetch_only(args)
         return
     started = time.perf_counter()
